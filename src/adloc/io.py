@@ -1,0 +1,146 @@
+"""Crash-safe file writing and checked reading.
+
+Every output is written to a temporary file in the target's folder and renamed into place
+(``os.replace`` is atomic on POSIX), so a job killed mid-write never leaves a half-written target
+that a later rule would trust. Readers raise :class:`adloc.errors.AdlocError` subclasses whose
+message names the file and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import AdlocError
+
+PathLike = str | os.PathLike
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary name keeps the target's suffix (or ``suffix``) so libraries that infer the
+    format from the extension (matplotlib, numpy) still work. On error the temporary is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sfx = suffix if suffix is not None else "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{sfx}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_text(path: PathLike, text: str) -> None:
+    """Atomically write ``text`` (UTF-8)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: PathLike, obj: Any) -> None:
+    """Atomically write ``obj`` as indented, key-sorted JSON (stable across runs)."""
+    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=True) + "\n")
+
+
+def read_json(path: PathLike, what: str = "JSON file") -> Any:
+    """Read JSON, raising a clear :class:`AdlocError` naming ``path`` when missing or corrupt."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AdlocError(f"{what} not found: {path}. Rerun the workflow to regenerate it.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdlocError(
+            f"{what} is corrupt: {path} ({exc}). Delete it and rerun the workflow to regenerate it."
+        ) from None
+
+
+def write_csv(path: PathLike, frame) -> None:
+    """Atomically write a pandas DataFrame as CSV (no index)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def save_npz(path: PathLike, **arrays: np.ndarray) -> None:
+    """Atomically write arrays to an uncompressed ``.npz``."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
+def load_npz(path: PathLike, what: str = "array file") -> dict[str, np.ndarray]:
+    """Load every array of an ``.npz`` eagerly; a clear error names a missing or corrupt file."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise AdlocError(f"{what} not found: {path}. Rerun the workflow to regenerate it.") from None
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, EOFError, OSError ...
+        raise AdlocError(
+            f"{what} is corrupt: {path} ({type(exc).__name__}: {exc}). "
+            "Delete it and rerun the workflow to regenerate it."
+        ) from None
+
+
+def save_torch(path: PathLike, obj: Any) -> None:
+    """Atomically ``torch.save`` ``obj``."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: PathLike, what: str = "torch file") -> Any:
+    """``torch.load`` (weights_only, CPU) with a clear error naming a missing or corrupt file."""
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise AdlocError(f"{what} not found: {path}. Rerun the workflow to regenerate it.") from None
+    except Exception as exc:
+        raise AdlocError(
+            f"{what} is corrupt or not a torch file: {path} ({type(exc).__name__}: {exc}). "
+            "Delete it and rerun the workflow to regenerate it."
+        ) from None
+
+
+def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays and Paths so ``json.dumps`` accepts them."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    return obj
