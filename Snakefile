@@ -1,0 +1,27 @@
+# adloc: PatchCore and PaDiM, per-class versus one model-unified model, from an MVTec-format
+# folder to every table and figure. Run: snakemake --cores all (see README.md).
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/features.smk"
+include: "rules/models.smk"
+include: "rules/evaluate.smk"
+include: "rules/analysis.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),
+
+
+onsuccess:
+    print(
+        "\nadloc: done. Summary: results/summary.md; tables: results/tables/; figures: results/figures/.\n"
+        "HTML report: snakemake --report results/report.html\n"
+    )

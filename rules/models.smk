@@ -1,0 +1,77 @@
+# Fit one model per class and one model-unified ("global") model on every class's train split,
+# then score the val and test splits of each class with both.
+
+
+rule fit_class:
+    input:
+        train=lambda w: f"{RESULTS}/features/{fset_of(w.method)}/{w.cls}/train.pt",
+    output:
+        f"{RESULTS}/models/{{method}}/{{cls}}.pt",
+    log:
+        f"{RESULTS}/logs/fit/{{method}}/{{cls}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit/{{method}}/{{cls}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=GPU,
+        mem_mb=16000,
+        runtime=120,
+    params:
+        model=lambda w: model_params(w.method),
+        image_size=IMAGE_SIZE,
+        device=config["device"],
+        seed=config["seed"],
+    script:
+        "../scripts/fit.py"
+
+
+rule fit_global:
+    input:
+        train=lambda w: expand(
+            f"{RESULTS}/features/{fset_of(w.method)}/{{cls}}/train.pt", cls=CLASSES
+        ),
+    output:
+        f"{RESULTS}/models/{{method}}/{GLOBAL}.pt",
+    log:
+        f"{RESULTS}/logs/fit/{{method}}/{GLOBAL}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit/{{method}}/{GLOBAL}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=GPU,
+        mem_mb=32000,
+        runtime=240,
+    params:
+        model=lambda w: model_params(w.method),
+        image_size=IMAGE_SIZE,
+        device=config["device"],
+        seed=config["seed"],
+        classes=CLASSES,
+    script:
+        "../scripts/fit.py"
+
+
+rule score:
+    input:
+        unpack(score_inputs),
+    output:
+        f"{RESULTS}/scores/{{method}}/{{scope}}/{{cls}}.npz",
+    log:
+        f"{RESULTS}/logs/score/{{method}}/{{scope}}/{{cls}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score/{{method}}/{{scope}}/{{cls}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=GPU,
+        mem_mb=16000,
+        runtime=60,
+    params:
+        device=config["device"],
+    script:
+        "../scripts/score.py"

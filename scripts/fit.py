@@ -1,0 +1,31 @@
+"""Rules fit_class / fit_global: fit one PatchCore or PaDiM model on train-split features."""
+
+import logging
+import time
+
+from _common import run_script
+
+log = logging.getLogger("adloc.fit")
+
+
+def main(smk):
+    from adloc.features import load_features
+    from adloc.pipeline import build_model, concat_feature_sets
+    from adloc.runtime import resolve_device
+
+    p = smk.params
+    sets = [load_features(f) for f in smk.input.train]
+    classes = list(getattr(p, "classes", None) or [smk.wildcards.get("cls")])
+    feats, sources = concat_feature_sets(sets, classes)
+    model = build_model(
+        smk.wildcards.method,
+        {**p.model, "image_size": p.image_size, "seed": p.seed, "device": resolve_device(p.device)},
+        provenance=sets[0].provenance,
+    )
+    t0 = time.perf_counter()
+    model.fit(feats, sources=sources)
+    log.info("fit %s on %d images in %.2f s", smk.wildcards.method, len(sources), time.perf_counter() - t0)
+    model.save(smk.output[0])
+
+
+run_script(snakemake, main)  # noqa: F821

@@ -1,0 +1,246 @@
+"""Shared figure style, atomic saving, and the qualitative examples figure.
+
+Every figure in adloc is built on a bare :class:`matplotlib.figure.Figure` (no pyplot), so
+plotting never touches a GUI backend or global figure state and works the same inside Snakemake
+jobs, tests and notebooks. :func:`style` is the one place that sets fonts and sizes; every
+``plot_*`` function in :mod:`adloc.analysis` draws inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..errors import AdlocError
+from ..io import atomic_path
+
+#: Resolution of every saved PNG.
+DPI = 120
+
+#: Display names of the methods (keys as in config ``methods``).
+METHOD_LABELS = {"patchcore": "PatchCore", "padim": "PaDiM"}
+
+#: Display names of the model scopes.
+SCOPE_LABELS = {"per_class": "per-class", "global": "global"}
+
+_RC = {
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.titlesize": 12,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+    "savefig.dpi": DPI,
+    "figure.dpi": DPI,
+    "image.interpolation": "nearest",
+    # deterministic PNG bytes: no software/date metadata differences between runs
+    "svg.hashsalt": "adloc",
+}
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """Context manager applying adloc's figure style (fonts, sizes, dpi) to figures built inside."""
+    with mpl.rc_context(_RC):
+        yield
+
+
+def method_label(method: str) -> str:
+    """``"patchcore"`` -> ``"PatchCore"``; unknown names are returned unchanged."""
+    return METHOD_LABELS.get(str(method), str(method))
+
+
+def scope_label(scope: str) -> str:
+    return SCOPE_LABELS.get(str(scope), str(scope))
+
+
+def class_colors(classes: Sequence[str]) -> dict[str, tuple]:
+    """A fixed colour per class (tab10 order of ``classes``), shared by every figure."""
+    cmap = mpl.colormaps["tab10" if len(classes) <= 10 else "tab20"]
+    return {c: cmap(i % cmap.N) for i, c in enumerate(classes)}
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A pyplot-free figure with constrained layout (labels never overlap)."""
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def savefig(fig: Figure, path, dpi: int = DPI) -> Path:
+    """Write ``fig`` atomically (temp file + rename) as PNG (or the format of ``path``'s suffix).
+
+    Metadata that changes between runs (software version, dates) is dropped so two identical runs
+    give identical bytes.
+    """
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    metadata = {"Software": None} if fmt == "png" else None
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=fmt, metadata=metadata, facecolor="white")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# qualitative examples
+
+
+def _group_of(name: str, groups: Mapping[str, str] | None) -> str:
+    """Colour-scale group of a map column: explicit, else the first word ("PatchCore global")."""
+    if groups and name in groups:
+        return groups[name]
+    return re.split(r"[\s_/-]+", name.strip(), maxsplit=1)[0]
+
+
+def examples_figure(
+    images: np.ndarray,
+    masks: np.ndarray | None,
+    maps: Mapping[str, np.ndarray],
+    titles: Sequence[str],
+    scores: Mapping[str, Sequence[float]] | None = None,
+    groups: Mapping[str, str] | None = None,
+    suptitle: str | None = None,
+    panel_size: float = 2.1,
+) -> Figure:
+    """Test images with ground truth and every model's anomaly map, one row per image.
+
+    Args:
+        images: uint8 ``(k, H, W, 3)`` (or ``(k, H, W)`` grey) images at the crop resolution.
+        masks: bool ``(k, H, W)`` ground-truth masks, or None when the class has none (the GT
+            column then says so). An all-False mask is drawn as "normal image".
+        maps: column title -> float ``(k, h, w)`` anomaly maps, e.g. ``{"PatchCore per-class":
+            ..., "PatchCore global": ..., "PaDiM per-class": ..., "PaDiM global": ...}``. Maps are
+            stretched over the image extent, so ``(h, w)`` need not equal ``(H, W)``.
+        titles: ``k`` row labels (e.g. ``"carpet · cut · 003.png"``).
+        scores: column title -> ``k`` image scores shown in each panel's title (optional).
+        groups: column title -> colour-scale group. Default: the first word of the title, so
+            "PatchCore per-class" and "PatchCore global" share one scale (comparable) and PaDiM
+            gets its own.
+        suptitle: figure title (default names the content).
+
+    Returns:
+        the Figure: columns image, ground truth (red contour), then one heat-map overlay per map
+        with one labelled colour bar per group under the maps.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = np.repeat(images[..., None], 3, axis=-1)
+    if images.ndim != 4:
+        raise AdlocError(f"examples_figure: images must be (k, H, W, 3), got shape {images.shape}")
+    k, H, W = images.shape[:3]
+    if len(titles) != k:
+        raise AdlocError(f"examples_figure: {len(titles)} titles for {k} images")
+    if masks is not None:
+        masks = np.asarray(masks).astype(bool)
+        if masks.shape != (k, H, W):
+            raise AdlocError(
+                f"examples_figure: masks shape {masks.shape} does not match images {(k, H, W)}"
+            )
+    names = list(maps)
+    arrays = {}
+    for name in names:
+        a = np.asarray(maps[name], dtype=np.float64)
+        if a.ndim != 3 or a.shape[0] != k:
+            raise AdlocError(
+                f"examples_figure: map {name!r} must be (k={k}, h, w), got shape {a.shape}"
+            )
+        arrays[name] = a
+        if scores is not None and name in scores and len(scores[name]) != k:
+            raise AdlocError(f"examples_figure: {len(scores[name])} scores for map {name!r}, k={k}")
+
+    # one colour scale per group, over all images and all maps of the group
+    group_names: dict[str, list[str]] = {}
+    for name in names:
+        group_names.setdefault(_group_of(name, groups), []).append(name)
+    limits = {}
+    for g, members in group_names.items():
+        vals = np.concatenate([arrays[m][np.isfinite(arrays[m])].ravel() for m in members])
+        lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
+        if hi <= lo:
+            hi = lo + 1e-6
+        limits[g] = (lo, hi)
+
+    ncols = 2 + len(names)
+    extent = (0, W, H, 0)
+    cmap = mpl.colormaps["jet"]
+    with style():
+        fig = new_figure(panel_size * ncols, panel_size * k + 0.9)
+        axes = fig.subplots(k, ncols, squeeze=False)
+        last_im: dict[str, object] = {}
+        for r in range(k):
+            img = images[r]
+            ax = axes[r, 0]
+            ax.imshow(img, extent=extent)
+            ax.set_ylabel(titles[r], fontsize=8)
+            if r == 0:
+                ax.set_title("image")
+            ax = axes[r, 1]
+            ax.imshow(img, extent=extent)
+            if masks is None:
+                label = "ground truth\n(no masks)"
+            elif masks[r].any():
+                ax.contour(
+                    np.arange(W) + 0.5, np.arange(H) + 0.5, masks[r].astype(float),
+                    levels=[0.5], colors="red", linewidths=1.2,
+                )
+                label = "ground truth"
+            else:
+                label = "ground truth\n(normal image)"
+            ax.set_title(label if r == 0 or masks is None or not masks[r].any() else "", fontsize=8)
+            for c, name in enumerate(names):
+                ax = axes[r, 2 + c]
+                g = _group_of(name, groups)
+                lo, hi = limits[g]
+                ax.imshow(img.mean(axis=-1), cmap="gray", extent=extent)
+                last_im[g] = ax.imshow(
+                    arrays[name][r], cmap=cmap, alpha=0.5, vmin=lo, vmax=hi, extent=extent,
+                    interpolation="bilinear",
+                )
+                head = f"{name}\n" if r == 0 else ""
+                if scores is not None and name in scores:
+                    ax.set_title(f"{head}score {float(scores[name][r]):.4g}", fontsize=8)
+                elif head:
+                    ax.set_title(head.strip(), fontsize=8)
+        for ax in axes.ravel():
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+        for g, members in group_names.items():
+            cols = [2 + names.index(m) for m in members]
+            cb = fig.colorbar(
+                last_im[g], ax=list(axes[:, cols].ravel()), location="bottom",
+                shrink=0.9, aspect=25, pad=0.01,
+            )
+            cb.set_label(f"{g} anomaly score (shared by its {len(members)} maps)", fontsize=8)
+            cb.ax.tick_params(labelsize=7)
+        fig.suptitle(suptitle or "Test images, ground truth and anomaly maps")
+    return fig
+
+
+def select_examples(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``k`` test images to show: one normal image (when any, and k >= 2) + anomalies.
+
+    Seeded and sorted, so the same split always gives the same examples. Returns fewer than ``k``
+    indices when the split is smaller.
+    """
+    labels = np.asarray(labels).astype(int)
+    rng = np.random.default_rng(seed)
+    normal = np.flatnonzero(labels == 0)
+    anomalous = np.flatnonzero(labels == 1)
+    n_norm = 1 if (k >= 2 and normal.size) else 0
+    n_anom = min(k - n_norm, anomalous.size)
+    n_norm = min(k - n_anom, normal.size)
+    pick = np.concatenate([
+        rng.choice(anomalous, n_anom, replace=False) if n_anom else np.empty(0, int),
+        rng.choice(normal, n_norm, replace=False) if n_norm else np.empty(0, int),
+    ])
+    return np.sort(pick).astype(int)

@@ -1,0 +1,316 @@
+"""Per-class minus global: the study's central question, with paired bootstrap intervals.
+
+For each method and class, the per-class model and the global model score the SAME test images.
+Point differences come from the two metrics dicts; for AUROC and AUPRC a paired bootstrap
+(:func:`adloc.metrics.paired_gap_ci`: the same resampled images for both models) gives a 95%
+interval of the difference. A positive gap means the per-class model is better.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AdlocError
+from ..io import load_npz, read_json, write_csv
+from .figures import class_colors, method_label, new_figure, style
+from .tables import METHOD_ORDER, _order_key
+
+#: Metrics in the gap table, with where to find the point value in a metrics dict.
+GAP_METRICS: dict[str, tuple[str, str]] = {
+    "auroc": ("test", "auroc"),
+    "auprc": ("test", "auprc"),
+    "f1": ("test", "f1"),
+    "accuracy": ("test", "accuracy"),
+    "pixel_auroc": ("pixel", "pixel_auroc"),
+    "au_pro": ("pixel", "au_pro"),
+}
+#: Metrics with a paired-bootstrap interval (they need the scores, not a threshold).
+CI_METRICS = ("auroc", "auprc")
+
+METRIC_LABELS = {
+    "auroc": "AUROC", "auprc": "AUPRC", "f1": "F1", "accuracy": "accuracy",
+    "pixel_auroc": "pixel AUROC", "au_pro": "AU-PRO",
+}
+
+COLUMNS = [
+    "method", "class", "metric", "per_class", "global", "gap", "gap_low", "gap_high",
+    "ci_excludes_zero", "n_boot", "n_valid", "n_test",
+]
+
+TITLE = "Per-class minus global model (positive = per-class better)"
+
+
+def _value(m: Mapping, section: str, key: str) -> float:
+    v = (m.get(section) or {}).get(key)
+    return float("nan") if v is None else float(v)
+
+
+def check_same_test_images(pc_scores: Mapping, gl_scores: Mapping, what: str) -> None:
+    """Raise :class:`AdlocError` unless both score files list the same test images in the same
+    order with the same labels (a paired comparison needs image-by-image correspondence)."""
+    for key in ("test_scores", "test_labels", "test_paths"):
+        for name, d in (("per-class", pc_scores), ("global", gl_scores)):
+            if key not in d:
+                raise AdlocError(f"{what}: the {name} scores lack {key!r}; rerun the score rule")
+    p1 = np.asarray(pc_scores["test_paths"]).astype(str)
+    p2 = np.asarray(gl_scores["test_paths"]).astype(str)
+    if p1.shape != p2.shape:
+        raise AdlocError(
+            f"{what}: the per-class and global models scored different test sets "
+            f"({p1.size} vs {p2.size} images); both must score the class's test split. "
+            "Rerun the score rules from the same splits file."
+        )
+    diff = np.flatnonzero(p1 != p2)
+    if diff.size:
+        i = int(diff[0])
+        same_set = sorted(p1.tolist()) == sorted(p2.tolist())
+        raise AdlocError(
+            f"{what}: test_paths differ between the per-class and global scores at position {i} "
+            f"({p1[i]!r} vs {p2[i]!r}; {diff.size} positions differ"
+            f"{', same images in a different order' if same_set else ''}). A paired bootstrap "
+            "needs the same images in the same order; rerun the score rules from the same splits."
+        )
+    l1 = np.asarray(pc_scores["test_labels"]).astype(int)
+    l2 = np.asarray(gl_scores["test_labels"]).astype(int)
+    if not np.array_equal(l1, l2):
+        raise AdlocError(f"{what}: test_labels differ between the per-class and global scores")
+    for name, d in (("per-class", pc_scores), ("global", gl_scores)):
+        if np.asarray(d["test_scores"]).shape != p1.shape:
+            raise AdlocError(f"{what}: {name} test_scores and test_paths differ in length")
+
+
+def _default_ci_fn() -> Callable:
+    try:
+        from ..metrics import paired_gap_ci
+    except ImportError as exc:  # pragma: no cover - only while adloc.metrics is incomplete
+        raise AdlocError(f"adloc.metrics.paired_gap_ci is not available: {exc}") from None
+    return paired_gap_ci
+
+
+def _metric_fns() -> dict[str, Callable]:
+    try:
+        from ..metrics import auprc, auroc
+    except ImportError:  # pragma: no cover
+        from sklearn.metrics import average_precision_score as auprc
+        from sklearn.metrics import roc_auc_score as auroc
+    return {"auroc": auroc, "auprc": auprc}
+
+
+def _as_pair(pair: Any) -> tuple[Mapping, Mapping, Mapping, Mapping]:
+    if isinstance(pair, Mapping):
+        try:
+            return (pair["per_class_metrics"], pair["global_metrics"],
+                    pair["per_class_scores"], pair["global_scores"])
+        except KeyError as exc:
+            raise AdlocError(
+                f"gap pair lacks key {exc}; expected per_class_metrics, global_metrics, "
+                "per_class_scores, global_scores"
+            ) from None
+    if isinstance(pair, Sequence) and len(pair) == 4:
+        return tuple(pair)  # type: ignore[return-value]
+    raise AdlocError("a gap pair is a dict or a 4-tuple (pc_metrics, gl_metrics, pc_scores, gl_scores)")
+
+
+def load_pair(pc_metrics_path, gl_metrics_path, pc_scores_path, gl_scores_path) -> dict:
+    """Read one pair from ``results/metrics/{m}/{cls}/{cls}.json``,
+    ``results/metrics/{m}/global/{cls}.json`` and the two matching ``results/scores`` files."""
+    return {
+        "per_class_metrics": read_json(pc_metrics_path, "per-class metrics"),
+        "global_metrics": read_json(gl_metrics_path, "global metrics"),
+        "per_class_scores": load_npz(pc_scores_path, "per-class scores"),
+        "global_scores": load_npz(gl_scores_path, "global scores"),
+    }
+
+
+def gap_table(
+    pairs: Iterable[Any],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    ci_fn: Callable | None = None,
+    macro: bool = True,
+) -> pd.DataFrame:
+    """Per-class minus global, one row per method x class x metric (long format).
+
+    Args:
+        pairs: one item per method and class, each a dict with keys ``per_class_metrics``,
+            ``global_metrics`` (the metrics JSON dicts), ``per_class_scores``,
+            ``global_scores`` (the score npz dicts: ``test_scores``, ``test_labels``,
+            ``test_paths``), or a 4-tuple in that order. See :func:`load_pair`.
+        n_boot: bootstrap resamples for the AUROC/AUPRC intervals (0 = no intervals).
+        seed, alpha: bootstrap seed and 1 - confidence level.
+        ci_fn: the paired bootstrap (default :func:`adloc.metrics.paired_gap_ci`).
+        macro: add a ``class == "macro"`` row per method and metric: the mean gap over classes
+            (point value only; no interval).
+
+    Returns:
+        columns :data:`COLUMNS`: ``per_class``, ``global`` and ``gap`` point values from the
+        metrics dicts (NaN when N/A, e.g. pixel metrics of a class without masks); ``gap_low``,
+        ``gap_high`` the paired bootstrap interval (AUROC, AUPRC only); ``ci_excludes_zero``.
+
+    Raises:
+        AdlocError: the two models of a pair scored different test images (or in another
+            order), or the dicts disagree on method/class, or a method x class appears twice.
+    """
+    ci_fn = ci_fn or (_default_ci_fn() if n_boot > 0 else None)
+    metric_fns = _metric_fns()
+    rows: list[dict] = []
+    seen: set[tuple[str, str]] = set()
+    for pair in pairs:
+        pcm, glm, pcs, gls = _as_pair(pair)
+        method, cls = str(pcm.get("method")), str(pcm.get("class"))
+        what = f"gap {method}/{cls}"
+        if (str(glm.get("method")), str(glm.get("class"))) != (method, cls):
+            raise AdlocError(
+                f"{what}: the global metrics are for {glm.get('method')}/{glm.get('class')}; "
+                "pair each class's per-class metrics with the global model's metrics of that class"
+            )
+        if pcm.get("scope") == "global" or glm.get("scope") == "per_class":
+            raise AdlocError(f"{what}: scopes swapped (per_class first, then global)")
+        if (method, cls) in seen:
+            raise AdlocError(f"{what}: appears twice in the pairs")
+        seen.add((method, cls))
+        check_same_test_images(pcs, gls, what)
+        labels = np.asarray(pcs["test_labels"]).astype(int)
+        for metric, (section, key) in GAP_METRICS.items():
+            a, b = _value(pcm, section, key), _value(glm, section, key)
+            row = {
+                "method": method, "class": cls, "metric": metric, "per_class": a, "global": b,
+                "gap": a - b, "gap_low": np.nan, "gap_high": np.nan, "ci_excludes_zero": pd.NA,
+                "n_boot": 0, "n_valid": 0, "n_test": int(labels.size),
+            }
+            if metric in CI_METRICS and n_boot > 0:
+                res = ci_fn(
+                    labels, np.asarray(pcs["test_scores"], dtype=np.float64),
+                    np.asarray(gls["test_scores"], dtype=np.float64),
+                    metric=metric_fns[metric], n_boot=n_boot, seed=seed, alpha=alpha,
+                )
+                lo, hi = float(res.get("low", np.nan)), float(res.get("high", np.nan))
+                row.update(
+                    gap_low=lo, gap_high=hi, n_boot=int(res.get("n_boot", n_boot)),
+                    n_valid=int(res.get("n_valid", n_boot)),
+                    ci_excludes_zero=(bool(lo > 0 or hi < 0) if np.isfinite([lo, hi]).all()
+                                      else pd.NA),
+                )
+            rows.append(row)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    if macro and not df.empty:
+        extra = []
+        for (method, metric), g in df.groupby(["method", "metric"], sort=True):
+            mean = lambda s: float(s.mean()) if s.notna().any() else np.nan  # noqa: E731
+            extra.append({
+                "method": method, "class": "macro", "metric": metric,
+                "per_class": mean(g["per_class"]), "global": mean(g["global"]),
+                "gap": mean(g["gap"]), "gap_low": np.nan, "gap_high": np.nan,
+                "ci_excludes_zero": pd.NA, "n_boot": 0, "n_valid": 0,
+                "n_test": int(g["n_test"].sum()),
+            })
+        df = pd.concat([df, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True)
+    return _sort(df)
+
+
+def _sort(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return df.reset_index(drop=True)
+    mk = _order_key(df["method"], METHOD_ORDER)
+    metric_order = {m: i for i, m in enumerate(GAP_METRICS)}
+    key = pd.DataFrame({
+        "m": df["method"].map(mk),
+        "macro": (df["class"] == "macro").astype(int),
+        "c": df["class"].astype(str),
+        "k": df["metric"].map(metric_order),
+    })
+    order = key.sort_values(["m", "macro", "c", "k"], kind="mergesort").index
+    out = df.loc[order].reset_index(drop=True)
+    out["ci_excludes_zero"] = out["ci_excludes_zero"].astype("boolean")
+    return out
+
+
+def write_gap_table(path, df: pd.DataFrame) -> None:
+    write_csv(path, df)
+
+
+def significant_gaps(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose bootstrap interval excludes 0."""
+    mask = df["ci_excludes_zero"].fillna(False).astype(bool)
+    return df[mask].reset_index(drop=True)
+
+
+def wide_gap_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
+    """Readable view: one row per method x class, one column per metric with ``gap [lo, hi]``."""
+    from .figures import method_label as ml
+
+    def cell(r):
+        if pd.isna(r["gap"]):
+            return "N/A"
+        s = f"{r['gap']:+.{decimals}f}"
+        if pd.notna(r["gap_low"]) and pd.notna(r["gap_high"]):
+            s += f" [{r['gap_low']:+.{decimals}f}, {r['gap_high']:+.{decimals}f}]"
+            if bool(r["ci_excludes_zero"]) is True:
+                s += " *"
+        return s
+
+    records: dict[tuple[str, str], dict[str, str]] = {}
+    for _, r in df.iterrows():
+        rec = records.setdefault((r["method"], r["class"]), {"method": ml(r["method"]),
+                                                             "class": r["class"]})
+        rec[METRIC_LABELS.get(r["metric"], r["metric"])] = cell(r)
+    cols = ["method", "class"] + [METRIC_LABELS[m] for m in GAP_METRICS]
+    return pd.DataFrame(list(records.values())).reindex(columns=cols).fillna("N/A")
+
+
+def plot_gap(df: pd.DataFrame, title: str = TITLE):
+    """One panel per method: grouped bars (one bar per class) for each metric, bootstrap error
+    bars where available, a diamond for the macro mean, and a zero line."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    if df.empty:
+        raise AdlocError("plot_gap: empty gap table")
+    methods = list(dict.fromkeys(df["method"]))
+    classes = sorted(c for c in df["class"].unique() if c != "macro")
+    colors = class_colors(classes)
+    metrics = [m for m in GAP_METRICS if m in set(df["metric"])]
+    width = 0.8 / max(1, len(classes))
+    with style():
+        fig = new_figure(max(5.5, 1.1 * len(metrics) * max(1, len(classes)) / 2 + 2.5) ,
+                         2.9 * len(methods) + 0.8)
+        axes = fig.subplots(len(methods), 1, squeeze=False, sharex=True)[:, 0]
+        for ax, method in zip(axes, methods):
+            d = df[df["method"] == method]
+            x0 = np.arange(len(metrics), dtype=float)
+            for j, cls in enumerate(classes):
+                dc = d[d["class"] == cls].set_index("metric").reindex(metrics)
+                xs = x0 - 0.4 + width * (j + 0.5)
+                y = dc["gap"].to_numpy(float)
+                ax.bar(xs, np.nan_to_num(y), width=width * 0.92, color=colors[cls],
+                       edgecolor="black", linewidth=0.4)
+                lo, hi = dc["gap_low"].to_numpy(float), dc["gap_high"].to_numpy(float)
+                has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y)
+                if has.any():
+                    ax.errorbar(xs[has], y[has], yerr=[y[has] - lo[has], hi[has] - y[has]],
+                                fmt="none", ecolor="black", elinewidth=1, capsize=3)
+                for xi, yi in zip(xs, y):
+                    if not np.isfinite(yi):
+                        ax.text(xi, 0, "N/A", ha="center", va="bottom", fontsize=7,
+                                rotation=90, color="0.4")
+            dm = d[d["class"] == "macro"].set_index("metric").reindex(metrics)
+            if len(dm) and dm["gap"].notna().any():
+                ax.scatter(x0, dm["gap"].to_numpy(float), marker="D", color="black", s=22,
+                           zorder=5)
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_title(method_label(method))
+            ax.set_ylabel("per-class − global")
+            ax.set_xticks(x0, [METRIC_LABELS[m] for m in metrics])
+            ax.grid(axis="y", color="0.9", linewidth=0.6)
+            ax.set_axisbelow(True)
+        axes[-1].set_xlabel("metric (test split; error bars: paired bootstrap 95% interval)")
+        handles = [Patch(facecolor=colors[c], edgecolor="black", label=c) for c in classes]
+        handles.append(Line2D([], [], marker="D", color="black", linestyle="none",
+                              label="mean over classes"))
+        fig.legend(handles=handles, loc="outside right upper", title="class", frameon=False)
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,222 @@
+"""The per-class metrics table: one row per method x scope x class, plus a macro row per model.
+
+Input: the dicts written to ``results/metrics/{method}/{scope}/{cls}.json`` (see
+ARCHITECTURE.md). Output columns, in order, are :data:`COLUMNS`.
+
+Macro rows (``class == "macro"``), one per method x scope:
+
+* rate metrics (AUROC, AUPRC, F1, accuracy, precision, recall, specificity, pixel AUROC,
+  AU-PRO) are the unweighted mean over classes, ignoring N/A values (a class without masks has
+  no pixel metrics; the mean is over the classes that have them, NaN if none);
+* counts (tp, fp, tn, fn, n_test, n_test_anomalous, n_test_normal, n_val, ...) are summed;
+* threshold and the AUROC interval are left blank (NaN): a mean of per-class thresholds means
+  nothing and a mean of interval bounds is not an interval;
+* text columns (threshold_mode, pixel_auroc_images, pro_mode, backbone, weights, ...) keep their
+  value when all classes agree, else read ``"mixed"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AdlocError
+from ..io import write_csv
+
+#: Column order of :func:`metrics_table`.
+COLUMNS = [
+    "method", "scope", "class", "threshold", "threshold_mode", "threshold_fallback",
+    "auroc", "auroc_low", "auroc_high", "auprc", "f1", "accuracy", "precision", "recall",
+    "specificity", "tp", "fp", "tn", "fn", "pixel_auroc", "pixel_auroc_images", "au_pro",
+    "pro_mode", "n_test", "n_test_anomalous", "n_test_normal", "n_val", "n_val_anomalous",
+    "n_val_normal", "backbone", "weights", "weights_sha256",
+]
+
+#: Averaged (NaN-aware) in the macro row.
+RATE_COLUMNS = [
+    "auroc", "auprc", "f1", "accuracy", "precision", "recall", "specificity", "pixel_auroc",
+    "au_pro",
+]
+#: Summed in the macro row.
+COUNT_COLUMNS = [
+    "tp", "fp", "tn", "fn", "n_test", "n_test_anomalous", "n_test_normal", "n_val",
+    "n_val_anomalous", "n_val_normal",
+]
+#: Blank in the macro row.
+BLANK_IN_MACRO = ["threshold", "auroc_low", "auroc_high", "threshold_fallback"]
+TEXT_COLUMNS = [
+    "threshold_mode", "pixel_auroc_images", "pro_mode", "backbone", "weights", "weights_sha256",
+]
+
+#: Preferred display order; anything else follows alphabetically.
+METHOD_ORDER = ("patchcore", "padim")
+SCOPE_ORDER = ("per_class", "global")
+MACRO = "macro"
+
+
+def _num(x: Any) -> float:
+    if x is None:
+        return float("nan")
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _get(d: Mapping | None, key: str, default=None):
+    if not isinstance(d, Mapping):
+        return default
+    return d.get(key, default)
+
+
+def metrics_row(m: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten one metrics dict (``results/metrics/...json``) into a table row."""
+    for key in ("method", "scope", "class", "test"):
+        if key not in m:
+            raise AdlocError(
+                f"metrics dict lacks key {key!r} (has {sorted(m)}); "
+                "delete the metrics file and rerun the evaluate rule"
+            )
+    thr = m.get("threshold") or {}
+    test = m["test"] or {}
+    pixel = m.get("pixel") or {}
+    val = m.get("val") or {}
+    prov = m.get("provenance") or {}
+    ci = test.get("auroc_ci") or {}
+    return {
+        "method": str(m["method"]),
+        "scope": str(m["scope"]),
+        "class": str(m["class"]),
+        "threshold": _num(_get(thr, "threshold")),
+        "threshold_mode": _get(thr, "mode"),
+        "threshold_fallback": _get(thr, "fallback"),
+        "auroc": _num(test.get("auroc")),
+        "auroc_low": _num(_get(ci, "low")),
+        "auroc_high": _num(_get(ci, "high")),
+        "auprc": _num(test.get("auprc")),
+        "f1": _num(test.get("f1")),
+        "accuracy": _num(test.get("accuracy")),
+        "precision": _num(test.get("precision")),
+        "recall": _num(test.get("recall")),
+        "specificity": _num(test.get("specificity")),
+        "tp": _num(test.get("tp")),
+        "fp": _num(test.get("fp")),
+        "tn": _num(test.get("tn")),
+        "fn": _num(test.get("fn")),
+        "pixel_auroc": _num(pixel.get("pixel_auroc")),
+        "pixel_auroc_images": pixel.get("pixel_auroc_images"),
+        "au_pro": _num(pixel.get("au_pro")),
+        "pro_mode": pixel.get("pro_mode"),
+        "n_test": _num(test.get("n")),
+        "n_test_anomalous": _num(test.get("n_anomalous")),
+        "n_test_normal": _num(test.get("n_normal")),
+        "n_val": _num(val.get("n")),
+        "n_val_anomalous": _num(val.get("n_anomalous")),
+        "n_val_normal": _num(val.get("n_normal")),
+        "backbone": prov.get("backbone"),
+        "weights": prov.get("weights"),
+        "weights_sha256": prov.get("sha256"),
+    }
+
+
+def _order_key(values: Iterable[str], preferred: tuple[str, ...]) -> dict[str, int]:
+    vals = sorted(set(values))
+    ordered = [v for v in preferred if v in vals] + [v for v in vals if v not in preferred]
+    return {v: i for i, v in enumerate(ordered)}
+
+
+def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Deterministic order: method (PatchCore, PaDiM, then A-Z), scope (per-class, global),
+    class A-Z with ``macro`` last."""
+    if df.empty:
+        return df.reset_index(drop=True)
+    mk = _order_key(df["method"], METHOD_ORDER)
+    sk = _order_key(df["scope"], SCOPE_ORDER)
+    key = pd.DataFrame({
+        "m": df["method"].map(mk),
+        "s": df["scope"].map(sk),
+        "macro": (df["class"] == MACRO).astype(int),
+        "c": df["class"].astype(str),
+    })
+    order = key.sort_values(["m", "s", "macro", "c"], kind="mergesort").index
+    return df.loc[order].reset_index(drop=True)
+
+
+def _macro(group: pd.DataFrame, method: str, scope: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"method": method, "scope": scope, "class": MACRO}
+    for c in RATE_COLUMNS:
+        vals = group[c].astype(float)
+        row[c] = float(vals.mean(skipna=True)) if vals.notna().any() else float("nan")
+    for c in COUNT_COLUMNS:
+        vals = group[c].astype(float)
+        row[c] = float(vals.sum()) if vals.notna().all() else float("nan")
+    for c in BLANK_IN_MACRO:
+        row[c] = float("nan") if c != "threshold_fallback" else None
+    for c in TEXT_COLUMNS:
+        vals = {v for v in group[c] if v is not None and not (isinstance(v, float) and np.isnan(v))}
+        row[c] = vals.pop() if len(vals) == 1 else ("mixed" if vals else None)
+    return row
+
+
+def metrics_table(metric_dicts: Iterable[Mapping[str, Any]], macro: bool = True) -> pd.DataFrame:
+    """One row per method x scope x class (+ a ``macro`` row per method x scope), columns
+    :data:`COLUMNS`, sorted by :func:`sort_rows`.
+
+    Raises:
+        AdlocError: a dict lacks a required key, or two dicts describe the same method, scope and
+            class.
+    """
+    rows = [metrics_row(m) for m in metric_dicts]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    dup = df.duplicated(["method", "scope", "class"], keep=False)
+    if dup.any():
+        which = df.loc[dup, ["method", "scope", "class"]].drop_duplicates().values.tolist()
+        raise AdlocError(f"metrics_table: duplicate metrics for (method, scope, class) {which}")
+    if (df["class"] == MACRO).any():
+        raise AdlocError(f"metrics_table: a class may not be named {MACRO!r}")
+    if macro and not df.empty:
+        extra = [
+            _macro(g, method, scope)
+            for (method, scope), g in df.groupby(["method", "scope"], sort=True)
+        ]
+        df = pd.concat([df, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True)
+    for c in COUNT_COLUMNS:
+        df[c] = df[c].astype("Float64").round().astype("Int64")
+    return sort_rows(df)
+
+
+def write_metrics_table(path, metric_dicts: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Build :func:`metrics_table` and write it atomically as CSV; returns the table."""
+    df = metrics_table(metric_dicts)
+    write_csv(path, df)
+    return df
+
+
+def display_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
+    """Compact view for reports: method, scope, class, threshold, AUROC [95% CI], AUPRC, F1,
+    accuracy, pixel AUROC, AU-PRO, all as strings (``N/A`` for missing pixel metrics)."""
+    from .figures import method_label, scope_label
+
+    def f(x):
+        return "N/A" if x is None or (isinstance(x, float) and np.isnan(x)) or pd.isna(x) else (
+            f"{float(x):.{decimals}f}"
+        )
+
+    out = pd.DataFrame({
+        "method": df["method"].map(method_label),
+        "model": df["scope"].map(scope_label),
+        "class": df["class"],
+        "threshold": [("" if pd.isna(t) else f"{float(t):.4g}") for t in df["threshold"]],
+        "AUROC [95% CI]": [
+            f(a) + ("" if pd.isna(lo) or pd.isna(hi) else f" [{f(lo)}, {f(hi)}]")
+            for a, lo, hi in zip(df["auroc"], df["auroc_low"], df["auroc_high"])
+        ],
+        "AUPRC": df["auprc"].map(f),
+        "F1": df["f1"].map(f),
+        "accuracy": df["accuracy"].map(f),
+        "pixel AUROC": df["pixel_auroc"].map(f),
+        "AU-PRO": df["au_pro"].map(f),
+    })
+    return out.reset_index(drop=True)

@@ -1,0 +1,176 @@
+"""Load and validate the workflow configuration against ``schemas/config.schema.yaml``.
+
+The schema is the single source of truth for keys, types and defaults. :func:`validate_config`
+fills every missing key from the schema's defaults and raises :class:`adloc.errors.ConfigError`
+with a message that names the offending key (as a dotted path) and the allowed values.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+#: Schema location: the repository's schemas/ folder (workflow checkout) or the packaged copy.
+_REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+_PKG_SCHEMA = Path(__file__).resolve().parent / "schema" / "config.schema.yaml"
+
+#: Class names the embedded generator knows (dataset.generate: true).
+EMBEDDED_CLASS_NAMES = ("synth_nut", "synth_carpet", "synth_zipper")
+
+
+def schema_path() -> Path:
+    """Path of the config schema (repo checkout first, then the packaged copy)."""
+    for p in (_REPO_SCHEMA, _PKG_SCHEMA):
+        if p.is_file():
+            return p
+    raise ConfigError(f"config schema not found at {_REPO_SCHEMA} or {_PKG_SCHEMA}; reinstall adloc")
+
+
+def load_schema() -> dict:
+    with open(schema_path(), encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _with_defaults(validator_class):
+    """Extend a jsonschema validator so that it fills ``default`` values of missing properties."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if name not in instance and "default" in sub:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError, source: str) -> str:
+    """Turn a jsonschema error into one line naming the key and what is allowed."""
+    key = _key_path(error)
+    where = f" in {source}" if source else ""
+    v = error.validator
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        prefix = "" if key == "<top level>" else key + "."
+        names = ", ".join(prefix + e for e in extra)
+        return (
+            f"unknown config key {names}{where}; allowed keys"
+            f"{'' if key == '<top level>' else ' under ' + key}: {', '.join(allowed)}"
+        )
+    if v == "enum":
+        return (
+            f"config key {key}{where} has value {error.instance!r}; allowed values: "
+            + ", ".join(repr(x) for x in error.validator_value)
+        )
+    if v == "type":
+        want = error.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return (
+            f"config key {key}{where} must be of type {want}, got {type(error.instance).__name__} "
+            f"{error.instance!r}"
+        )
+    if v == "oneOf" and error.context:
+        # Prefer the branch whose type matched the value: its error is the informative one.
+        branches: dict = {}
+        for e in error.context:
+            branches.setdefault(e.relative_schema_path[0], []).append(e)
+        matched = [
+            e
+            for errs in branches.values()
+            if not any(x.validator in ("type", "enum") and not x.relative_path for x in errs)
+            for e in errs
+        ]
+        relevant = matched or list(error.context)
+        return _describe(jsonschema.exceptions.best_match(relevant), source)
+    desc = error.schema.get("description") if isinstance(error.schema, dict) else None
+    hint = f" ({desc.strip()})" if desc else ""
+    return f"config key {key}{where} is invalid: {error.message}{hint}"
+
+
+def validate_config(config: Mapping[str, Any], source: str = "") -> dict:
+    """Validate ``config`` against the schema, fill defaults, return a new dict.
+
+    Raises:
+        ConfigError: naming the first offending key (dotted path) and the allowed values.
+    """
+    cfg = copy.deepcopy(dict(config))
+    schema = load_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    validator = _with_defaults(cls)(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), e.message))
+    if errors:
+        raise ConfigError(_describe(errors[0], source))
+    _cross_checks(cfg, source)
+    return cfg
+
+
+def _cross_checks(cfg: dict, source: str) -> None:
+    where = f" in {source}" if source else ""
+    if cfg["dataset"]["generate"]:
+        bad = [c for c in cfg["classes"] if c not in EMBEDDED_CLASS_NAMES]
+        if bad:
+            raise ConfigError(
+                f"unknown class {', '.join(map(repr, bad))} in config key classes{where}: with "
+                f"dataset.generate: true the allowed classes are {', '.join(EMBEDDED_CLASS_NAMES)}. "
+                "For real data set dataset.generate: false and dataset.root to the MVTec AD folder."
+            )
+    crop = cfg["preprocess"]["crop"]
+    if crop is not None and crop > cfg["preprocess"]["resize"]:
+        raise ConfigError(
+            f"config key preprocess.crop{where} ({crop}) is larger than preprocess.resize "
+            f"({cfg['preprocess']['resize']}); use crop <= resize or crop: null"
+        )
+
+
+def load_config(source: str | Path | Mapping[str, Any], overrides: Mapping | None = None) -> dict:
+    """Load a YAML file (or take a dict), apply ``overrides`` (deep-merged), validate, fill defaults."""
+    if isinstance(source, Mapping):
+        cfg, name = dict(source), ""
+    else:
+        path = Path(source)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                cfg = yaml.safe_load(fh) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(cfg).__name__}")
+        name = str(path)
+    if overrides:
+        cfg = deep_merge(cfg, overrides)
+    return validate_config(cfg, name)
+
+
+def deep_merge(base: Mapping, update: Mapping) -> dict:
+    """Return ``base`` updated recursively by ``update`` (dicts merged, everything else replaced)."""
+    out = copy.deepcopy(dict(base))
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def feature_set_name(backbone: str, weights: str) -> str:
+    """Name of a cached feature set: backbone plus a weights tag ("imagenet", "random", "file-<stem>")."""
+    if weights in ("imagenet", "random"):
+        tag = weights
+    else:
+        tag = "file-" + "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(weights).stem)
+    return f"{backbone}-{tag}"

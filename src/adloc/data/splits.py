@@ -1,0 +1,211 @@
+"""The study's train/val/test split protocol, written as a JSON-able dict.
+
+Protocol (reproduces ``create_clean_split`` of the study, IvanNece/Detection-of-Anomalies-with-
+Localization ``src/data/splitter.py`` / notebook 02; checked against its published
+``data/processed/clean_splits.json`` for hazelnut, carpet and zipper):
+
+1. ``rng = random.Random(seed)`` -- the study called ``random.seed(42)`` once per class and then
+   used the *global* ``random.shuffle`` twice, so both shuffles draw from one stream, in order.
+2. ``train/good`` sorted by file name, ``rng.shuffle``; the first ``int(train_fraction * n)``
+   go to train, the rest are the validation normals.
+3. Every ``test/<defect>`` image (defect folders sorted by name, files by name; ``good``
+   excluded) pooled into one list and shuffled with the *same* ``rng`` (not re-seeded);
+   the first ``int(val_anomaly_fraction * n)`` go to validation, the rest to test.
+4. ``val`` = validation normals then validation anomalies; ``test`` = all ``test/good`` (sorted)
+   then the test anomalies -- the study's order.
+
+``stratify_by_defect=True`` (not the study's protocol) applies step 3 to each defect type
+separately, in sorted defect order, with the same ``rng`` stream: ``int(val_anomaly_fraction *
+n_d)`` of each type go to validation (floor per type, so the validation total can be a few
+images lower than the pooled ``int(fraction * n)``); val/test anomalies are concatenated in
+defect order.
+
+Result (paths relative to the dataset root; ``sha256`` of each file when ``hash_files``)::
+
+    {"class": "carpet", "has_masks": true,
+     "protocol": {"seed": 42, "train_fraction": 0.8, "val_anomaly_fraction": 0.3,
+                  "stratify_by_defect": false},
+     "splits": {"train": [entry, ...], "val": [...], "test": [...]},
+     "counts": {"train": {"good": 224, "total": 224, "normal": 224, "anomalous": 0}, ...}}
+    entry = {"path": "carpet/train/good/000.png", "label": 0, "defect": "good", "mask": null,
+             "sha256": "<hex>", "mask_sha256": null}
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..errors import AdlocError, DatasetError
+from ..io import read_json, sha256_file
+from .mvtec import ClassIndex, Sample
+
+SPLIT_NAMES = ("train", "val", "test")
+ENTRY_KEYS = ("path", "label", "defect", "mask", "sha256", "mask_sha256")
+
+PathLike = str | os.PathLike
+
+
+def _entry(s: Sample, root: Path, hash_files: bool) -> dict[str, Any]:
+    def h(rel: str | None) -> str | None:
+        if rel is None or not hash_files:
+            return None
+        try:
+            return sha256_file(root / rel)
+        except OSError as exc:
+            raise DatasetError(
+                f"cannot read {rel} under {root} to hash it ({exc}). Check the dataset folder."
+            ) from None
+
+    return {
+        "path": s.path,
+        "label": int(s.label),
+        "defect": s.defect,
+        "mask": s.mask,
+        "sha256": h(s.path),
+        "mask_sha256": h(s.mask),
+    }
+
+
+def _counts(entries: list[dict[str, Any]]) -> dict[str, int]:
+    c = Counter(e["defect"] for e in entries)
+    out = {k: int(c[k]) for k in sorted(c)}
+    out["total"] = len(entries)
+    out["normal"] = sum(1 for e in entries if e["label"] == 0)
+    out["anomalous"] = sum(1 for e in entries if e["label"] == 1)
+    return out
+
+
+def make_splits(
+    index: ClassIndex,
+    seed: int = 42,
+    train_fraction: float = 0.8,
+    val_anomaly_fraction: float = 0.3,
+    stratify_by_defect: bool = False,
+    hash_files: bool = True,
+) -> dict[str, Any]:
+    """Split one class by the study's protocol (module docstring); returns the JSON-able dict.
+
+    With the defaults and real MVTec AD this yields exactly the study's file lists.
+    """
+    if not 0.0 < train_fraction <= 1.0:
+        raise DatasetError(f"train_fraction must be in (0, 1], got {train_fraction}.")
+    if not 0.0 <= val_anomaly_fraction < 1.0:
+        raise DatasetError(f"val_anomaly_fraction must be in [0, 1), got {val_anomaly_fraction}.")
+
+    rng = random.Random(seed)  # one stream for both shuffles, as the study's global random
+
+    train_good = sorted(index.train, key=lambda s: s.path)
+    rng.shuffle(train_good)
+    n_train = int(len(train_good) * train_fraction)
+    train, val_normal = train_good[:n_train], train_good[n_train:]
+
+    # index.test is already sorted by defect folder then file name
+    test_good = [s for s in index.test if s.label == 0]
+    anomalies = [s for s in index.test if s.label == 1]
+    if stratify_by_defect:
+        val_anom: list[Sample] = []
+        test_anom: list[Sample] = []
+        for d in sorted({s.defect for s in anomalies}):
+            group = [s for s in anomalies if s.defect == d]
+            rng.shuffle(group)
+            k = int(len(group) * val_anomaly_fraction)
+            val_anom += group[:k]
+            test_anom += group[k:]
+    else:
+        pooled = list(anomalies)
+        rng.shuffle(pooled)
+        k = int(len(pooled) * val_anomaly_fraction)
+        val_anom, test_anom = pooled[:k], pooled[k:]
+
+    root = Path(index.root)
+    splits = {
+        "train": [_entry(s, root, hash_files) for s in train],
+        "val": [_entry(s, root, hash_files) for s in val_normal + val_anom],
+        "test": [_entry(s, root, hash_files) for s in test_good + test_anom],
+    }
+    return {
+        "class": index.name,
+        "has_masks": bool(index.has_masks),
+        "protocol": {
+            "seed": int(seed),
+            "train_fraction": float(train_fraction),
+            "val_anomaly_fraction": float(val_anomaly_fraction),
+            "stratify_by_defect": bool(stratify_by_defect),
+        },
+        "splits": splits,
+        "counts": {k: _counts(v) for k, v in splits.items()},
+    }
+
+
+def validate_splits(obj: Any, name: str = "splits") -> dict[str, Any]:
+    """Check the structure written by :func:`make_splits`; DatasetError naming ``name`` if not."""
+
+    def bad(why: str) -> DatasetError:
+        return DatasetError(
+            f"split file {name} is invalid: {why}. Delete it and rerun the workflow to regenerate it."
+        )
+
+    if not isinstance(obj, dict):
+        raise bad("top level is not a JSON object")
+    for key in ("class", "has_masks", "protocol", "splits", "counts"):
+        if key not in obj:
+            raise bad(f"missing key '{key}'")
+    splits = obj["splits"]
+    if not isinstance(splits, dict):
+        raise bad("'splits' is not an object")
+    for sname in SPLIT_NAMES:
+        entries = splits.get(sname)
+        if not isinstance(entries, list):
+            raise bad(f"'splits.{sname}' is missing or not a list")
+        for i, e in enumerate(entries):
+            if not isinstance(e, dict) or any(k not in e for k in ENTRY_KEYS):
+                raise bad(f"entry {i} of '{sname}' lacks one of {list(ENTRY_KEYS)}")
+            if e["label"] not in (0, 1):
+                raise bad(f"entry {i} of '{sname}' has label {e['label']!r} (expected 0 or 1)")
+    return obj
+
+
+def read_splits(path: PathLike) -> dict[str, Any]:
+    """Read and validate a split file; a missing, corrupt or malformed file raises DatasetError."""
+    try:
+        obj = read_json(path, what="split file")
+    except DatasetError:
+        raise
+    except AdlocError as exc:
+        raise DatasetError(str(exc)) from None
+    return validate_splits(obj, str(path))
+
+
+def verify_hashes(root: PathLike, splits: dict[str, Any]) -> list[str]:
+    """Relative paths (images and masks) whose current sha256 differs from the split file's.
+
+    Missing files are reported too; entries written with ``hash_files=False`` are skipped.
+    """
+    root = Path(root)
+    changed: list[str] = []
+    seen: set[str] = set()
+    for sname in SPLIT_NAMES:
+        for e in splits["splits"][sname]:
+            for pkey, hkey in (("path", "sha256"), ("mask", "mask_sha256")):
+                rel, want = e.get(pkey), e.get(hkey)
+                if rel is None or want is None or rel in seen:
+                    continue
+                seen.add(rel)
+                try:
+                    got = sha256_file(root / rel)
+                except OSError:
+                    got = None
+                if got != want:
+                    changed.append(rel)
+    return changed
+
+
+def split_entries(splits: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The entries of split ``name`` (train/val/test); DatasetError for an unknown name."""
+    if name not in SPLIT_NAMES:
+        raise DatasetError(f"unknown split '{name}': expected one of {', '.join(SPLIT_NAMES)}.")
+    return splits["splits"][name]

@@ -1,0 +1,300 @@
+"""Parts shared by PatchCore and PaDiM: config base, map post-processing, model files.
+
+Map post-processing (both models): a score grid (N, h, w) is bilinearly upsampled
+(``align_corners=False``) to the input size and, when ``blur_sigma > 0``, smoothed with a
+Gaussian of that sigma whose kernel is truncated at 4 sigma (kernel size
+``2 * int(4 * sigma + 0.5) + 1`` = 33 for sigma 4), exactly like ``scipy.ndimage.gaussian_filter``
+(used by patchcore-inspection and the PaDiM authors) and anomalib's ``GaussianBlur2d``.
+The border handling is selectable: ``"reflect"`` (scipy's default, the reference PatchCore code:
+``d c b a | a b c d | d c b a``) or ``"mirror"`` (torch's ``reflect`` padding, which anomalib's
+blur uses: ``d c b | a b c d | c b a``).
+
+Model files: one ``torch.save`` file (written atomically by :func:`adloc.io.save_torch`) holding
+only tensors and plain Python values, so it loads with ``torch.load(weights_only=True)``::
+
+    {"kind": "patchcore", "format_version": 1, "adloc_version": "0.1.0",
+     "config": {...}, "provenance": {...}, "state": {name: Tensor}, "bank_sources": {...}, ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..errors import AdlocError, ModelError
+from ..io import load_torch, save_torch
+
+FORMAT_VERSION = 1
+
+#: config keys that describe where a model runs, not what it is; never compared on load.
+RUNTIME_KEYS = frozenset({"device"})
+
+
+# --------------------------------------------------------------------------------------------
+# config base
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class ModelConfig:
+    """Dataclass base with strict ``from_dict`` / plain-python ``to_dict``."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None = None, **overrides: Any):
+        """Build a config from a mapping; unknown keys raise :class:`ModelError` naming them."""
+        data = dict(d or {})
+        data.update(overrides)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ModelError(
+                f"unknown {cls.__name__} key(s): {', '.join(map(repr, unknown))}; "
+                f"allowed keys: {', '.join(sorted(names))}"
+            )
+        return cls(**data)
+
+    def __post_init__(self) -> None:
+        # lists from YAML/JSON become tuples so configs compare equal after a round trip
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, list):
+                setattr(self, f.name, tuple(v))
+        self.validate()
+
+    def validate(self) -> None:  # overridden
+        pass
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python dict (tuples become lists), safe for ``weights_only`` loading and JSON."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+
+def check_choice(cls_name: str, key: str, value: Any, allowed) -> None:
+    if value not in allowed:
+        raise ModelError(f"{cls_name} key {key!r} has value {value!r}; allowed: {sorted(allowed)}")
+
+
+def check_layers(cls_name: str, layers) -> None:
+    if not layers:
+        raise ModelError(f"{cls_name} key 'layers' must name at least one layer, got {layers!r}")
+    for layer in layers:
+        if not isinstance(layer, str):
+            raise ModelError(f"{cls_name} key 'layers' must hold layer names, got {layer!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# devices
+# --------------------------------------------------------------------------------------------
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``; CUDA when absent is a clear error."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(
+            f"device {str(device)!r} requested but torch sees no CUDA device "
+            f"(torch {torch.__version__}); use device 'cpu' or 'auto'"
+        )
+    return dev
+
+
+# --------------------------------------------------------------------------------------------
+# map post-processing
+# --------------------------------------------------------------------------------------------
+def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """Normalised 1-D Gaussian (float64), radius ``int(truncate * sigma + 0.5)`` like scipy."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (x / float(sigma)) ** 2)
+    return k / k.sum()
+
+
+def _pad_index(n: int, radius: int, mode: str) -> torch.Tensor:
+    """Source indices for padding a length-``n`` axis by ``radius`` on both sides.
+
+    Works for any ``radius`` (also larger than ``n``), unlike ``F.pad(mode="reflect")``.
+    """
+    idx = np.arange(-radius, n + radius)
+    if n == 1:
+        return torch.zeros(len(idx), dtype=torch.long)
+    if mode == "reflect":  # scipy 'reflect' (half-sample symmetric): period 2n
+        period = 2 * n
+        m = np.mod(idx, period)
+        out = np.where(m < n, m, period - 1 - m)
+    elif mode == "mirror":  # scipy 'mirror' == torch 'reflect' (whole-sample symmetric): period 2n-2
+        period = 2 * n - 2
+        m = np.mod(idx, period)
+        out = np.where(m < n, m, period - m)
+    elif mode == "nearest":
+        out = np.clip(idx, 0, n - 1)
+    else:
+        raise ModelError(f"blur border mode {mode!r} unknown; use 'reflect', 'mirror' or 'nearest'")
+    return torch.as_tensor(out, dtype=torch.long)
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float, truncate: float = 4.0, mode: str = "reflect") -> torch.Tensor:
+    """Separable Gaussian blur of ``maps`` (N, H, W) on their device; ``sigma <= 0`` is a no-op.
+
+    Equals ``scipy.ndimage.gaussian_filter(m, sigma, mode=mode, truncate=truncate)`` per map
+    (up to float32 rounding).
+    """
+    if sigma is None or sigma <= 0:
+        return maps
+    if maps.ndim != 3:
+        raise ValueError(f"gaussian_blur expects (N, H, W), got {tuple(maps.shape)}")
+    n, h, w = maps.shape
+    k = gaussian_kernel1d(sigma, truncate).to(device=maps.device, dtype=maps.dtype)
+    r = (k.numel() - 1) // 2
+    x = maps.unsqueeze(1)  # (N, 1, H, W)
+    x = x.index_select(2, _pad_index(h, r, mode).to(maps.device))
+    x = F.conv2d(x, k.view(1, 1, -1, 1))
+    x = x.index_select(3, _pad_index(w, r, mode).to(maps.device))
+    x = F.conv2d(x, k.view(1, 1, 1, -1))
+    return x.squeeze(1)
+
+
+def upsample(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinear (``align_corners=False``) resize of (N, h, w) score grids to ``size``."""
+    if isinstance(size, int):
+        size = (size, size)
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
+
+
+def score_maps(grid: torch.Tensor, image_size: int, blur_sigma: float, blur_mode: str) -> torch.Tensor:
+    """Grid (N, h, w) -> anomaly maps (N, H, W): upsample, then blur (both on the grid's device)."""
+    return gaussian_blur(upsample(grid.float(), image_size), blur_sigma, mode=blur_mode)
+
+
+# --------------------------------------------------------------------------------------------
+# feature inputs
+# --------------------------------------------------------------------------------------------
+def unpack_features(features, provenance: Mapping | None, layers) -> tuple[dict, dict, int | None]:
+    """Accept a dict of layer tensors or a :class:`adloc.features.FeatureSet`.
+
+    Returns ``(layer dict, provenance dict, input_size or None)``; checks that every needed
+    layer is present and all layers agree on N.
+    """
+    input_size = None
+    if hasattr(features, "layers") and hasattr(features, "provenance"):
+        prov = dict(features.provenance or {})
+        input_size = getattr(features, "input_size", None)
+        feats = features.layers
+    else:
+        prov = {}
+        feats = features
+    if provenance:
+        prov.update(provenance)
+    if not isinstance(feats, Mapping):
+        raise ModelError(f"features must be a dict of layer -> Tensor (N, C, h, w), got {type(feats).__name__}")
+    missing = [layer for layer in layers if layer not in feats]
+    if missing:
+        raise ModelError(
+            f"features lack layer(s) {missing}; they hold {sorted(feats)}. "
+            "Extract features with these layers (delete the feature file and rerun)."
+        )
+    ns = {layer: int(feats[layer].shape[0]) for layer in layers}
+    if len(set(ns.values())) != 1:
+        raise ModelError(f"feature layers disagree on the number of images: {ns}")
+    for layer in layers:
+        if feats[layer].ndim != 4:
+            raise ModelError(f"feature layer {layer} must be (N, C, h, w), got {tuple(feats[layer].shape)}")
+    return {layer: feats[layer] for layer in layers}, prov, input_size
+
+
+def count_sources(sources, n_images: int) -> list[str] | None:
+    if sources is None:
+        return None
+    sources = [str(s) for s in sources]
+    if len(sources) != n_images:
+        raise ModelError(f"sources has {len(sources)} labels for {n_images} images; give one class label per image")
+    return sources
+
+
+# --------------------------------------------------------------------------------------------
+# model files
+# --------------------------------------------------------------------------------------------
+def save_model_file(path, kind: str, config: Mapping, provenance: Mapping, state: Mapping[str, torch.Tensor], **extra) -> None:
+    """Atomically write a model file (see module docstring)."""
+    obj = {
+        "kind": kind,
+        "format_version": FORMAT_VERSION,
+        "adloc_version": __version__,
+        "config": dict(config),
+        "provenance": _plain(dict(provenance)),
+        "state": {k: v.detach().to("cpu").contiguous() for k, v in state.items()},
+    }
+    obj.update({k: _plain(v) for k, v in extra.items()})
+    save_torch(path, obj)
+
+
+def load_model_file(path, kind: str, config_cls, expect_config: Mapping | None) -> tuple[dict, Any]:
+    """Read and check a model file; returns ``(raw dict, config instance)``.
+
+    Raises :class:`ModelError` when the file is missing or corrupt, holds another kind of model
+    or another format version, or was fitted with a config that differs from ``expect_config``
+    (defaults filled in; runtime keys such as ``device`` are not compared).
+    """
+    try:
+        obj = load_torch(path, what=f"{kind} model file")
+    except AdlocError as exc:
+        raise ModelError(str(exc)) from None
+    if not isinstance(obj, dict) or "kind" not in obj:
+        raise ModelError(f"{path} is not an adloc model file. Delete the file and rerun.")
+    if obj["kind"] != kind:
+        raise ModelError(f"{path} holds a {obj['kind']!r} model, not {kind!r}. Delete the file and rerun.")
+    if obj.get("format_version") != FORMAT_VERSION:
+        raise ModelError(
+            f"{path} has model format_version {obj.get('format_version')!r}; this adloc "
+            f"({__version__}) reads version {FORMAT_VERSION}. Delete the file and rerun."
+        )
+    for key in ("config", "state", "provenance"):
+        if key not in obj:
+            raise ModelError(f"{path} lacks {key!r}; the file is corrupt. Delete the file and rerun.")
+    try:
+        stored = config_cls.from_dict(obj["config"])
+    except (ModelError, TypeError) as exc:
+        raise ModelError(f"{path}: stored config is not valid ({exc}). Delete the file and rerun.") from None
+    if expect_config is not None:
+        expected = expect_config if isinstance(expect_config, config_cls) else config_cls.from_dict(expect_config)
+        a, b = stored.to_dict(), expected.to_dict()
+        diffs = [k for k in a if k not in RUNTIME_KEYS and a[k] != b[k]]
+        if diffs:
+            detail = "; ".join(f"{k}: file has {a[k]!r}, expected {b[k]!r}" for k in diffs)
+            raise ModelError(
+                f"{path} was fitted with a different {kind} config ({detail}). Delete the file and rerun."
+            )
+    return obj, stored
+
+
+def _plain(v: Any) -> Any:
+    """Make ``v`` safe for ``weights_only`` loading: numpy -> python, tuples -> lists."""
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _plain(v.tolist())
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return v
+    if isinstance(v, (str, int, float, bool)) or v is None or isinstance(v, torch.Tensor):
+        return v
+    return str(v)
+
+
+def chunks(n: int, size: int):
+    """Yield ``(start, stop)`` covering ``range(n)`` in steps of ``size``."""
+    size = max(1, int(size))
+    for s in range(0, n, size):
+        yield s, min(n, s + size)

@@ -1,0 +1,207 @@
+"""Stage-level functions the workflow's scripts call: each takes loaded inputs, returns results.
+
+Kept separate from the scripts so every stage is unit-testable without Snakemake.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import AdlocError, DatasetError
+
+METHODS = ("patchcore", "padim")
+
+
+# --------------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------------
+def _model_class(method: str):
+    if method == "patchcore":
+        from .models.patchcore import PatchCore
+
+        return PatchCore
+    if method == "padim":
+        from .models.padim import Padim
+
+        return Padim
+    raise AdlocError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+
+
+def _config_class(method: str):
+    if method == "patchcore":
+        from .models.patchcore import PatchCoreConfig
+
+        return PatchCoreConfig
+    from .models.padim import PadimConfig
+
+    return PadimConfig
+
+
+def build_model(method: str, params: Mapping[str, Any], provenance: Mapping[str, Any]):
+    """A fresh, unfitted model of ``method`` configured from the workflow's ``params``."""
+    cfg = _config_class(method).from_dict(dict(params))
+    return _model_class(method)(cfg, provenance=dict(provenance))
+
+
+def load_model(path: str | Path, device: str = "cpu"):
+    """Load a fitted model file of either kind (the file records which)."""
+    from .io import load_torch
+
+    kind = load_torch(path, what="model file").get("kind")
+    if kind not in METHODS:
+        raise AdlocError(
+            f"model file {path} has unknown kind {kind!r}; delete it and rerun the workflow"
+        )
+    return _model_class(kind).load(path, device=device)
+
+
+def concat_feature_sets(sets: Sequence, classes: Sequence[str]):
+    """Concatenate per-class feature sets (same layers) into one dict plus per-image source labels.
+
+    Returns ``(layers: dict[str, Tensor (sum N, C, h, w)], sources: list[str])``.
+    """
+    import torch
+
+    if len(sets) != len(classes):
+        raise AdlocError(f"got {len(sets)} feature files for {len(classes)} classes")
+    names = list(sets[0].layers)
+    for fs, cls in zip(sets, classes):
+        if list(fs.layers) != names:
+            raise AdlocError(
+                f"feature files disagree on layers ({cls}: {list(fs.layers)} vs {names}); "
+                "delete results/features and rerun"
+            )
+    if len(sets) == 1:
+        layers = dict(sets[0].layers)
+    else:
+        layers = {n: torch.cat([fs.layers[n] for fs in sets], dim=0) for n in names}
+    sources = [cls for fs, cls in zip(sets, classes) for _ in fs.paths]
+    return layers, sources
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+def split_labels(splits: Mapping[str, Any], split: str, paths: Sequence[str]) -> np.ndarray:
+    """Labels (int8) of ``paths`` in the order given, looked up in the split file."""
+    table = {e["path"]: int(e["label"]) for e in splits["splits"][split]}
+    missing = [p for p in paths if p not in table]
+    if missing:
+        raise AdlocError(
+            f"{len(missing)} image(s) of split {split!r} (e.g. {missing[0]}) are not in the split "
+            f"file of class {splits.get('class')!r}: features are stale; rerun the workflow"
+        )
+    return np.asarray([table[p] for p in paths], dtype=np.int8)
+
+
+def load_split_masks(root, entries: Sequence[Mapping[str, Any]], pre) -> np.ndarray | None:
+    """Ground-truth masks at the model's input geometry: bool ``(N, S, S)``, or None (no masks).
+
+    Good images get all-False masks. A mask whose size differs from its image's raises a
+    :class:`DatasetError` naming the mask.
+    """
+    from .data.mvtec import image_size, load_mask
+    from .data.transforms import mask_array
+
+    if not any(e.get("mask") for e in entries):
+        return None
+    s = pre.output_size
+    masks = np.zeros((len(entries), s, s), dtype=bool)
+    for i, e in enumerate(entries):
+        if e.get("mask"):
+            w, h = image_size(root, e["path"])
+            masks[i] = mask_array(load_mask(root, e["mask"], shape=(h, w)), pre)
+        elif int(e["label"]) == 1:
+            raise DatasetError(
+                f"anomalous image {e['path']} (under {root}) has no mask while others do; add "
+                "its mask to ground_truth/ or remove the class's ground_truth folder"
+            )
+    return masks
+
+
+def _nan_to_none(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def evaluate_scores(
+    scores: Mapping[str, np.ndarray],
+    splits: Mapping[str, Any],
+    root,
+    pre,
+    threshold_cfg: Mapping[str, Any],
+    eval_cfg: Mapping[str, Any],
+    scope: str = "per_class",
+) -> dict:
+    """Calibrate on val, measure on test. Returns the metrics-file dict (see ARCHITECTURE.md).
+
+    ``scope`` ("per_class" or "global") matters only for ``pixel_auroc_images: study``.
+    """
+    from . import metrics as M
+
+    thr = M.calibrate_threshold(
+        scores["val_labels"],
+        scores["val_scores"],
+        mode=threshold_cfg["mode"],
+        grid_size=threshold_cfg["grid_size"],
+        on_degenerate=threshold_cfg["on_degenerate"],
+    )
+    labels, sc = scores["test_labels"], scores["test_scores"]
+    test = M.image_metrics(labels, sc, thr.threshold)
+    boot = eval_cfg["bootstrap"]
+    if boot["n"] > 0:
+        test["auroc_ci"] = M.bootstrap_ci(labels, sc, metric=M.auroc, n_boot=boot["n"], seed=boot["seed"])
+    else:
+        test["auroc_ci"] = None
+    pixel = pixel_metrics(scores, splits, root, pre, eval_cfg, scope)
+    vl = np.asarray(scores["val_labels"])
+    return {
+        "threshold": thr.to_dict(),
+        "test": {k: (_nan_to_none(v) if isinstance(v, float) else v) for k, v in test.items()},
+        "pixel": pixel,
+        "val": {"n": int(vl.size), "n_anomalous": int(vl.sum()), "n_normal": int(vl.size - vl.sum())},
+    }
+
+
+def pixel_metrics(scores, splits, root, pre, eval_cfg, scope: str = "per_class") -> dict:
+    """Pixel AUROC and AU-PRO on the test split, per the configured protocol; N/A without masks."""
+    from . import metrics as M
+
+    entries = splits["splits"]["test"]
+    by_path = {e["path"]: e for e in entries}
+    ordered = [by_path[str(p)] for p in scores["test_paths"]]
+    images = eval_cfg["pixel_auroc_images"]
+    if images == "study":  # the study: all test images per class, anomalous only for global
+        images = "anomalous" if scope == "global" else "all"
+    out = {
+        "pixel_auroc_images": images,
+        "pro_mode": eval_cfg["pro_mode"],
+        "fpr_limit": eval_cfg["pro_fpr_limit"],
+        "pixel_auroc": None,
+        "au_pro": None,
+        "note": None,
+    }
+    masks = load_split_masks(root, ordered, pre)
+    if masks is None:
+        out["note"] = "class has no ground-truth masks: pixel metrics N/A"
+        return out
+    maps = np.asarray(scores["test_maps"], dtype=np.float32)
+    if maps.shape != masks.shape:
+        raise AdlocError(
+            f"anomaly maps have shape {maps.shape} but masks {masks.shape}: the scores file is "
+            "stale; rerun the workflow"
+        )
+    labels = np.asarray(scores["test_labels"]).astype(bool)
+    if images == "anomalous":
+        out["pixel_auroc"] = _nan_to_none(M.pixel_auroc(masks[labels], maps[labels]))
+    else:
+        out["pixel_auroc"] = _nan_to_none(M.pixel_auroc(masks, maps))
+    limit = eval_cfg["pro_fpr_limit"]
+    if eval_cfg["pro_mode"] == "study":
+        out["au_pro"] = _nan_to_none(M.au_pro_study(masks[labels], maps[labels], fpr_limit=limit))
+    else:
+        out["au_pro"] = _nan_to_none(M.au_pro(masks, maps, fpr_limit=limit))
+    return out

@@ -1,0 +1,72 @@
+"""Glue between Snakemake's ``script:`` object and the library, kept free of Snakemake imports.
+
+:func:`run_script` is what every ``scripts/*.py`` calls: it routes logging and library chatter
+to the rule's log file, caps torch's threads at the rule's ``threads``, and turns an
+:class:`adloc.errors.AdlocError` into one clear line on stderr (plus the log) and exit code 1,
+instead of a traceback. Outputs are written atomically by the library (``adloc.io``), so a failed
+or killed job leaves no partial target behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger("adloc")
+
+
+def _configure_threads(threads: int) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    with contextlib.suppress(ImportError):
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(1)
+
+
+def run_script(smk: Any, main: Callable[[Any], None]) -> None:
+    """Run ``main(smk)`` with logging to ``smk.log[0]`` and clean error reporting.
+
+    Args:
+        smk: the ``snakemake`` object Snakemake injects into scripts (or any object with
+            ``input``, ``output``, ``params``, ``log``, ``threads``, ``wildcards``).
+        main: the script's body.
+    """
+    log_path = Path(smk.log[0]) if len(smk.log) else None
+    stream = open(log_path, "w", encoding="utf-8") if log_path else sys.stderr  # noqa: SIM115
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    _configure_threads(int(getattr(smk, "threads", 1) or 1))
+    real_stderr = sys.stderr
+    code = 0
+    try:
+        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            main(smk)
+    except Exception as exc:  # report, then exit non-zero
+        from .errors import AdlocError
+
+        code = 1
+        if isinstance(exc, AdlocError):
+            message = f"adloc error: {exc}"
+            log.error(message)
+        else:
+            message = f"adloc internal error: {type(exc).__name__}: {exc}"
+            log.error("%s\n%s", message, traceback.format_exc())
+        where = f" (log: {log_path})" if log_path else ""
+        print(message + where, file=real_stderr, flush=True)
+    finally:
+        handler.flush()
+        if log_path:
+            stream.close()
+    if code:
+        sys.exit(code)

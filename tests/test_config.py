@@ -1,0 +1,72 @@
+"""Config validation: defaults filled from the schema, clear errors naming the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adloc.config import deep_merge, feature_set_name, load_config, validate_config
+from adloc.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_config_is_valid_and_complete():
+    cfg = load_config(ROOT / "config.yaml")
+    assert cfg["classes"] == ["synth_nut", "synth_carpet", "synth_zipper"]
+    assert cfg["threshold"]["grid_size"] == 1000  # filled from the schema
+    assert cfg["evaluation"]["bootstrap"]["n"] == 1000
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "presets").glob("*.yaml")), ids=lambda p: p.name)
+def test_presets_are_valid(preset):
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    over = yaml.safe_load(preset.read_text())
+    validate_config(deep_merge(base, over), str(preset))
+
+
+def test_empty_config_gets_every_default():
+    cfg = validate_config({})
+    assert cfg["patchcore"]["coreset_ratio"] == 0.1
+    assert cfg["padim"]["layers"] == ["layer1", "layer2", "layer3"]
+    assert cfg["dataset"]["synthetic"]["counts"]["train_good"] == 50
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ({"colour": 1}, ["unknown config key colour", "allowed keys", "classes"]),
+        ({"patchcore": {"coreset": 0.1}}, ["patchcore.coreset", "coreset_ratio"]),
+        ({"device": "tpu"}, ["device", "'tpu'", "'cpu', 'cuda', 'auto'"]),
+        ({"features": {"batch_size": "big"}}, ["features.batch_size", "integer"]),
+        ({"classes": ["bottle"]}, ["'bottle'", "classes", "synth_nut"]),
+        ({"patchcore": {"backbone": "vgg16"}}, ["patchcore.backbone", "wide_resnet50_2"]),
+        ({"preprocess": {"crop": 300}}, ["preprocess.crop", "preprocess.resize"]),
+        ({"dataset": {"synthetic": {"counts": {"train": 3}}}}, ["dataset.synthetic.counts.train"]),
+    ],
+)
+def test_bad_config_names_the_key(override, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "config.yaml", override)
+    for text in expected:
+        assert text in str(err.value)
+
+
+def test_real_dataset_allows_any_class_name():
+    cfg = validate_config({"dataset": {"generate": False, "root": "/data/mvtec"}, "classes": ["bottle"]})
+    assert cfg["classes"] == ["bottle"]
+
+
+def test_missing_or_broken_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("classes: [a\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+
+
+def test_feature_set_name():
+    assert feature_set_name("resnet18", "imagenet") == "resnet18-imagenet"
+    assert feature_set_name("resnet18", "random") == "resnet18-random"
+    assert feature_set_name("resnet18", "/w/my weights.pth") == "resnet18-file-my_weights"
