@@ -80,8 +80,8 @@ def class_images(wildcards):
     return sorted(str(p) for p in root.rglob("*") if p.is_file())
 
 
-def model_params(method):
-    """Everything a fitted model depends on (kept to what the fit reads)."""
+def model_params(method, cls=None):
+    """Everything a fitted model reads: the method's settings plus class_overrides[cls]."""
     keys = {
         "patchcore": [
             "layers",
@@ -95,7 +95,10 @@ def model_params(method):
         ],
         "padim": ["layers", "n_features", "covariance_eps", "blur_sigma"],
     }[method]
-    return {k: config[method][k] for k in keys}
+    params = {k: config[method][k] for k in keys}
+    if cls is not None:
+        params.update(config["class_overrides"].get(cls, {}).get(method, {}))
+    return params
 
 
 def final_targets():

@@ -19,7 +19,7 @@ rule fit_class:
         mem_mb=16000,
         runtime=120,
     params:
-        model=lambda w: model_params(w.method),
+        model=lambda w: model_params(w.method, w.cls),
         image_size=IMAGE_SIZE,
         device=config["device"],
         seed=config["seed"],

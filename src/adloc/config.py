@@ -127,6 +127,12 @@ def _cross_checks(cfg: dict, source: str) -> None:
                 f"dataset.generate: true the allowed classes are {', '.join(EMBEDDED_CLASS_NAMES)}. "
                 "For real data set dataset.generate: false and dataset.root to the MVTec AD folder."
             )
+    unknown = sorted(set(cfg["class_overrides"]) - set(cfg["classes"]))
+    if unknown:
+        raise ConfigError(
+            f"config key class_overrides{where} names class(es) {', '.join(unknown)} that are not in "
+            f"classes ({', '.join(cfg['classes'])}); fix the name or add the class"
+        )
     crop = cfg["preprocess"]["crop"]
     if crop is not None and crop > cfg["preprocess"]["resize"]:
         raise ConfigError(

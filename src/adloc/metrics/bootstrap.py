@@ -92,8 +92,9 @@ def _auroc_replicates(lab: np.ndarray, sc: np.ndarray, counts: np.ndarray) -> np
     return out
 
 
-def _replicates(kind: str, fn: Callable, lab: np.ndarray, sc: np.ndarray, idx: np.ndarray,
-                counts: np.ndarray | None) -> np.ndarray:
+def _replicates(
+    kind: str, fn: Callable, lab: np.ndarray, sc: np.ndarray, idx: np.ndarray, counts: np.ndarray | None
+) -> np.ndarray:
     if kind == "auroc" and counts is not None:
         return _auroc_replicates(lab, sc, counts)
     vals = np.full(idx.shape[0], np.nan)
@@ -127,8 +128,9 @@ def _check_args(n_boot: int, alpha: float) -> None:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
 
 
-def bootstrap_ci(labels, scores, metric=auroc, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
-                 stratify: bool = False) -> dict:
+def bootstrap_ci(
+    labels, scores, metric=auroc, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, stratify: bool = False
+) -> dict:
     """Percentile bootstrap CI of ``metric(labels, scores)`` over resampled images.
 
     Returns ``{"estimate", "low", "high", "n_boot", "n_valid", "alpha"}``; ``estimate`` is
@@ -145,12 +147,26 @@ def bootstrap_ci(labels, scores, metric=auroc, n_boot: int = 1000, seed: int = 0
         counts = _multiplicities(idx, lab.size)
     vals = _replicates(kind, fn, lab, sc, idx, counts)
     lo, hi, n_valid = _interval(vals, alpha)
-    return {"estimate": estimate, "low": lo, "high": hi, "n_boot": int(n_boot), "n_valid": n_valid,
-            "alpha": float(alpha)}
+    return {
+        "estimate": estimate,
+        "low": lo,
+        "high": hi,
+        "n_boot": int(n_boot),
+        "n_valid": n_valid,
+        "alpha": float(alpha),
+    }
 
 
-def paired_gap_ci(labels, scores_a, scores_b, metric=auroc, n_boot: int = 1000, seed: int = 0,
-                  alpha: float = 0.05, stratify: bool = False) -> dict:
+def paired_gap_ci(
+    labels,
+    scores_a,
+    scores_b,
+    metric=auroc,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    stratify: bool = False,
+) -> dict:
     """Paired percentile bootstrap CI of ``metric(a) - metric(b)`` on the same images.
 
     ``scores_a`` and ``scores_b`` score the same images in the same order (e.g. per-class vs
@@ -169,5 +185,13 @@ def paired_gap_ci(labels, scores_a, scores_b, metric=auroc, n_boot: int = 1000, 
         counts = _multiplicities(idx, lab.size)
     gaps = _replicates(kind, fn, lab, sa, idx, counts) - _replicates(kind, fn, lab, sb, idx, counts)
     lo, hi, n_valid = _interval(gaps, alpha)
-    return {"estimate": est_a - est_b, "low": lo, "high": hi, "n_boot": int(n_boot), "n_valid": n_valid,
-            "alpha": float(alpha), "estimate_a": est_a, "estimate_b": est_b}
+    return {
+        "estimate": est_a - est_b,
+        "low": lo,
+        "high": hi,
+        "n_boot": int(n_boot),
+        "n_valid": n_valid,
+        "alpha": float(alpha),
+        "estimate_a": est_a,
+        "estimate_b": est_b,
+    }

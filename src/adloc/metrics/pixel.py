@@ -3,7 +3,7 @@
 Inputs: ``masks`` and ``maps`` are either arrays of shape (N, H, W) or sequences of N 2-D
 arrays (shapes may differ between images but must match pairwise). Masks may be bool or
 numeric (numeric masks: ``mask > 0.5`` is anomalous, the study's convention for resized
-masks). Maps are real-valued, higher = more anomalous; NaN raises ``ValueError``.
+masks); in a sequence, ``None`` stands for an all-normal mask (a good image). Maps are real-valued, higher = more anomalous; NaN raises ``ValueError``.
 The caller decides which images to pass (all test images = paper protocol; anomalous images
 only = the study's global runs).
 
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -60,8 +59,8 @@ def _pairs(masks, maps) -> list[tuple[np.ndarray, np.ndarray]]:
         raise ValueError(f"got {len(masks)} masks but {len(maps)} anomaly maps")
     out = []
     for i, (m, a) in enumerate(zip(masks, maps)):
-        m = np.asarray(m)
         a = np.asarray(a)
+        m = np.zeros(a.shape, dtype=bool) if m is None else np.asarray(m)
         if m.shape != a.shape:
             raise ValueError(f"image {i}: mask shape {m.shape} != anomaly map shape {a.shape}")
         if m.dtype != np.bool_:
@@ -112,16 +111,16 @@ def _extract(pairs, connectivity: int | None) -> _Pixels:
         _check_finite(a, i)
         nn = m.size - k
         if k == 0:
-            neg[i_neg:i_neg + nn] = a.ravel()
+            neg[i_neg : i_neg + nn] = a.ravel()
         else:
-            neg[i_neg:i_neg + nn] = a[~m]
-            pos[i_pos:i_pos + k] = a[m]
+            neg[i_neg : i_neg + nn] = a[~m]
+            pos[i_pos : i_pos + k] = a[m]
             if connectivity:
                 if m.ndim != 2:
                     raise ValueError(f"mask {i} must be 2-D to find regions, got shape {m.shape}")
                 lab, nr = ndimage.label(m, structure=_STRUCTURES[connectivity])
                 sizes = np.bincount(lab.ravel(), minlength=nr + 1).astype(np.float64)
-                w[i_pos:i_pos + k] = 1.0 / sizes[lab[m]]
+                w[i_pos : i_pos + k] = 1.0 / sizes[lab[m]]
                 n_regions += nr
         i_neg += nn
         i_pos += k
@@ -144,7 +143,7 @@ def _count_sums(neg: np.ndarray, pos: np.ndarray, w: np.ndarray | None, offset: 
     """
     total = 0 if w is None else 0.0
     for lo in range(0, pos.size, _CHUNK):
-        q = pos[lo:lo + _CHUNK]
+        q = pos[lo : lo + _CHUNK]
         c = np.searchsorted(neg, q, "left")
         r = np.searchsorted(neg, q, "right")
         if offset:  # counts within neg[offset:] only: (count - offset)+
@@ -157,7 +156,7 @@ def _count_sums(neg: np.ndarray, pos: np.ndarray, w: np.ndarray | None, offset: 
         if w is None:
             total += int(c.sum())
         else:
-            total += float(np.dot(w[lo:lo + _CHUNK], c))
+            total += float(np.dot(w[lo : lo + _CHUNK], c))
     return total
 
 

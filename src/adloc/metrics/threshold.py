@@ -169,8 +169,15 @@ def _degenerate(lab: np.ndarray, sc: np.ndarray, mode: str, on_degenerate: str) 
         fb = FALLBACK_NO_NORMALS
     rates = rates_from_counts(**confusion_at(lab, sc, thr))
     return ThresholdResult(
-        threshold=thr, f1=rates["f1"], precision=rates["precision"], recall=rates["recall"],
-        mode=mode, n_candidates=0, fallback=fb, n_anomalous=n_pos, n_normal=n_neg,
+        threshold=thr,
+        f1=rates["f1"],
+        precision=rates["precision"],
+        recall=rates["recall"],
+        mode=mode,
+        n_candidates=0,
+        fallback=fb,
+        n_anomalous=n_pos,
+        n_normal=n_neg,
     )
 
 
@@ -209,7 +216,13 @@ def calibrate_threshold(
         assert math.isclose(rates["f1"], float(f1[best]), rel_tol=0, abs_tol=1e-12)
     n_pos = int(lab.sum())
     return ThresholdResult(
-        threshold=t, f1=rates["f1"], precision=rates["precision"], recall=rates["recall"],
-        mode=mode, n_candidates=int(thr.size), fallback=None,
-        n_anomalous=n_pos, n_normal=int(lab.size - n_pos),
+        threshold=t,
+        f1=rates["f1"],
+        precision=rates["precision"],
+        recall=rates["recall"],
+        mode=mode,
+        n_candidates=int(thr.size),
+        fallback=None,
+        n_anomalous=n_pos,
+        n_normal=int(lab.size - n_pos),
     )

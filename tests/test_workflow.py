@@ -1,0 +1,125 @@
+"""Run the real workflow on a tiny generated dataset; check targets, values and incremental reruns."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workflow_utils import TINY, make_dataset, planned_jobs, snakemake, write_config
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+CLASSES = TINY["classes"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("wf")
+    make_dataset(wd / "data", CLASSES)
+    write_config(wd)
+    t0 = time.perf_counter()
+    proc = snakemake(wd, "--cores", "2")
+    return wd, proc, time.perf_counter() - t0
+
+
+def test_every_target_exists_and_parses(run):
+    wd, proc, _ = run
+    r = wd / "results"
+    assert "results/summary.md" in proc.stdout + proc.stderr
+    for cls in CLASSES:
+        s = json.loads((r / "splits" / f"{cls}.json").read_text())
+        assert s["class"] == cls
+        assert (r / "figures" / f"examples_{cls}.png").stat().st_size > 10_000
+    for m in ("patchcore", "padim"):
+        assert (r / "figures" / f"confusion_{m}.png").stat().st_size > 10_000
+        conf = pd.read_csv(r / "tables" / f"confusion_{m}.csv")
+        assert len(conf) > 0
+        for cls in CLASSES:
+            for scope in (cls, "global"):
+                sc = np.load(r / "scores" / m / scope / f"{cls}.npz")
+                assert np.isfinite(sc["test_scores"]).all()
+                assert sc["test_maps"].shape[1:] == (64, 64)
+    for f in ("gap.png", "tsne.png"):
+        assert (r / "figures" / f).stat().st_size > 10_000
+    assert len(pd.read_csv(r / "tables" / "gap.csv")) > 0
+    comp = pd.read_csv(r / "tables" / "memory_bank_composition.csv")
+    assert set(comp["class"]) >= set(CLASSES)
+    text = (r / "summary.md").read_text()
+    assert "efficientnet_lite0" in text
+    # no temporary files left behind by the atomic writers
+    assert not [p for p in r.rglob("*.tmp*")]
+
+
+def test_metrics_table_values_are_sane(run):
+    wd, _, _ = run
+    r = wd / "results"
+    df = pd.read_csv(r / "tables" / "metrics.csv")
+    per = df[df["class"] != "macro"]
+    assert len(per) == 2 * 2 * len(CLASSES)  # methods x scopes x classes
+    assert per["auroc"].between(0, 1).all()
+    assert per["pixel_auroc"].between(0, 1).all()
+    assert per["au_pro"].between(0, 1).all()
+    assert (per["auroc_low"] <= per["auroc"] + 1e-12).all()
+    assert (per["auroc_high"] >= per["auroc"] - 1e-12).all()
+    for cls in CLASSES:
+        s = json.loads((r / "splits" / f"{cls}.json").read_text())
+        rows = per[per["class"] == cls]
+        assert (rows["n_test"] == s["counts"]["test"]["total"]).all()
+        assert (rows["n_test_anomalous"] == s["counts"]["test"]["anomalous"]).all()
+        assert (rows["n_val"] == s["counts"]["val"]["total"]).all()
+
+
+def test_nothing_to_do_after_a_complete_run(run):
+    wd, _, _ = run
+    assert planned_jobs(wd) == []
+
+
+def test_changed_image_reruns_only_that_class(run):
+    wd, _, _ = run
+    img = sorted((wd / "data" / "synth_carpet" / "train" / "good").iterdir())[0]
+    before = img.stat()
+    later = time.time() + 5
+    os.utime(img, (later, later))
+    try:
+        jobs = planned_jobs(wd)
+    finally:
+        os.utime(img, ns=(before.st_atime_ns, before.st_mtime_ns))
+    fits = {(w.get("method"), w.get("cls")) for r, w in jobs if r == "fit_class"}
+    assert fits == {("patchcore", "synth_carpet"), ("padim", "synth_carpet")}
+    assert {r for r, _ in jobs} >= {"splits", "extract_features", "fit_global", "summary"}
+    touched = {w.get("cls") for r, w in jobs if r in ("splits", "extract_features")}
+    assert touched == {"synth_carpet"}
+    # scores of the untouched class by its own per-class model are not recomputed
+    assert ("score", {"method": "patchcore", "scope": "synth_nut", "cls": "synth_nut"}) not in jobs
+
+
+def test_per_class_parameter_reruns_only_that_class(run):
+    wd, _, _ = run
+    write_config(wd, class_overrides={"synth_nut": {"patchcore": {"coreset_ratio": 0.2}}})
+    try:
+        jobs = planned_jobs(wd)
+    finally:
+        write_config(wd)
+    fits = {(w.get("method"), w.get("cls")) for r, w in jobs if r == "fit_class"}
+    assert fits == {("patchcore", "synth_nut")}
+    rules = {r for r, _ in jobs}
+    assert "fit_global" not in rules and "extract_features" not in rules
+    assert "summary" in rules
+
+
+def test_adding_a_class_leaves_other_models_untouched(run):
+    wd, _, _ = run
+    make_dataset(wd / "data", ["synth_zipper"])
+    write_config(wd, classes=CLASSES + ["synth_zipper"])
+    try:
+        jobs = planned_jobs(wd)
+    finally:
+        write_config(wd)
+    fits = {w.get("cls") for r, w in jobs if r == "fit_class"}
+    assert fits == {"synth_zipper"}
+    assert "fit_global" in {r for r, _ in jobs}
