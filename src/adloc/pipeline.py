@@ -113,8 +113,7 @@ def load_split_masks(root, entries: Sequence[Mapping[str, Any]], pre) -> np.ndar
     masks = np.zeros((len(entries), s, s), dtype=bool)
     for i, e in enumerate(entries):
         if e.get("mask"):
-            w, h = image_size(root, e["path"])
-            masks[i] = mask_array(load_mask(root, e["mask"], shape=(h, w)), pre)
+            masks[i] = mask_array(load_mask(root, e["mask"], shape=image_size(root, e["path"])), pre)
         elif int(e["label"]) == 1:
             raise DatasetError(
                 f"anomalous image {e['path']} (under {root}) has no mask while others do; add "

@@ -173,9 +173,7 @@ def read_splits(path: PathLike) -> dict[str, Any]:
     """Read and validate a split file; a missing, corrupt or malformed file raises DatasetError."""
     try:
         obj = read_json(path, what="split file")
-    except DatasetError:
-        raise
-    except AdlocError as exc:
+    except AdlocError as exc:  # io raises the base class; re-raise as a dataset problem
         raise DatasetError(str(exc)) from None
     return validate_splits(obj, str(path))
 

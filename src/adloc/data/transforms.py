@@ -97,7 +97,7 @@ def mask_array(mask: np.ndarray, pre: Preprocess) -> np.ndarray:
         raise DatasetError(f"mask_array expects an HxW array, got shape {tuple(mask.shape)}.")
     t = torch.from_numpy(np.ascontiguousarray(mask.astype(np.uint8)))[None]
     t = _geometry(t, pre, InterpolationMode.NEAREST_EXACT)
-    return (t[0].numpy().astype(np.float32) > 0.5)
+    return t[0].numpy().astype(np.float32) > 0.5
 
 
 def load_split_images(

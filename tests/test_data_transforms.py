@@ -1,0 +1,134 @@
+"""Preprocessing: study vs paper geometry, normalisation, mask alignment, split loading."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from adloc.data.mvtec import scan_class
+from adloc.data.splits import make_splits
+from adloc.data.synthetic import generate_class
+from adloc.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocess,
+    image_tensor,
+    load_split_images,
+    mask_array,
+)
+from adloc.errors import DatasetError
+
+
+def test_output_sizes():
+    assert Preprocess().output_size == 224 and Preprocess() == Preprocess.paper()
+    assert Preprocess.study() == Preprocess(resize=224, crop=None)
+    assert Preprocess.study().output_size == 224
+    assert Preprocess(resize=64, crop=None).as_dict() == {"resize": 64, "crop": None}
+    with pytest.raises(DatasetError):
+        Preprocess(resize=100, crop=120)
+
+
+@pytest.mark.parametrize("pre", [Preprocess(256, 224), Preprocess(224, None), Preprocess(40, 32)])
+def test_image_tensor_shape_and_normalisation(pre):
+    img = np.zeros((300, 300, 3), np.uint8)
+    img[..., 0], img[..., 1], img[..., 2] = 0, 128, 255
+    t = image_tensor(img, pre)
+    s = pre.output_size
+    assert t.shape == (3, s, s) and t.dtype == torch.float32
+    for c, v in enumerate((0, 128, 255)):
+        want = (v / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
+        assert torch.allclose(t[c], torch.full((s, s), want), atol=1e-5)
+
+
+def test_study_resize_matches_pil_bilinear():
+    """The study resized PIL images with BILINEAR (antialiased): agree within 1 grey level."""
+    img = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    t = image_tensor(img, Preprocess(resize=64, crop=None))
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    back = ((t * std + mean) * 255).permute(1, 2, 0).numpy()
+    pil = np.asarray(Image.fromarray(img).resize((64, 64), Image.BILINEAR)).astype(np.float64)
+    assert np.abs(back - pil).max() <= 1.01
+
+
+def test_center_crop_and_mask_alignment():
+    # a bright square and its mask must land on the same pixels after resize + crop
+    img = np.zeros((128, 128, 3), np.uint8)
+    mask = np.zeros((128, 128), bool)
+    img[40:80, 48:96] = 255
+    mask[40:80, 48:96] = True
+    for pre in (Preprocess(64, 48), Preprocess(64, None), Preprocess(256, 224)):
+        t = image_tensor(img, pre)
+        m = mask_array(mask, pre)
+        s = pre.output_size
+        assert m.shape == (s, s) and m.dtype == bool
+        bright = (t[0] > 0.5).numpy()  # normalised 255 ~ 2.2, 0 ~ -2.1
+        assert (bright == m).mean() > 0.99, pre
+    # crop: 16x16 -> resize 16 -> crop 8 keeps the central 8x8 exactly (nearest, no scaling)
+    m = np.zeros((16, 16), bool)
+    m[4:8, 4:8] = True
+    out = mask_array(m, Preprocess(16, 8))
+    assert out.shape == (8, 8) and out[:4, :4].all() and out.sum() == 16
+
+
+def test_mask_nearest_is_pixel_centre_aligned():
+    # 2x upsampling with pixel-centre nearest: every source pixel becomes a 2x2 block
+    m = np.zeros((4, 4), bool)
+    m[1, 2] = True
+    out = mask_array(m, Preprocess(8, None))
+    assert out.sum() == 4 and out[2:4, 4:6].all()
+
+
+def test_load_split_images(tmp_path):
+    generate_class(
+        tmp_path,
+        "synth_zipper",
+        {"train_good": 4, "test_good": 2, "anomalies": 4},
+        image_size=48,
+        seed=3,
+    )
+    s = make_splits(scan_class(tmp_path, "synth_zipper"), hash_files=False)
+    pre = Preprocess(40, 32)
+    x, m = load_split_images(tmp_path, s["splits"]["test"], pre)
+    n = len(s["splits"]["test"])
+    assert x.shape == (n, 3, 32, 32) and x.dtype == torch.float32
+    assert m.shape == (n, 32, 32) and m.dtype == bool
+    labels = np.array([e["label"] for e in s["splits"]["test"]])
+    assert not m[labels == 0].any() and m[labels == 1].reshape(int(labels.sum()), -1).any(1).all()
+    # grayscale zipper -> three identical channels (before normalisation)
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    raw = x[0] * std + mean
+    assert torch.allclose(raw[0], raw[1], atol=1e-5) and torch.allclose(raw[1], raw[2], atol=1e-5)
+    # train split: no masks; with_masks=False: no masks
+    assert load_split_images(tmp_path, s["splits"]["train"], pre)[1] is None
+    assert load_split_images(tmp_path, s["splits"]["test"], pre, with_masks=False)[1] is None
+    # deterministic
+    assert torch.equal(x, load_split_images(tmp_path, s["splits"]["test"], pre)[0])
+
+
+def test_load_split_images_without_ground_truth(tmp_path):
+    generate_class(
+        tmp_path, "synth_nut", {"train_good": 3, "test_good": 2, "anomalies": 3}, image_size=32
+    )
+    shutil.rmtree(tmp_path / "synth_nut" / "ground_truth")
+    s = make_splits(scan_class(tmp_path, "synth_nut"), hash_files=False)
+    x, m = load_split_images(tmp_path, s["splits"]["test"], Preprocess(32, None))
+    assert m is None and x.shape[0] == len(s["splits"]["test"])
+
+
+def test_mask_size_mismatch_names_the_mask(tmp_path):
+    generate_class(
+        tmp_path, "synth_carpet", {"train_good": 3, "test_good": 1, "anomalies": 3}, image_size=32
+    )
+    s = make_splits(scan_class(tmp_path, "synth_carpet"), hash_files=False)
+    e = next(e for e in s["splits"]["test"] if e["label"] == 1)
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / e["mask"])
+    with pytest.raises(DatasetError) as err:
+        load_split_images(tmp_path, s["splits"]["test"], Preprocess(32, None))
+    msg = str(err.value)
+    assert e["mask"] in msg and "20x20" in msg and "32x32" in msg
