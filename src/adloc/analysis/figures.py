@@ -15,6 +15,8 @@ from typing import Iterator, Mapping, Sequence
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from ..errors import AdlocError
@@ -174,41 +176,43 @@ def examples_figure(
     with style():
         fig = new_figure(panel_size * ncols, panel_size * k + 0.9)
         axes = fig.subplots(k, ncols, squeeze=False)
-        last_im: dict[str, object] = {}
+        head_fs = 9
         for r in range(k):
             img = images[r]
             ax = axes[r, 0]
             ax.imshow(img, extent=extent)
             ax.set_ylabel(titles[r], fontsize=8)
             if r == 0:
-                ax.set_title("image")
+                ax.set_title("image", fontsize=head_fs)
             ax = axes[r, 1]
             ax.imshow(img, extent=extent)
+            if r == 0:
+                ax.set_title("ground truth", fontsize=head_fs)
+            note = None
             if masks is None:
-                label = "ground truth\n(no masks)"
+                note = "no mask available"
             elif masks[r].any():
                 ax.contour(
                     np.arange(W) + 0.5, np.arange(H) + 0.5, masks[r].astype(float),
                     levels=[0.5], colors="red", linewidths=1.2,
                 )
-                label = "ground truth"
             else:
-                label = "ground truth\n(normal image)"
-            ax.set_title(label if r == 0 or masks is None or not masks[r].any() else "", fontsize=8)
+                note = "normal: no defect"
+            if note:
+                ax.text(0.5, 0.04, note, transform=ax.transAxes, ha="center", va="bottom",
+                        fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
             for c, name in enumerate(names):
                 ax = axes[r, 2 + c]
                 g = _group_of(name, groups)
                 lo, hi = limits[g]
                 ax.imshow(img.mean(axis=-1), cmap="gray", extent=extent)
-                last_im[g] = ax.imshow(
-                    arrays[name][r], cmap=cmap, alpha=0.5, vmin=lo, vmax=hi, extent=extent,
-                    interpolation="bilinear",
-                )
+                ax.imshow(arrays[name][r], cmap=cmap, alpha=0.5, vmin=lo, vmax=hi,
+                          extent=extent, interpolation="bilinear")
                 head = f"{name}\n" if r == 0 else ""
                 if scores is not None and name in scores:
-                    ax.set_title(f"{head}score {float(scores[name][r]):.4g}", fontsize=8)
+                    ax.set_title(f"{head}score {float(scores[name][r]):#.4g}", fontsize=8)
                 elif head:
-                    ax.set_title(head.strip(), fontsize=8)
+                    ax.set_title(head.strip(), fontsize=head_fs)
         for ax in axes.ravel():
             ax.set_xticks([])
             ax.set_yticks([])
@@ -216,11 +220,13 @@ def examples_figure(
                 s.set_visible(False)
         for g, members in group_names.items():
             cols = [2 + names.index(m) for m in members]
+            sm = ScalarMappable(norm=Normalize(*limits[g]), cmap=cmap)
             cb = fig.colorbar(
-                last_im[g], ax=list(axes[:, cols].ravel()), location="bottom",
+                sm, ax=list(axes[:, cols].ravel()), location="bottom",
                 shrink=0.9, aspect=25, pad=0.01,
             )
-            cb.set_label(f"{g} anomaly score (shared by its {len(members)} maps)", fontsize=8)
+            cb.set_label(f"{g} anomaly score (one scale for its {len(members)} maps)",
+                         fontsize=8)
             cb.ax.tick_params(labelsize=7)
         fig.suptitle(suptitle or "Test images, ground truth and anomaly maps")
     return fig

@@ -132,6 +132,7 @@ def gap_table(
     alpha: float = 0.05,
     ci_fn: Callable | None = None,
     macro: bool = True,
+    stratify: bool = False,
 ) -> pd.DataFrame:
     """Per-class minus global, one row per method x class x metric (long format).
 
@@ -143,6 +144,7 @@ def gap_table(
         n_boot: bootstrap resamples for the AUROC/AUPRC intervals (0 = no intervals).
         seed, alpha: bootstrap seed and 1 - confidence level.
         ci_fn: the paired bootstrap (default :func:`adloc.metrics.paired_gap_ci`).
+        stratify: resample normal and anomalous images separately (class counts fixed).
         macro: add a ``class == "macro"`` row per method and metric: the mean gap over classes
             (point value only; no interval).
 
@@ -155,6 +157,7 @@ def gap_table(
         AdlocError: the two models of a pair scored different test images (or in another
             order), or the dicts disagree on method/class, or a method x class appears twice.
     """
+    check_estimate = ci_fn is None  # the real bootstrap recomputes the point gap: cross-check
     ci_fn = ci_fn or (_default_ci_fn() if n_boot > 0 else None)
     metric_fns = _metric_fns()
     rows: list[dict] = []
@@ -183,12 +186,20 @@ def gap_table(
                 "n_boot": 0, "n_valid": 0, "n_test": int(labels.size),
             }
             if metric in CI_METRICS and n_boot > 0:
+                extra = {"stratify": True} if stratify else {}
                 res = ci_fn(
                     labels, np.asarray(pcs["test_scores"], dtype=np.float64),
                     np.asarray(gls["test_scores"], dtype=np.float64),
-                    metric=metric_fns[metric], n_boot=n_boot, seed=seed, alpha=alpha,
+                    metric=metric_fns[metric], n_boot=n_boot, seed=seed, alpha=alpha, **extra,
                 )
                 lo, hi = float(res.get("low", np.nan)), float(res.get("high", np.nan))
+                est = float(res.get("estimate", np.nan))
+                if check_estimate and np.isfinite([est, a, b]).all() and abs(est - (a - b)) > 1e-6:
+                    raise AdlocError(
+                        f"{what}: the {metric} gap from the score files ({est:.6f}) differs from "
+                        f"the metrics files ({a - b:.6f}); the metrics are stale. Delete "
+                        "results/metrics for this class and rerun the evaluate rule."
+                    )
                 row.update(
                     gap_low=lo, gap_high=hi, n_boot=int(res.get("n_boot", n_boot)),
                     n_valid=int(res.get("n_valid", n_boot)),
@@ -224,13 +235,39 @@ def _sort(df: pd.DataFrame) -> pd.DataFrame:
         "k": df["metric"].map(metric_order),
     })
     order = key.sort_values(["m", "macro", "c", "k"], kind="mergesort").index
+    from .tables import _text
+
     out = df.loc[order].reset_index(drop=True)
     out["ci_excludes_zero"] = out["ci_excludes_zero"].astype("boolean")
+    for c in ("method", "class", "metric"):
+        out[c] = _text(out[c])
+    for c in ("n_boot", "n_valid", "n_test"):
+        out[c] = out[c].astype(int)
     return out
 
 
 def write_gap_table(path, df: pd.DataFrame) -> None:
     write_csv(path, df)
+
+
+def read_gap_table(path) -> pd.DataFrame:
+    """Read a table written by :func:`write_gap_table` back with the same dtypes."""
+    from .tables import _read_csv, _text
+
+    df = _read_csv(path, "gap table", dtype={"class": str})
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise AdlocError(f"gap table {path} lacks columns {missing}; delete it and rerun")
+    for c in ("method", "class", "metric"):
+        df[c] = _text(df[c])
+    for c in ("per_class", "global", "gap", "gap_low", "gap_high"):
+        df[c] = df[c].astype(float)
+    for c in ("n_boot", "n_valid", "n_test"):
+        df[c] = df[c].astype(int)
+    df["ci_excludes_zero"] = pd.array(
+        [pd.NA if pd.isna(v) else (str(v).strip().lower() == "true") for v in
+         df["ci_excludes_zero"]], dtype="boolean")
+    return df[COLUMNS]
 
 
 def significant_gaps(df: pd.DataFrame) -> pd.DataFrame:
@@ -264,8 +301,7 @@ def wide_gap_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
 
 def plot_gap(df: pd.DataFrame, title: str = TITLE):
     """One panel per method: grouped bars (one bar per class) for each metric, bootstrap error
-    bars where available, a diamond for the macro mean, and a zero line."""
-    from matplotlib.lines import Line2D
+    bars where available, a hatched bar for the mean over classes, and a zero line."""
     from matplotlib.patches import Patch
 
     if df.empty:
@@ -274,20 +310,26 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE):
     classes = sorted(c for c in df["class"].unique() if c != "macro")
     colors = class_colors(classes)
     metrics = [m for m in GAP_METRICS if m in set(df["metric"])]
-    width = 0.8 / max(1, len(classes))
+    has_macro = bool((df["class"] == "macro").any())
+    slots = classes + (["macro"] if has_macro else [])
+    width = 0.84 / max(1, len(slots))
     with style():
-        fig = new_figure(max(5.5, 1.1 * len(metrics) * max(1, len(classes)) / 2 + 2.5) ,
+        fig = new_figure(max(6.0, 0.42 * len(metrics) * len(slots) + 2.6),
                          2.9 * len(methods) + 0.8)
         axes = fig.subplots(len(methods), 1, squeeze=False, sharex=True)[:, 0]
         for ax, method in zip(axes, methods):
             d = df[df["method"] == method]
             x0 = np.arange(len(metrics), dtype=float)
-            for j, cls in enumerate(classes):
+            for j, cls in enumerate(slots):
                 dc = d[d["class"] == cls].set_index("metric").reindex(metrics)
-                xs = x0 - 0.4 + width * (j + 0.5)
+                xs = x0 - 0.42 + width * (j + 0.5)
                 y = dc["gap"].to_numpy(float)
-                ax.bar(xs, np.nan_to_num(y), width=width * 0.92, color=colors[cls],
-                       edgecolor="black", linewidth=0.4)
+                if cls == "macro":
+                    ax.bar(xs, np.nan_to_num(y), width=width * 0.92, color="0.85",
+                           edgecolor="black", linewidth=0.4, hatch="///")
+                else:
+                    ax.bar(xs, np.nan_to_num(y), width=width * 0.92, color=colors[cls],
+                           edgecolor="black", linewidth=0.4)
                 lo, hi = dc["gap_low"].to_numpy(float), dc["gap_high"].to_numpy(float)
                 has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y)
                 if has.any():
@@ -295,22 +337,22 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE):
                                 fmt="none", ecolor="black", elinewidth=1, capsize=3)
                 for xi, yi in zip(xs, y):
                     if not np.isfinite(yi):
-                        ax.text(xi, 0, "N/A", ha="center", va="bottom", fontsize=7,
-                                rotation=90, color="0.4")
-            dm = d[d["class"] == "macro"].set_index("metric").reindex(metrics)
-            if len(dm) and dm["gap"].notna().any():
-                ax.scatter(x0, dm["gap"].to_numpy(float), marker="D", color="black", s=22,
-                           zorder=5)
+                        ax.annotate("N/A", (xi, 0), xytext=(0, 3), textcoords="offset points",
+                                    ha="center", va="bottom", fontsize=7, rotation=90,
+                                    color="0.4")
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_title(method_label(method))
             ax.set_ylabel("per-class − global")
             ax.set_xticks(x0, [METRIC_LABELS[m] for m in metrics])
+            ax.tick_params(axis="x", labelbottom=True)
             ax.grid(axis="y", color="0.9", linewidth=0.6)
             ax.set_axisbelow(True)
-        axes[-1].set_xlabel("metric (test split; error bars: paired bootstrap 95% interval)")
+        axes[-1].set_xlabel("test-split metric (error bars: paired bootstrap 95% interval, "
+                            "AUROC and AUPRC only)")
         handles = [Patch(facecolor=colors[c], edgecolor="black", label=c) for c in classes]
-        handles.append(Line2D([], [], marker="D", color="black", linestyle="none",
-                              label="mean over classes"))
+        if has_macro:
+            handles.append(Patch(facecolor="0.85", edgecolor="black", hatch="///",
+                                 label="mean over classes"))
         fig.legend(handles=handles, loc="outside right upper", title="class", frameon=False)
         fig.suptitle(title)
     return fig

@@ -184,6 +184,8 @@ def metrics_table(metric_dicts: Iterable[Mapping[str, Any]], macro: bool = True)
         df = pd.concat([df, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True)
     for c in COUNT_COLUMNS:
         df[c] = df[c].astype("Float64").round().astype("Int64")
+    for c in ["method", "scope", "class", "threshold_fallback"] + TEXT_COLUMNS:
+        df[c] = _text(df[c])
     return sort_rows(df)
 
 
@@ -192,6 +194,45 @@ def write_metrics_table(path, metric_dicts: Iterable[Mapping[str, Any]]) -> pd.D
     df = metrics_table(metric_dicts)
     write_csv(path, df)
     return df
+
+
+def _fmt_threshold(t) -> str:
+    if t is None or pd.isna(t):
+        return ""
+    t = float(t)
+    return f"{t:.4f}" if abs(t) >= 0.1 else f"{t:.4g}"
+
+
+def read_metrics_table(path) -> pd.DataFrame:
+    """Read a table written by :func:`write_metrics_table` back with the same dtypes (counts as
+    nullable Int64, blank text as None)."""
+    df = _read_csv(path, "metrics table", dtype={"class": str})
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise AdlocError(f"metrics table {path} lacks columns {missing}; delete it and rerun")
+    for c in COUNT_COLUMNS:
+        df[c] = df[c].astype("Float64").round().astype("Int64")
+    for c in ["method", "scope", "class", "threshold_fallback"] + TEXT_COLUMNS:
+        df[c] = _text(df[c])
+    for c in [c for c in COLUMNS if c not in COUNT_COLUMNS + TEXT_COLUMNS
+              + ["method", "scope", "class", "threshold_fallback"]]:
+        df[c] = df[c].astype(float)
+    return df[COLUMNS]
+
+
+def _text(col: pd.Series) -> pd.Series:
+    """Text column as object dtype with None for missing (the same in memory and after CSV)."""
+    return pd.Series([None if pd.isna(v) else str(v) for v in col], index=col.index,
+                     dtype=object)
+
+
+def _read_csv(path, what: str, **kwargs) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **kwargs)
+    except FileNotFoundError:
+        raise AdlocError(f"{what} not found: {path}. Rerun the workflow to regenerate it.") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise AdlocError(f"{what} is corrupt: {path} ({exc}). Delete it and rerun.") from None
 
 
 def display_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
@@ -208,7 +249,7 @@ def display_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
         "method": df["method"].map(method_label),
         "model": df["scope"].map(scope_label),
         "class": df["class"],
-        "threshold": [("" if pd.isna(t) else f"{float(t):.4g}") for t in df["threshold"]],
+        "threshold": [_fmt_threshold(t) for t in df["threshold"]],
         "AUROC [95% CI]": [
             f(a) + ("" if pd.isna(lo) or pd.isna(hi) else f" [{f(lo)}, {f(hi)}]")
             for a, lo, hi in zip(df["auroc"], df["auroc_low"], df["auroc_high"])

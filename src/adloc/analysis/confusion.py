@@ -1,0 +1,189 @@
+"""Cross-class "identical shortcut": can class A's threshold be used on class B's normals?
+
+With one global model, every class's images get scores on one scale; if each class's threshold
+flagged no normals of any other class, a single threshold would do. The cell (A, B) is the
+share of B's normal images whose global-model score is >= A's threshold (a false-alarm rate).
+
+The study scored B's TRAINING normals, which the global model has memorised (its memory bank /
+Gaussian was fitted on them), so those scores are optimistically low; the default uses held-out
+normals (B's val + test good images).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AdlocError
+from ..io import write_csv
+from .figures import method_label, new_figure, style
+
+#: Plot/summary wording of the two variants (config ``analysis.confusion_normals``).
+VARIANTS = {
+    "heldout": "held-out normals (val+test good)",
+    "train": "training normals — in-sample, memorised by the global model",
+}
+
+COLUMNS = ["threshold_class", "normals_class", "threshold", "n_flagged", "n", "percent", "label"]
+
+
+def normal_scores_from_npz(scores: Mapping[str, np.ndarray], variant: str = "heldout") -> np.ndarray:
+    """A class's normal-image scores from its global-model score file.
+
+    ``heldout``: val and test images with label 0 (never seen by the model); ``train``: the
+    ``train_scores`` array (the study's in-sample variant; only written when requested).
+    """
+    if variant == "heldout":
+        parts = []
+        for split in ("val", "test"):
+            if f"{split}_scores" not in scores or f"{split}_labels" not in scores:
+                raise AdlocError(f"score file lacks {split}_scores/{split}_labels")
+            s = np.asarray(scores[f"{split}_scores"], dtype=np.float64)
+            lab = np.asarray(scores[f"{split}_labels"]).astype(int)
+            parts.append(s[lab == 0])
+        return np.concatenate(parts)
+    if variant == "train":
+        if "train_scores" not in scores:
+            raise AdlocError(
+                "the global score file has no train_scores: the 'train' confusion variant needs "
+                "the global model to score its training images (analysis.confusion_normals: train)"
+            )
+        return np.asarray(scores["train_scores"], dtype=np.float64)
+    raise AdlocError(f"unknown confusion variant {variant!r}; use one of {sorted(VARIANTS)}")
+
+
+def confusion_matrix(
+    thresholds: Mapping[str, float], normal_scores: Mapping[str, np.ndarray]
+) -> pd.DataFrame:
+    """Long table, one row per (threshold class A, normals class B), in ``thresholds`` order.
+
+    Columns :data:`COLUMNS`: ``threshold`` (A's), ``n_flagged`` = #{B normals with score >=
+    threshold}, ``n`` = #B normals, ``percent`` = 100 k/n (NaN when B has no normals), ``label``
+    = ``"k/n"``. Use :func:`wide` for the matrix view.
+    """
+    classes = list(thresholds)
+    missing = [c for c in classes if c not in normal_scores]
+    extra = [c for c in normal_scores if c not in thresholds]
+    if missing or extra:
+        raise AdlocError(
+            f"confusion_matrix: thresholds and normal scores must cover the same classes "
+            f"(no normals for {missing}, no threshold for {extra})"
+        )
+    rows = []
+    for a in classes:
+        t = float(thresholds[a])
+        if not np.isfinite(t):
+            raise AdlocError(f"confusion_matrix: threshold of class {a!r} is not finite ({t})")
+        for b in classes:
+            s = np.asarray(normal_scores[b], dtype=np.float64).ravel()
+            k, n = int((s >= t).sum()), int(s.size)
+            rows.append({
+                "threshold_class": a, "normals_class": b, "threshold": t, "n_flagged": k, "n": n,
+                "percent": 100.0 * k / n if n else float("nan"), "label": f"{k}/{n}",
+            })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def wide(df: pd.DataFrame, value: str = "percent") -> pd.DataFrame:
+    """Matrix view: rows = threshold class, columns = normals class (original order kept)."""
+    order = list(dict.fromkeys(df["threshold_class"]))
+    return (df.pivot(index="threshold_class", columns="normals_class", values=value)
+              .reindex(index=order, columns=order))
+
+
+def confusion_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Wide text view for reports: cells ``"12.5% (3/24)"``, first column ``threshold of``."""
+    order = list(dict.fromkeys(df["threshold_class"]))
+    cells = {}
+    for _, r in df.iterrows():
+        pct = "n/a" if pd.isna(r["percent"]) else f"{r['percent']:.1f}%"
+        cells[(r["threshold_class"], r["normals_class"])] = f"{pct} ({r['label']})"
+    rows = [[a] + [cells.get((a, b), "") for b in order] for a in order]
+    return pd.DataFrame(rows, columns=["threshold of ↓ / normals of →"] + order)
+
+
+def write_confusion(path, df: pd.DataFrame) -> None:
+    write_csv(path, df)
+
+
+def read_confusion(path) -> pd.DataFrame:
+    """Read a table written by :func:`write_confusion` (class names kept as text)."""
+    from .tables import _read_csv
+
+    df = _read_csv(path, "confusion table",
+                   dtype={"threshold_class": str, "normals_class": str, "label": str})
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise AdlocError(f"confusion table {path} lacks columns {missing}; delete it and rerun")
+    df["threshold_class"] = df["threshold_class"].astype(object)
+    df["normals_class"] = df["normals_class"].astype(object)
+    df["label"] = df["label"].astype(object)
+    return df[COLUMNS]
+
+
+def summarize(df: pd.DataFrame) -> dict:
+    """The largest off-diagonal cell (and the largest diagonal one, for context)."""
+    off = df[df["threshold_class"] != df["normals_class"]]
+    diag = df[df["threshold_class"] == df["normals_class"]]
+    out: dict = {"max_off": None, "max_diag": None}
+    for key, part in (("max_off", off), ("max_diag", diag)):
+        part = part.dropna(subset=["percent"])
+        if len(part):
+            r = part.sort_values(["percent", "threshold_class", "normals_class"],
+                                 ascending=[False, True, True], kind="mergesort").iloc[0]
+            out[key] = {k: (r[k].item() if hasattr(r[k], "item") else r[k]) for k in COLUMNS}
+    return out
+
+
+def summary_sentence(df: pd.DataFrame, method: str) -> str:
+    """One sentence for summary.md: the largest off-diagonal false-alarm rate and where."""
+    s = summarize(df)
+    name = method_label(method)
+    if s["max_off"] is None:
+        return f"{name}: only one class, no cross-class cell."
+    m = s["max_off"]
+    if m["n_flagged"] == 0:
+        text = (f"{name}: no class's threshold flags any normal image of another class "
+                f"(0% in every off-diagonal cell)")
+    else:
+        text = (f"{name}: the largest off-diagonal rate is {m['percent']:.1f}% ({m['label']}): "
+                f"{m['threshold_class']}'s threshold applied to {m['normals_class']}'s normals")
+    if s["max_diag"] is not None:
+        d = s["max_diag"]
+        text += (f"; on the diagonal (each class's own threshold) at most {d['percent']:.1f}% "
+                 f"({d['label']}, {d['normals_class']})")
+    return text + "."
+
+
+def plot_confusion(df: pd.DataFrame, method: str, variant: str = "heldout"):
+    """Heat map in % (0-100, fixed scale) with "k/n" under each percentage."""
+    pct = wide(df, "percent")
+    lab = wide(df, "label")
+    classes = list(pct.index)
+    n = len(classes)
+    desc = VARIANTS.get(variant, variant)
+    with style():
+        fig = new_figure(max(4.6, 1.15 * n + 2.6), max(3.6, 0.95 * n + 2.0))
+        ax = fig.subplots()
+        im = ax.imshow(pct.to_numpy(float), cmap="Reds", vmin=0, vmax=100, aspect="equal")
+        for i in range(n):
+            for j in range(n):
+                v = pct.iat[i, j]
+                txt = "n/a" if pd.isna(v) else f"{v:.1f}%\n{lab.iat[i, j]}"
+                color = "white" if (not pd.isna(v) and v > 60) else "black"
+                weight = "bold" if i == j else "normal"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=8, color=color,
+                        fontweight=weight)
+        ax.set_xticks(range(n), classes, rotation=30, ha="right")
+        ax.set_yticks(range(n), classes)
+        ax.set_xlabel("normal images of class B\n(bold diagonal: each class's own threshold)")
+        ax.set_ylabel("threshold of class A")
+        for s in ax.spines.values():
+            s.set_visible(False)
+        cb = fig.colorbar(im, ax=ax, shrink=0.85)
+        cb.set_label("% of B's normals flagged (score ≥ A's threshold)", fontsize=8)
+        ax.set_title(f"{method_label(method)} global model: class A's threshold on class B's "
+                     f"normals\n{desc}", fontsize=9)
+    return fig

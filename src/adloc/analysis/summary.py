@@ -1,0 +1,354 @@
+"""summary.md: a short, deterministic results section for one run.
+
+:func:`render_summary` takes already-computed tables (no file access, no timestamps), so two runs
+with identical inputs produce identical bytes. ``ctx`` keys:
+
+============================  =====================================================================
+``config``                    validated config dict (required)
+``metrics_table``             :func:`adloc.analysis.tables.metrics_table` output (required)
+``gap_table``                 :func:`adloc.analysis.gap.gap_table` output, or None
+``confusion``                 {method: :func:`adloc.analysis.confusion.confusion_matrix` output}
+``bank_composition``          :func:`adloc.analysis.tsne.memory_bank_composition` output, or None
+``splits``                    {class: {train, val_normal, val_anomalous, test_normal,
+                              test_anomalous}}; default: val/test counts from the metrics table
+``figures``                   [(caption, relative path such as ``figures/gap.png``), ...]
+``side_by_side``              :func:`adloc.analysis.study_reference.side_by_side` output, or None
+                              (shown only when ``config["study_reference"]`` is true)
+``protocol``                  protocol name; default derived from the config (paper/study/custom)
+``version``, ``config_hash``  footer; defaults: ``adloc.__version__``, :func:`config_hash`
+``notes``                     optional list of extra sentences appended to the setup
+============================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..io import write_text
+from .confusion import VARIANTS, confusion_cells, summary_sentence
+from .figures import method_label, scope_label
+from .gap import METRIC_LABELS, significant_gaps, wide_gap_table
+from .study_reference import wide_side_by_side
+from .tables import display_table
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """First 12 hex digits of the sha256 of the key-sorted JSON of ``config``."""
+    blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def _md(df: pd.DataFrame) -> str:
+    """Markdown table; strings printed verbatim (no number re-parsing)."""
+    return df.to_markdown(index=False, disable_numparse=True)
+
+
+def _fmt(x, d: int = 4) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)) or pd.isna(x):
+        return "N/A"
+    return f"{float(x):.{d}f}"
+
+
+def _get(cfg: Mapping, dotted: str, default=None):
+    cur: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return default
+        cur = cur[part]
+    return cur
+
+
+def derive_protocol(cfg: Mapping) -> str:
+    """``paper`` / ``study`` when every protocol switch agrees, else ``custom``."""
+    paper = (_get(cfg, "patchcore.scoring", "paper") == "paper"
+             and _get(cfg, "threshold.mode", "exact") == "exact"
+             and _get(cfg, "evaluation.pro_mode", "reference") == "reference"
+             and _get(cfg, "analysis.confusion_normals", "heldout") == "heldout")
+    study = (_get(cfg, "patchcore.scoring") == "study"
+             and _get(cfg, "threshold.mode") == "study"
+             and _get(cfg, "evaluation.pro_mode") == "study"
+             and _get(cfg, "analysis.confusion_normals") == "train")
+    return "paper" if paper else ("study" if study else "custom")
+
+
+def _provenance(mt: pd.DataFrame) -> list[str]:
+    out = []
+    rows = mt[mt["class"] != "macro"]
+    for method in dict.fromkeys(rows["method"]):
+        r = rows[rows["method"] == method]
+        bb = sorted({str(v) for v in r["backbone"] if v is not None and not pd.isna(v)})
+        wt = sorted({str(v) for v in r["weights"] if v is not None and not pd.isna(v)})
+        sh = sorted({str(v) for v in r["weights_sha256"] if v is not None and not pd.isna(v)})
+        text = f"{method_label(method)}: backbone {', '.join(bb) or 'unknown'}"
+        if any("random" in w.lower() for w in wt):
+            text += (", **RANDOM weights** (seeded, not pretrained: the numbers measure a random "
+                     "feature extractor, not the method as published)")
+        else:
+            text += f", weights {', '.join(wt) or 'unknown'}"
+            if sh:
+                text += " (sha256 " + ", ".join(s[:12] for s in sh) + "…)"
+        out.append(text)
+    return out
+
+
+def _splits_table(ctx: Mapping, mt: pd.DataFrame) -> pd.DataFrame:
+    splits = ctx.get("splits")
+    cols = ["class", "train", "val normal", "val anomalous", "test normal", "test anomalous"]
+    rows = []
+    if splits:
+        for cls, s in splits.items():
+            rows.append([cls] + [str(s.get(k, "?")) for k in
+                                 ("train", "val_normal", "val_anomalous", "test_normal",
+                                  "test_anomalous")])
+    else:
+        pc = mt[(mt["class"] != "macro")].drop_duplicates("class")
+        for _, r in pc.iterrows():
+            def c(k):
+                return "?" if pd.isna(r[k]) else str(int(r[k]))
+            rows.append([r["class"], "?", c("n_val_normal"), c("n_val_anomalous"),
+                         c("n_test_normal"), c("n_test_anomalous")])
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _protocol_differences(cfg: Mapping, mt: pd.DataFrame, has_bank: bool) -> list[str]:
+    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
+    items = []
+    # 1
+    if g("patchcore.scoring", "paper") == "paper":
+        items.append("PatchCore distances: the study used squared L2 (faiss), which makes the "
+                     "re-weighting a no-op. **This run:** L2 distances with the paper's "
+                     "re-weighting (fixed).")
+    else:
+        items.append("PatchCore distances: the study used squared L2 (faiss), which makes the "
+                     "re-weighting a no-op. **This run:** the study's squared-L2 scoring (kept).")
+    # 2
+    crop = g("preprocess.crop")
+    prep = (f"resize {g('preprocess.resize')} → centre crop {crop}" if crop
+            else f"plain resize to {g('preprocess.resize')} (no crop)")
+    emb = g("patchcore.target_embed_dim")
+    items.append(
+        "Backbone and maps: the study used ResNet-50, no 1536→1024 reduction, no blur on PatchCore "
+        "maps (PaDiM blurred), plain 224 resize. **This run:** PatchCore backbone "
+        f"{g('patchcore.backbone')}, PaDiM backbone {g('padim.backbone')}, "
+        f"{'target embedding ' + str(emb) if emb else 'no embedding reduction'}, blur σ "
+        f"{g('patchcore.blur_sigma')} (PatchCore) / {g('padim.blur_sigma')} (PaDiM), {prep}."
+    )
+    # 3
+    scopes_imgs = {}
+    for scope in ("per_class", "global"):
+        vals = {str(v) for v in mt.loc[(mt["scope"] == scope) & (mt["class"] != "macro"),
+                                       "pixel_auroc_images"] if v is not None and not pd.isna(v)}
+        if vals:
+            scopes_imgs[scope] = ", ".join(sorted(vals))
+    if len(set(scopes_imgs.values())) > 1:
+        how = "; ".join(f"{scope_label(k)}: {v} test images" for k, v in scopes_imgs.items())
+        items.append("Pixel AUROC: the study used all test images for per-class models and "
+                     f"anomalous images only for the global model. **This run:** {how} (kept: "
+                     "the two scopes are not directly comparable).")
+    else:
+        which = next(iter(scopes_imgs.values()), g("evaluation.pixel_auroc_images", "all"))
+        items.append("Pixel AUROC: the study used all test images for per-class models and "
+                     "anomalous images only for the global model. **This run:** "
+                     f"{which} test images for both scopes (fixed: comparable).")
+    # 4
+    lim = g("evaluation.pro_fpr_limit", 0.3)
+    if g("evaluation.pro_mode", "reference") == "reference":
+        items.append("AU-PRO: the study used 200 linear thresholds, FPR over anomalous images only, "
+                     "4-connected regions, no interpolation at the limit. **This run:** the "
+                     f"reference definition (Bergmann et al. 2021): exact curve, 8-connected "
+                     f"regions, FPR over all anomaly-free pixels, interpolated at FPR {lim} (fixed).")
+    else:
+        items.append("AU-PRO: the study used 200 linear thresholds, FPR over anomalous images only, "
+                     "4-connected regions, no interpolation at the limit. **This run:** the "
+                     f"study's computation, FPR limit {lim} (kept).")
+    # 5
+    if g("analysis.confusion_normals", "heldout") == "heldout":
+        items.append("Cross-class thresholds: the study scored training normals the global model "
+                     "had memorised. **This run:** held-out normals (val + test good) (fixed).")
+    else:
+        items.append("Cross-class thresholds: the study scored training normals the global model "
+                     "had memorised. **This run:** training normals, in-sample (kept).")
+    # 6
+    bank = ("the global PatchCore memory bank coloured by source class, next to "
+            if has_bank else "")
+    items.append("t-SNE: the study embedded mean-pooled frozen backbone features, which say "
+                 f"nothing about the global model. **This run:** {bank}the backbone view, "
+                 "labelled as such (fixed).")
+    # 7
+    nb = int(g("evaluation.bootstrap.n", 0) or 0)
+    if nb > 0:
+        items.append("Uncertainty: the study reported one seed on 89–116 test images per class "
+                     f"with no intervals. **This run:** 95% bootstrap intervals ({nb} resamples, "
+                     f"seed {g('evaluation.bootstrap.seed', 0)}), paired for the per-class − "
+                     "global gaps (fixed; still one training seed).")
+    else:
+        items.append("Uncertainty: the study reported one seed with no intervals. **This run:** "
+                     "no bootstrap (evaluation.bootstrap.n = 0) (kept).")
+    # 8
+    if g("threshold.mode", "exact") == "exact":
+        items.append("Thresholds: the study searched a 1000-point grid. **This run:** the exact "
+                     "F1 maximum on each class's validation split (fixed).")
+    else:
+        items.append(f"Thresholds: the study searched a 1000-point grid. **This run:** the "
+                     f"study's {g('threshold.grid_size', 1000)}-point grid (kept).")
+    return [f"{i}. {t}" for i, t in enumerate(items, 1)]
+
+
+def default_figures(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(caption, relative path)`` of every figure the workflow draws, for ``ctx["figures"]``
+    (paths relative to summary.md, as in ``results/figures/*.png``)."""
+    methods = list(_get(config, "methods", []) or [])
+    variant = VARIANTS.get(_get(config, "analysis.confusion_normals", "heldout"), "")
+    figs = [("Per-class minus global model, test split (error bars: paired bootstrap 95% "
+             "intervals)", "figures/gap.png")]
+    for m in methods:
+        figs.append((f"{method_label(m)} global model: class A's threshold on class B's "
+                     f"{variant}", f"figures/confusion_{m}.png"))
+    tsne = ("t-SNE: global PatchCore memory bank by source class, and frozen backbone features"
+            if "patchcore" in methods else "t-SNE: frozen backbone features")
+    figs.append((tsne, "figures/tsne.png"))
+    for cls in _get(config, "classes", []) or []:
+        figs.append((f"{cls}: test images, ground truth and anomaly maps",
+                     f"figures/examples_{cls}.png"))
+    return figs
+
+
+def render_summary(ctx: Mapping[str, Any]) -> str:
+    """Markdown text of summary.md (see the module docstring for ``ctx``)."""
+    from .. import __version__
+
+    cfg = ctx["config"]
+    mt: pd.DataFrame = ctx["metrics_table"]
+    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
+    protocol = ctx.get("protocol") or derive_protocol(cfg)
+    run = g("run_name", "run")
+    lines: list[str] = [f"# adloc results: per-class vs global anomaly detection ({run})", ""]
+
+    # --- setup
+    synthetic = bool(g("dataset.generate", False))
+    classes = list(g("classes", [])) or sorted(mt.loc[mt["class"] != "macro", "class"].unique())
+    methods = list(dict.fromkeys(mt["method"])) or list(g("methods", []))
+    crop = g("preprocess.crop")
+    prep = (f"resized to {g('preprocess.resize')} and centre-cropped to {crop}" if crop
+            else f"resized to {g('preprocess.resize')} (no crop)")
+    nb = int(g("evaluation.bootstrap.n", 0) or 0)
+    thr = ("the exact F1 maximum" if g("threshold.mode", "exact") == "exact"
+           else f"the study's {g('threshold.grid_size', 1000)}-point F1 grid")
+    pro = ("the reference AU-PRO (Bergmann et al.)" if g("evaluation.pro_mode") == "reference"
+           else "the study's PRO computation")
+    setup = (
+        f"**Setup.** Dataset `{g('dataset.root')}` "
+        f"({'SYNTHETIC, generated by adloc: numbers do not transfer to MVTec AD' if synthetic else 'real images'}), "
+        f"classes {', '.join(classes)}; split sizes below. Protocol **{protocol}**. "
+        f"Methods {', '.join(method_label(m) for m in methods)}, each trained once per class "
+        "(per-class) and once on all classes' training images (global) with a per-class "
+        f"threshold. {'; '.join(_provenance(mt))}. Images {prep}. "
+        f"PatchCore coreset ratio {g('patchcore.coreset_ratio')}. Thresholds: {thr} on each "
+        f"class's validation split. Pixel metrics: pixel AUROC over "
+        f"{g('evaluation.pixel_auroc_images', 'all')} test images and {pro} up to FPR "
+        f"{g('evaluation.pro_fpr_limit', 0.3)}. "
+        + (f"Intervals: {nb}-resample bootstrap (seed {g('evaluation.bootstrap.seed', 0)})."
+           if nb > 0 else "No bootstrap intervals (evaluation.bootstrap.n = 0).")
+    )
+    for note in ctx.get("notes") or []:
+        setup += " " + str(note)
+    lines += [setup, "", _md(_splits_table(ctx, mt)), ""]
+
+    # --- results
+    lines += ["## Results", "", "### Per-class vs global models (test split)", "",
+              _md(display_table(mt)), "",
+              "N/A: not defined (e.g. a class without ground-truth masks). Macro rows average "
+              "the classes (thresholds and intervals left blank).", ""]
+    fb = mt[(mt["class"] != "macro") & mt["threshold_fallback"].notna()]
+    if len(fb):
+        lines += ["**Threshold fallbacks** (the validation split could not calibrate an F1 "
+                  "threshold): " + "; ".join(
+                      f"{method_label(r['method'])} {scope_label(r['scope'])} {r['class']}: "
+                      f"{r['threshold_fallback']}" for _, r in fb.iterrows()) + ".", ""]
+
+    gap = ctx.get("gap_table")
+    lines += ["### Gap: per-class minus global", ""]
+    if gap is None or len(gap) == 0:
+        lines += ["Not computed.", ""]
+    else:
+        lines += [_md(wide_gap_table(gap)), ""]
+        sig = significant_gaps(gap)
+        if nb <= 0:
+            lines += ["Point differences only (no bootstrap).", ""]
+        elif sig.empty:
+            lines += ["No AUROC or AUPRC gap has a paired-bootstrap 95% interval excluding 0: at "
+                      "this test-set size the per-class and global models are not "
+                      "distinguishable on ranking metrics.", ""]
+        else:
+            parts = [f"{method_label(r['method'])} {r['class']} "
+                     f"{METRIC_LABELS.get(r['metric'], r['metric'])} "
+                     f"{r['gap']:+.4f} [{r['gap_low']:+.4f}, {r['gap_high']:+.4f}]"
+                     for _, r in sig.iterrows()]
+            n_ci = int(gap["gap_low"].notna().sum())
+            lines += [f"{len(sig)} of {n_ci} intervals exclude 0 (marked *): "
+                      + "; ".join(parts) + ". Positive favours the per-class model.", ""]
+
+    conf = ctx.get("confusion") or {}
+    variant = g("analysis.confusion_normals", "heldout")
+    lines += ["### Cross-class thresholds on the global model", ""]
+    if not conf:
+        lines += ["Not computed.", ""]
+    else:
+        lines += [f"Cell (A, B): share of class B's {VARIANTS.get(variant, variant)} whose "
+                  "global-model score reaches class A's threshold.", ""]
+        order = sorted(conf, key=lambda m: (m != "patchcore", m != "padim", m))
+        for method in order:
+            lines.append(f"- {summary_sentence(conf[method], method)}")
+        lines.append("")
+        for method in order:
+            lines += [f"{method_label(method)} (rows: threshold of class A; columns: normals of "
+                      "class B):", "", _md(confusion_cells(conf[method])), ""]
+
+    bank = ctx.get("bank_composition")
+    if bank is not None and len(bank):
+        lines += ["### Global PatchCore memory bank", ""]
+        b = bank.copy()
+        b["bank_share"] = b["bank_share"].map(lambda x: _fmt(x, 3))
+        b["kept_share"] = b["kept_share"].map(lambda x: _fmt(x, 4))
+        b = b.astype(str)
+        lines += [_md(b), ""]
+
+    figs = ctx.get("figures") or []
+    if figs:
+        lines += ["### Figures", ""]
+        for caption, path in figs:
+            lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+
+    sbs = ctx.get("side_by_side")
+    if g("study_reference", False):
+        lines += ["### Side by side with the study's published numbers", ""]
+        if sbs is None or len(sbs) == 0:
+            lines += ["No class of this run matches the study's classes (hazelnut, carpet, "
+                      "zipper); nothing to compare.", ""]
+        else:
+            lines += ["Each cell: ours / study (ours − study).", "",
+                      _md(wide_side_by_side(sbs)), "",
+                      "The study's per-class pixel AUROC is over all test images, its global "
+                      "pixel AUROC over anomalous images only; the full comparison (precision, "
+                      "recall included) is in the side-by-side CSV.", ""]
+
+    lines += ["## Protocol differences from the study", ""]
+    lines += _protocol_differences(cfg, mt, bank is not None and len(bank) > 0)
+    lines.append("")
+
+    version = ctx.get("version") or __version__
+    chash = ctx.get("config_hash") or config_hash(cfg)
+    lines += ["---", f"adloc {version} · config hash `{chash}` · run `{run}`", ""]
+    return "\n".join(lines)
+
+
+def write_summary(path, ctx: Mapping[str, Any]) -> str:
+    """Render and write summary.md atomically; returns the text."""
+    text = render_summary(ctx)
+    write_text(path, text)
+    return text

@@ -1,0 +1,170 @@
+"""t-SNE views and the global memory bank's composition.
+
+The study's t-SNE embeds mean-pooled frozen backbone features of the training images: that view
+is fixed by the backbone and says nothing about any trained model. The view that depends on the
+global PatchCore model is its memory bank (the coreset patches it compares every test patch
+against), coloured by the class each patch came from; :func:`memory_bank_composition` counts it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AdlocError
+from ..io import write_csv
+from .figures import class_colors, new_figure, style
+
+BANK_TITLE = "Global PatchCore memory bank, coloured by source class"
+BACKBONE_TITLE = ("Frozen backbone features, mean-pooled per image\n"
+                  "(the study's view: says nothing about the global model)")
+
+#: Feature dimensions above this are first reduced by an exact (deterministic) PCA.
+PCA_DIM = 50
+
+
+def subsample_per_class(labels: Sequence, max_per_class: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted indices keeping at most ``max_per_class`` items of each label (seeded, no
+    replacement); all indices when ``max_per_class`` is None."""
+    labels = np.asarray(labels).astype(str)
+    if max_per_class is None:
+        return np.arange(labels.size)
+    if max_per_class < 1:
+        raise AdlocError(f"max_per_class must be >= 1, got {max_per_class}")
+    rng = np.random.default_rng(seed)
+    keep = []
+    for cls in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == cls)
+        if idx.size > max_per_class:
+            idx = rng.choice(idx, max_per_class, replace=False)
+        keep.append(idx)
+    return np.sort(np.concatenate(keep)) if keep else np.arange(0)
+
+
+def tsne_embed(
+    x: np.ndarray, seed: int = 0, perplexity: float = 30.0, max_iter: int = 1000
+) -> np.ndarray:
+    """2-D t-SNE of ``x`` (N, D): scikit-learn TSNE, PCA init, fixed seed (same seed, same data,
+    same output on CPU). Features wider than :data:`PCA_DIM` are first reduced by an exact PCA.
+    The perplexity is capped at (N - 1) / 3 so small sets still embed.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise AdlocError(f"tsne_embed: x must be (N, D), got shape {x.shape}")
+    n = x.shape[0]
+    if n < 4:
+        raise AdlocError(f"tsne_embed: need at least 4 points, got {n}")
+    if not np.isfinite(x).all():
+        raise AdlocError("tsne_embed: features contain NaN or inf")
+    if x.shape[1] > PCA_DIM and n > PCA_DIM:
+        x = PCA(n_components=PCA_DIM, svd_solver="full").fit_transform(x)
+    perp = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
+    tsne = TSNE(n_components=2, perplexity=perp, init="pca", learning_rate="auto",
+                random_state=seed, n_jobs=1, method="barnes_hut", max_iter=max_iter)
+    return tsne.fit_transform(x).astype(np.float64)
+
+
+def embed_view(
+    x: np.ndarray, labels: Sequence, seed: int = 0, perplexity: float = 30.0,
+    max_points_per_class: int | None = 600, max_iter: int = 1000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Subsample per class (:func:`subsample_per_class`) then :func:`tsne_embed`.
+    Returns ``(coords (n, 2), labels (n,))``."""
+    labels = np.asarray(labels).astype(str)
+    x = np.asarray(x)
+    if labels.shape[0] != x.shape[0]:
+        raise AdlocError(f"embed_view: {x.shape[0]} points but {labels.shape[0]} labels")
+    idx = subsample_per_class(labels, max_points_per_class, seed)
+    return (tsne_embed(x[idx], seed=seed, perplexity=perplexity, max_iter=max_iter),
+            labels[idx])
+
+
+def plot_tsne(views: Sequence[tuple[str, np.ndarray, Sequence]], classes: Sequence[str] | None = None):
+    """Side-by-side panels, one per ``(title, coords (n, 2), labels (n,))``; the same colour per
+    class in every panel. t-SNE axes carry no units, so ticks are hidden."""
+    from matplotlib.lines import Line2D
+
+    if not views:
+        raise AdlocError("plot_tsne: no views")
+    if classes is None:
+        classes = sorted({str(c) for _, _, lab in views for c in np.asarray(lab).tolist()})
+    colors = class_colors(list(classes))
+    with style():
+        fig = new_figure(4.6 * len(views) + 1.4, 4.6)
+        axes = fig.subplots(1, len(views), squeeze=False)[0]
+        for ax, (title, coords, labels) in zip(axes, views):
+            coords = np.asarray(coords)
+            labels = np.asarray(labels).astype(str)
+            size = 6 if coords.shape[0] > 800 else 14
+            for cls in classes:
+                m = labels == cls
+                if m.any():
+                    ax.scatter(coords[m, 0], coords[m, 1], s=size, color=colors[cls], alpha=0.7,
+                               linewidths=0, label=f"{cls} ({int(m.sum())})")
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("t-SNE 1")
+            ax.set_ylabel("t-SNE 2")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.text(0.01, 0.01, f"{coords.shape[0]} points", transform=ax.transAxes,
+                    fontsize=7, color="0.4", va="bottom")
+        handles = [Line2D([], [], marker="o", linestyle="none", color=colors[c], label=c)
+                   for c in classes]
+        fig.legend(handles=handles, loc="outside right upper", title="class", frameon=False)
+    return fig
+
+
+def memory_bank_composition(
+    bank_source: Sequence, n_train_patches_per_class: Mapping[str, int]
+) -> pd.DataFrame:
+    """Where the global memory bank's entries came from.
+
+    Args:
+        bank_source: (M,) class name of each memory-bank entry.
+        n_train_patches_per_class: class -> number of training patches the coreset was drawn
+            from (train images x patches per image). Its order is the row order.
+
+    Returns:
+        columns ``class``, ``bank_entries``, ``bank_share`` (of the bank), ``train_patches``,
+        ``kept_share`` (entries / training patches); a last ``total`` row.
+    """
+    src = np.asarray(bank_source).astype(str)
+    unknown = sorted(set(src.tolist()) - set(map(str, n_train_patches_per_class)))
+    if unknown:
+        raise AdlocError(
+            f"memory_bank_composition: bank entries from classes {unknown} that have no "
+            "training-patch count"
+        )
+    m = src.size
+    rows = []
+    for cls, n_train in n_train_patches_per_class.items():
+        k = int((src == str(cls)).sum())
+        rows.append({
+            "class": str(cls), "bank_entries": k, "bank_share": k / m if m else float("nan"),
+            "train_patches": int(n_train),
+            "kept_share": k / n_train if n_train else float("nan"),
+        })
+    total_train = int(sum(int(v) for v in n_train_patches_per_class.values()))
+    rows.append({
+        "class": "total", "bank_entries": m, "bank_share": 1.0 if m else float("nan"),
+        "train_patches": total_train, "kept_share": m / total_train if total_train else float("nan"),
+    })
+    return pd.DataFrame(rows)
+
+
+def write_bank_composition(path, df: pd.DataFrame) -> None:
+    write_csv(path, df)
+
+
+def read_bank_composition(path) -> pd.DataFrame:
+    """Read a table written by :func:`write_bank_composition`."""
+    from .tables import _read_csv
+
+    df = _read_csv(path, "memory bank composition", dtype={"class": str})
+    df["class"] = df["class"].astype(object)
+    return df
