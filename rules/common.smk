@@ -92,8 +92,9 @@ def model_params(method, cls=None):
             "num_neighbors",
             "scoring",
             "blur_sigma",
+            "blur_mode",
         ],
-        "padim": ["layers", "n_features", "covariance_eps", "blur_sigma"],
+        "padim": ["layers", "n_features", "covariance_eps", "blur_sigma", "blur_mode"],
     }[method]
     params = {k: config[method][k] for k in keys}
     if cls is not None:

@@ -10,20 +10,21 @@ log = logging.getLogger("adloc.fit")
 
 def main(smk):
     from adloc.features import load_features
-    from adloc.pipeline import build_model, concat_feature_sets
+    from adloc.models import build_model
+    from adloc.pipeline import training_set
     from adloc.runtime import resolve_device
 
     p = smk.params
-    sets = [load_features(f) for f in smk.input.train]
+    files = [smk.input.train] if isinstance(smk.input.train, str) else list(smk.input.train)
+    sets = [load_features(f) for f in files]
     classes = list(getattr(p, "classes", None) or [smk.wildcards.get("cls")])
-    feats, sources = concat_feature_sets(sets, classes)
+    train, sources = training_set(sets, classes)
     model = build_model(
         smk.wildcards.method,
         {**p.model, "image_size": p.image_size, "seed": p.seed, "device": resolve_device(p.device)},
-        provenance=sets[0].provenance,
     )
     t0 = time.perf_counter()
-    model.fit(feats, sources=sources)
+    model.fit(train, sources=sources)
     log.info("fit %s on %d images in %.2f s", smk.wildcards.method, len(sources), time.perf_counter() - t0)
     model.save(smk.output[0])
 

@@ -15,18 +15,19 @@ def main(smk):
     from adloc.features import load_features
     from adloc.data.splits import read_splits
     from adloc.io import save_npz
-    from adloc.pipeline import load_model, split_labels
+    from adloc.models import load_model
+    from adloc.pipeline import split_labels
     from adloc.runtime import resolve_device
 
     splits = read_splits(smk.input.splits)
-    model = load_model(smk.input.model, device=resolve_device(smk.params.device))
+    model = load_model(smk.wildcards.method, smk.input.model, device=resolve_device(smk.params.device))
     arrays = {"provenance": np.array(json.dumps(model.provenance, sort_keys=True))}
     for split in ("val", "test", "train"):
         if split not in smk.input.keys():
             continue
         fs = load_features(smk.input[split])
         t0 = time.perf_counter()
-        scores, maps = model.predict(fs.layers)
+        scores, maps = model.predict(fs)
         log.info("%s: %d images scored in %.2f s", split, len(fs.paths), time.perf_counter() - t0)
         arrays[f"{split}_scores"] = np.asarray(scores, dtype=np.float32)
         arrays[f"{split}_paths"] = np.asarray(fs.paths, dtype=str)

@@ -13,74 +13,22 @@ import numpy as np
 
 from .errors import AdlocError, DatasetError
 
-METHODS = ("patchcore", "padim")
-
-
 # --------------------------------------------------------------------------------------------
 # models
 # --------------------------------------------------------------------------------------------
-def _model_class(method: str):
-    if method == "patchcore":
-        from .models.patchcore import PatchCore
+def training_set(sets: Sequence, classes: Sequence[str]):
+    """Concatenate per-class train feature sets into one FeatureSet plus per-image class labels.
 
-        return PatchCore
-    if method == "padim":
-        from .models.padim import Padim
-
-        return Padim
-    raise AdlocError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
-
-
-def _config_class(method: str):
-    if method == "patchcore":
-        from .models.patchcore import PatchCoreConfig
-
-        return PatchCoreConfig
-    from .models.padim import PadimConfig
-
-    return PadimConfig
-
-
-def build_model(method: str, params: Mapping[str, Any], provenance: Mapping[str, Any]):
-    """A fresh, unfitted model of ``method`` configured from the workflow's ``params``."""
-    cfg = _config_class(method).from_dict(dict(params))
-    return _model_class(method)(cfg, provenance=dict(provenance))
-
-
-def load_model(path: str | Path, device: str = "cpu"):
-    """Load a fitted model file of either kind (the file records which)."""
-    from .io import load_torch
-
-    kind = load_torch(path, what="model file").get("kind")
-    if kind not in METHODS:
-        raise AdlocError(
-            f"model file {path} has unknown kind {kind!r}; delete it and rerun the workflow"
-        )
-    return _model_class(kind).load(path, device=device)
-
-
-def concat_feature_sets(sets: Sequence, classes: Sequence[str]):
-    """Concatenate per-class feature sets (same layers) into one dict plus per-image source labels.
-
-    Returns ``(layers: dict[str, Tensor (sum N, C, h, w)], sources: list[str])``.
+    Returns ``(FeatureSet, sources: list[str])``; the sets must share backbone, weights, layers
+    and input size (:func:`adloc.features.concat_features` checks).
     """
-    import torch
+    from .features import concat_features
 
     if len(sets) != len(classes):
         raise AdlocError(f"got {len(sets)} feature files for {len(classes)} classes")
-    names = list(sets[0].layers)
-    for fs, cls in zip(sets, classes):
-        if list(fs.layers) != names:
-            raise AdlocError(
-                f"feature files disagree on layers ({cls}: {list(fs.layers)} vs {names}); "
-                "delete results/features and rerun"
-            )
-    if len(sets) == 1:
-        layers = dict(sets[0].layers)
-    else:
-        layers = {n: torch.cat([fs.layers[n] for fs in sets], dim=0) for n in names}
+    merged = sets[0] if len(sets) == 1 else concat_features(list(sets))
     sources = [cls for fs, cls in zip(sets, classes) for _ in fs.paths]
-    return layers, sources
+    return merged, sources
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,6 +68,14 @@ def load_split_masks(root, entries: Sequence[Mapping[str, Any]], pre) -> np.ndar
                 "its mask to ground_truth/ or remove the class's ground_truth folder"
             )
     return masks
+
+
+def display_images(root, entries: Sequence[Mapping[str, Any]], pre) -> np.ndarray:
+    """uint8 ``(N, S, S, 3)`` images with the model's resize/crop geometry (for figures)."""
+    from .data.mvtec import load_image
+    from .data.transforms import image_uint8
+
+    return np.stack([image_uint8(load_image(root, e["path"]), pre) for e in entries])
 
 
 def _nan_to_none(x: float | None) -> float | None:

@@ -91,6 +91,12 @@ def image_tensor(img: np.ndarray, pre: Preprocess) -> torch.Tensor:
     return TF.normalize(t, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)).contiguous()
 
 
+def image_uint8(img: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` -> uint8 ``(S, S, 3)`` with the model's geometry, for figures."""
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    return _geometry(t, pre, InterpolationMode.BILINEAR).permute(1, 2, 0).numpy()
+
+
 def mask_array(mask: np.ndarray, pre: Preprocess) -> np.ndarray:
     """bool ``(H, W)`` -> bool ``(S, S)``: nearest resize, the images' crop, ``> 0.5``."""
     if mask.ndim != 2:

@@ -19,7 +19,6 @@ only tensors and plain Python values, so it loads with ``torch.load(weights_only
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -286,8 +285,6 @@ def _plain(v: Any) -> Any:
         return _plain(v.tolist())
     if isinstance(v, np.generic):
         return v.item()
-    if isinstance(v, float) and math.isnan(v):
-        return v
     if isinstance(v, (str, int, float, bool)) or v is None or isinstance(v, torch.Tensor):
         return v
     return str(v)

@@ -1,0 +1,42 @@
+"""Rule examples: a few test images of one class with masks and every model's anomaly map."""
+
+from pathlib import Path
+
+import numpy as np
+
+from _common import run_script
+
+
+def main(smk):
+    from adloc.analysis import examples_figure, savefig, select_examples
+    from adloc.analysis.figures import method_label
+    from adloc.data.splits import read_splits
+    from adloc.data.transforms import Preprocess
+    from adloc.io import load_npz
+    from adloc.pipeline import display_images, load_split_masks
+
+    p = smk.params
+    cls = smk.wildcards.cls
+    pre = Preprocess(resize=p.preprocess["resize"], crop=p.preprocess["crop"])
+    runs = {}
+    for f in smk.input.scores:
+        method, scope = Path(f).parent.parent.name, Path(f).parent.name
+        label = f"{method_label(method)} {'global' if scope == 'global' else 'per-class'}"
+        runs[label] = load_npz(f, what="scores file")
+    first = next(iter(runs.values()))
+    idx = select_examples(first["test_labels"], p.n, seed=0)
+    paths = [str(first["test_paths"][i]) for i in idx]
+    entries = {e["path"]: e for e in read_splits(smk.input.splits)["splits"]["test"]}
+    chosen = [entries[q] for q in paths]
+    fig = examples_figure(
+        display_images(p.root, chosen, pre),
+        load_split_masks(p.root, chosen, pre),
+        {k: v["test_maps"][idx] for k, v in runs.items()},
+        titles=[f"{e['defect']} · {Path(e['path']).name}" for e in chosen],
+        scores={k: np.asarray(v["test_scores"])[idx].tolist() for k, v in runs.items()},
+        suptitle=f"{cls}: test images, ground truth, per-class and global anomaly maps",
+    )
+    savefig(fig, smk.output[0])
+
+
+run_script(snakemake, main)  # noqa: F821

@@ -1,0 +1,48 @@
+"""Rule summary: results/summary.md, the run as a short results section."""
+
+from _common import run_script
+
+STUDY_CLASS_MAP = {"synth_nut": "hazelnut", "synth_carpet": "carpet", "synth_zipper": "zipper"}
+
+
+def main(smk):
+    from pathlib import Path
+
+    from adloc.analysis import (
+        default_figures,
+        read_bank_composition,
+        read_confusion,
+        read_gap_table,
+        read_metrics_table,
+        side_by_side,
+        write_summary,
+    )
+    from adloc.data.splits import read_splits
+
+    cfg = smk.params.config
+    mt = read_metrics_table(smk.input.metrics)
+    splits = {}
+    for f in smk.input.splits:
+        c = read_splits(f)["counts"]
+        splits[Path(f).stem] = {
+            "train": c["train"]["total"],
+            "val_normal": c["val"]["normal"],
+            "val_anomalous": c["val"]["anomalous"],
+            "test_normal": c["test"]["normal"],
+            "test_anomalous": c["test"]["anomalous"],
+        }
+    ctx = {
+        "config": cfg,
+        "metrics_table": mt,
+        "gap_table": read_gap_table(smk.input.gap),
+        "confusion": {m: read_confusion(f) for m, f in zip(cfg["methods"], smk.input.confusion)},
+        "bank_composition": read_bank_composition(smk.input.composition) if smk.input.composition else None,
+        "splits": splits,
+        "figures": default_figures(cfg),
+    }
+    if cfg["study_reference"]:
+        ctx["side_by_side"] = side_by_side(mt, class_map=STUDY_CLASS_MAP)
+    write_summary(smk.output[0], ctx)
+
+
+run_script(snakemake, main)  # noqa: F821

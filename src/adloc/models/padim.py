@@ -1,0 +1,299 @@
+"""PaDiM (Defard et al., ICPR 2021), following anomalib's ``PadimModel`` conventions.
+
+* Embedding: stage maps of ``layers`` (first = finest grid, e.g. layer1 at 56x56 for a 224
+  input); deeper layers NEAREST-upsampled to the first layer's grid and concatenated (anomalib
+  ``generate_embedding``), then a seeded random subset of ``n_features`` channels
+  (``torch.randperm`` with a seeded generator, kept in the model; stored sorted, which leaves
+  Mahalanobis distances unchanged). Only the selected channels are ever upsampled.
+* Fit: per grid position, the mean and the UNBIASED covariance (N - 1, as anomalib's
+  ``MultiVariateGaussian``) of the N training embeddings, plus ``covariance_eps * I``; the inverse
+  is computed in place, position chunk by position chunk (Cholesky), so only one (P, D, D) float32
+  tensor ever exists (WRN50-2, 550 dims, 56x56: 3.8 GB). Mean and covariance are accumulated in
+  two streaming passes over image chunks (centred, no E[xx^T] - mu mu^T cancellation).
+* Score: Mahalanobis distance per position (``sqrt(clamp(delta^T S^-1 delta, 0))``), bilinear
+  upsample to ``image_size``, Gaussian blur (sigma = ``blur_sigma``; anomalib uses torch
+  ``reflect`` padding = ``blur_mode="mirror"`` here), image score = max of the BLURRED map (as
+  anomalib's ``torch.amax(anomaly_map)``).
+
+``n_features=None`` resolves from the features' backbone: 100 for resnet18 / resnet50 /
+resnet50_timm, 550 for wide_resnet50_2 (the PaDiM paper's values, also anomalib's defaults),
+else ``min(100, total channels)``. anomalib draws its subset with Python's ``random.sample``, so
+the exact channels of the study cannot be reproduced; only the rule is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ModelError
+from .common import (
+    ModelConfig,
+    check_choice,
+    check_layers,
+    chunks,
+    count_sources,
+    load_model_file,
+    resolve_device,
+    save_model_file,
+    score_maps,
+    unpack_features,
+)
+
+KIND = "padim"
+
+N_FEATURES_DEFAULTS = {"resnet18": 100, "resnet50": 100, "resnet50_timm": 100, "wide_resnet50_2": 550}
+
+
+@dataclasses.dataclass
+class PadimConfig(ModelConfig):
+    layers: tuple[str, ...] = ("layer1", "layer2", "layer3")
+    n_features: int | None = None
+    covariance_eps: float = 0.01
+    blur_sigma: float = 4.0
+    blur_mode: str = "reflect"
+    image_size: int = 224
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        check_layers(name, self.layers)
+        check_choice(name, "blur_mode", self.blur_mode, {"reflect", "mirror", "nearest"})
+        if self.n_features is not None and int(self.n_features) < 1:
+            raise ModelError(f"{name} key 'n_features' must be a positive integer or null, got {self.n_features!r}")
+        if float(self.covariance_eps) < 0:
+            raise ModelError(f"{name} key 'covariance_eps' must be >= 0, got {self.covariance_eps!r}")
+        if float(self.blur_sigma) < 0:
+            raise ModelError(f"{name} key 'blur_sigma' must be >= 0, got {self.blur_sigma!r}")
+        if int(self.image_size) < 1:
+            raise ModelError(f"{name} key 'image_size' must be >= 1, got {self.image_size!r}")
+
+
+def resolve_n_features(n_features: int | None, backbone: str | None, total_channels: int) -> int:
+    """The number of random channels PaDiM keeps (see module docstring)."""
+    n = n_features if n_features is not None else N_FEATURES_DEFAULTS.get(backbone or "", min(100, total_channels))
+    if not (0 < int(n) <= total_channels):
+        raise ModelError(
+            f"PaDiM n_features {n} is out of range for {total_channels} feature channels "
+            f"(backbone {backbone}); use 1..{total_channels}"
+        )
+    return int(n)
+
+
+def padim_embedding(feats: Mapping[str, torch.Tensor], layers, idx: torch.Tensor) -> torch.Tensor:
+    """(B, len(idx), h1, w1): the channels ``idx`` (ascending, into the layer concatenation)."""
+    ref = tuple(feats[layers[0]].shape[-2:])
+    parts = []
+    offset = 0
+    idx = idx.to(feats[layers[0]].device)
+    for layer in layers:
+        x = feats[layer]
+        c = x.shape[1]
+        local = idx[(idx >= offset) & (idx < offset + c)] - offset
+        if local.numel():
+            y = x.index_select(1, local).float()
+            if tuple(y.shape[-2:]) != ref:
+                y = F.interpolate(y, size=ref, mode="nearest")
+            parts.append(y)
+        offset += c
+    return torch.cat(parts, 1)
+
+
+class Padim:
+    """PaDiM on pre-extracted stage maps; same API as :class:`adloc.models.patchcore.PatchCore`."""
+
+    #: images per chunk when accumulating statistics / scoring
+    embed_batch = 32
+    #: grid positions per chunk for the in-place inverse and the Mahalanobis product
+    position_chunk = 256
+
+    def __init__(self, config: PadimConfig | Mapping[str, Any] | None = None) -> None:
+        self.config = config if isinstance(config, PadimConfig) else PadimConfig.from_dict(config)
+        self.device = resolve_device(self.config.device)
+        self.idx: torch.Tensor | None = None
+        self.mean: torch.Tensor | None = None  # (D, P)
+        self.inv_covariance: torch.Tensor | None = None  # (P, D, D)
+        self.provenance: dict[str, Any] = {}
+        self.grid: tuple[int, int] | None = None
+        self.train_sources: dict[str, int] | None = None
+        self.n_train_images = 0
+        self.n_features: int | None = None
+
+    def _embed(self, feats, s: int, e: int) -> torch.Tensor:
+        part = {layer: feats[layer][s:e].to(self.device) for layer in self.config.layers}
+        return padim_embedding(part, list(self.config.layers), self.idx)
+
+    def _check_input_size(self, input_size) -> None:
+        if input_size is not None and int(input_size) != int(self.config.image_size):
+            raise ModelError(
+                f"features were extracted at input size {input_size} but the PaDiM config has "
+                f"image_size {self.config.image_size}; set image_size to {input_size}"
+            )
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, features, sources=None, provenance: Mapping[str, Any] | None = None) -> "Padim":
+        c = self.config
+        feats, prov, input_size = unpack_features(features, provenance, c.layers)
+        self._check_input_size(input_size)
+        n = int(next(iter(feats.values())).shape[0])
+        if n < 2:
+            raise ModelError(f"PaDiM needs at least 2 training images for a covariance, got {n}")
+        srcs = count_sources(sources, n)
+        total = sum(int(feats[layer].shape[1]) for layer in c.layers)
+        d = resolve_n_features(c.n_features, prov.get("backbone"), total)
+        gen = torch.Generator(device="cpu").manual_seed(int(c.seed))
+        self.idx = torch.randperm(total, generator=gen)[:d].sort().values
+        h, w = (int(v) for v in feats[c.layers[0]].shape[-2:])
+        p = h * w
+        with torch.inference_mode():
+            # pass 1: mean (float64 accumulation)
+            mean = torch.zeros((d, p), dtype=torch.float64, device=self.device)
+            for s, e in chunks(n, self.embed_batch):
+                mean += self._embed(feats, s, e).reshape(e - s, d, p).double().sum(0)
+            mean = (mean / n).float()
+            # pass 2: centred scatter matrices, accumulated in the single (P, D, D) buffer
+            cov = torch.zeros((p, d, d), dtype=torch.float32, device=self.device)
+            for s, e in chunks(n, self.embed_batch):
+                xc = (self._embed(feats, s, e).reshape(e - s, d, p) - mean).permute(2, 0, 1)  # (P, B, D)
+                cov.baddbmm_(xc.transpose(1, 2), xc)
+                del xc
+            cov.div_(n - 1)
+            cov.diagonal(dim1=1, dim2=2).add_(float(c.covariance_eps))
+            _invert_in_place(cov, self.position_chunk)
+        self.mean, self.inv_covariance = mean, cov
+        self.grid = (h, w)
+        self.n_features = d
+        self.n_train_images = n
+        self.provenance = {**prov, "layers": list(c.layers)}
+        if input_size is not None:
+            self.provenance["input_size"] = int(input_size)
+        self.train_sources = dict(sorted(Counter(srcs).items())) if srcs is not None else None
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def _check_provenance(self, prov: Mapping[str, Any]) -> None:
+        for key in ("backbone", "weights", "sha256", "seed"):
+            a, b = self.provenance.get(key), prov.get(key)
+            if a is not None and b is not None and a != b:
+                raise ModelError(
+                    f"features to score have {key} {b!r} but the model was fitted on features with "
+                    f"{key} {a!r}; extract features with the same backbone and weights"
+                )
+
+    def distances(self, features, batch_size: int = 16) -> torch.Tensor:
+        """Mahalanobis distance grid (N, h, w), float32 on the CPU (no upsampling, no blur)."""
+        feats, _, _ = unpack_features(features, None, self.config.layers)
+        n = int(next(iter(feats.values())).shape[0])
+        out = []
+        with torch.inference_mode():
+            for s, e in chunks(n, batch_size):
+                out.append(self._distance_grid(feats, s, e).cpu())
+        return torch.cat(out)
+
+    def _distance_grid(self, feats, s: int, e: int) -> torch.Tensor:
+        if self.mean is None or self.inv_covariance is None:
+            raise ModelError("PaDiM is not fitted: call fit() or Padim.load() first")
+        emb = self._embed(feats, s, e)
+        b, d, h, w = emb.shape
+        if (h, w) != tuple(self.grid) or d != self.mean.shape[0]:
+            raise ModelError(
+                f"features give a {d}-d embedding on a {h}x{w} grid but the model expects "
+                f"{self.mean.shape[0]}-d on {self.grid[0]}x{self.grid[1]}; use features from the same "
+                "backbone, layers and input size"
+            )
+        delta = (emb.reshape(b, d, h * w) - self.mean).permute(2, 0, 1).contiguous()  # (P, B, D)
+        d2 = torch.empty((h * w, b), dtype=torch.float32, device=delta.device)
+        for ps, pe in chunks(h * w, self.position_chunk):
+            t = torch.bmm(delta[ps:pe], self.inv_covariance[ps:pe])  # (p, B, D)
+            d2[ps:pe] = (t * delta[ps:pe]).sum(-1)
+        return d2.clamp_min_(0).sqrt_().t().reshape(b, h, w)
+
+    def predict(self, features, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """``(image_scores float32 (N,), anomaly_maps float32 (N, image_size, image_size))``."""
+        c = self.config
+        feats, prov, input_size = unpack_features(features, None, c.layers)
+        self._check_input_size(input_size)
+        self._check_provenance(prov)
+        n = int(next(iter(feats.values())).shape[0])
+        scores = np.empty(n, dtype=np.float32)
+        maps = np.empty((n, int(c.image_size), int(c.image_size)), dtype=np.float32)
+        with torch.inference_mode():
+            for s, e in chunks(n, batch_size):
+                grid = self._distance_grid(feats, s, e)
+                m = score_maps(grid, int(c.image_size), float(c.blur_sigma), c.blur_mode)
+                scores[s:e] = m.reshape(e - s, -1).amax(1).cpu().numpy()
+                maps[s:e] = m.cpu().numpy()
+        return scores, maps
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        if self.mean is None:
+            raise ModelError("cannot save an unfitted PaDiM; call fit() first")
+        save_model_file(
+            path,
+            KIND,
+            self.config.to_dict(),
+            self.provenance,
+            {"mean": self.mean, "inv_covariance": self.inv_covariance, "idx": self.idx},
+            train_sources=self.train_sources,
+            grid=list(self.grid),
+            n_train_images=int(self.n_train_images),
+            n_features=int(self.n_features),
+        )
+
+    @classmethod
+    def load(cls, path, expect_config: PadimConfig | Mapping[str, Any] | None = None,
+             device: str | None = None) -> "Padim":
+        """Load a fitted model; ``expect_config`` mismatches raise :class:`ModelError` naming the keys."""
+        obj, cfg = load_model_file(path, KIND, PadimConfig, expect_config)
+        if device is None:
+            device = (
+                (expect_config.device if isinstance(expect_config, PadimConfig) else dict(expect_config).get("device", "cpu"))
+                if expect_config is not None
+                else "cpu"
+            )
+        cfg = dataclasses.replace(cfg, device=device)
+        st = obj["state"]
+        try:
+            mean, inv, idx = st["mean"], st["inv_covariance"], st["idx"]
+            ok = mean.ndim == 2 and inv.ndim == 3 and inv.shape[1] == inv.shape[2] == mean.shape[0] == idx.numel()
+        except (KeyError, AttributeError):
+            ok = False
+        if not ok:
+            raise ModelError(f"{path}: PaDiM statistics missing or malformed; the file is corrupt. Delete the file and rerun.")
+        model = cls(cfg)
+        model.mean = mean.float().to(model.device)
+        model.inv_covariance = inv.float().to(model.device)
+        model.idx = idx.long()
+        model.provenance = dict(obj.get("provenance") or {})
+        model.train_sources = obj.get("train_sources")
+        model.grid = tuple(obj["grid"])
+        model.n_train_images = int(obj.get("n_train_images") or 0)
+        model.n_features = int(obj.get("n_features") or idx.numel())
+        return model
+
+
+def _invert_in_place(cov: torch.Tensor, chunk: int) -> None:
+    """Replace each SPD matrix of ``cov`` (P, D, D) by its inverse, ``chunk`` positions at a time."""
+    for s, e in chunks(cov.shape[0], chunk):
+        block = cov[s:e]
+        lower, info = torch.linalg.cholesky_ex(block)
+        if bool((info != 0).any()):
+            try:
+                inv = torch.linalg.inv(block)
+            except RuntimeError:
+                bad = s + int(torch.nonzero(info)[0, 0])
+                raise ModelError(
+                    f"PaDiM covariance at grid position {bad} is singular; raise covariance_eps "
+                    "(the study and anomalib use 0.01) or use more training images"
+                ) from None
+        else:
+            inv = torch.cholesky_inverse(lower)
+        block.copy_(inv)
+        del inv, lower

@@ -1,0 +1,353 @@
+"""PatchCore (Roth et al., CVPR 2022), with the paper's scoring and the study's.
+
+Embedding (per image, from raw stage maps ``{layer: (N, C_l, h_l, w_l)}``; the first layer in
+``layers`` sets the patch grid h x w):
+
+* ``pretrain_embed_dim=None`` (the study, anomalib): each layer is averaged over its
+  ``patch_size`` x ``patch_size`` neighbourhood (``avg_pool2d``, stride 1, zero padding counted),
+  deeper layers are bilinearly upsampled (``align_corners=False``) to the first layer's grid,
+  and the layers are concatenated: D = sum C_l (ResNet-50 layers 2+3: 1536).
+* ``pretrain_embed_dim=P`` (patchcore-inspection, the paper): each position's zero-padded
+  ``patch_size``^2 neighbourhood of a layer is flattened channel-major (C_l * 9 values, as
+  ``torch.nn.Unfold``) and reduced to P values by ``adaptive_avg_pool1d``; deeper layers are
+  bilinearly upsampled; the L per-layer P-vectors are concatenated and, with
+  ``target_embed_dim=T``, reduced again by ``adaptive_avg_pool1d`` to T. This reproduces the
+  reference exactly (it upsamples before the per-layer pooling; both steps are linear and act on
+  different axes, so the order does not matter). For WRN50-2 (P = T = 1024) it means: layer-3
+  part = 3x3 mean of each channel, channel pairs averaged; layer-2 part = a 3x3 mean with the
+  centre counted twice ((sum + centre) / 10) per channel.
+
+Memory bank: approximate greedy k-center coreset (:mod:`adloc.models.coreset`) of all training
+patches, ``max(1, int(N_patches * coreset_ratio))`` entries.
+
+Scoring (:class:`PatchCoreConfig` ``scoring``):
+
+* ``"paper"``: patch score = L2 distance to the nearest bank entry; anomaly map = patch-score
+  grid, upsampled, blurred (``blur_sigma``). Image score = s* re-weighted (paper eq. 7, in the
+  numerically stable softmax form anomalib uses): m_test* = the patch with the largest score
+  s* = ||m_test* - m*||, m* its nearest bank entry, N_b(m*) the ``num_neighbors`` nearest bank
+  entries of m* (m* itself included), and
+  ``s = (1 - exp(||m_test* - m*||) / sum_{m in N_b(m*)} exp(||m_test* - m||)) * s*``.
+  (patchcore-inspection itself skips the re-weighting and uses squared faiss distances.)
+* ``"study"``: the study's code (IvanNece/Detection-of-Anomalies-with-Localization,
+  ``src/models/memory_bank.py``): SQUARED L2 from faiss, k = ``num_neighbors`` neighbours of
+  each query patch, patch score = ``d1 * (1 - exp(-d1) / (sum_i exp(-d_i) + 1e-8))``, image
+  score = max of that grid, map = that grid upsampled (the study did not blur: set
+  ``blur_sigma=0``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ModelError
+from .common import (
+    ModelConfig,
+    check_choice,
+    check_layers,
+    chunks,
+    count_sources,
+    load_model_file,
+    resolve_device,
+    save_model_file,
+    score_maps,
+    unpack_features,
+)
+from .coreset import greedy_coreset
+from .knn import KnnIndex
+
+KIND = "patchcore"
+
+
+@dataclasses.dataclass
+class PatchCoreConfig(ModelConfig):
+    layers: tuple[str, ...] = ("layer2", "layer3")
+    pretrain_embed_dim: int | None = 1024
+    target_embed_dim: int | None = 1024
+    patch_size: int = 3
+    coreset_ratio: float = 0.1
+    coreset_projection_dim: int | None = 128
+    coreset_starts: int = 10
+    num_neighbors: int = 9
+    scoring: str = "paper"
+    blur_sigma: float = 4.0
+    blur_mode: str = "reflect"
+    image_size: int = 224
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        check_layers(name, self.layers)
+        check_choice(name, "scoring", self.scoring, {"paper", "study"})
+        check_choice(name, "blur_mode", self.blur_mode, {"reflect", "mirror", "nearest"})
+        if not (0 < float(self.coreset_ratio) <= 1):
+            raise ModelError(f"{name} key 'coreset_ratio' must be in (0, 1], got {self.coreset_ratio!r}")
+        if int(self.patch_size) < 1 or int(self.patch_size) % 2 == 0:
+            raise ModelError(f"{name} key 'patch_size' must be a positive odd integer, got {self.patch_size!r}")
+        for key in ("pretrain_embed_dim", "target_embed_dim", "coreset_projection_dim"):
+            v = getattr(self, key)
+            if v is not None and int(v) < 1:
+                raise ModelError(f"{name} key {key!r} must be a positive integer or null, got {v!r}")
+        if int(self.num_neighbors) < 1 or int(self.coreset_starts) < 1 or int(self.image_size) < 1:
+            raise ModelError(f"{name} keys num_neighbors, coreset_starts and image_size must be >= 1")
+        if float(self.blur_sigma) < 0:
+            raise ModelError(f"{name} key 'blur_sigma' must be >= 0, got {self.blur_sigma!r}")
+
+
+def patchcore_embedding(
+    feats: Mapping[str, torch.Tensor],
+    layers,
+    patch_size: int = 3,
+    pretrain_embed_dim: int | None = None,
+    target_embed_dim: int | None = None,
+) -> torch.Tensor:
+    """Locally aware patch embedding (B, D, h, w) from stage maps (see module docstring)."""
+    pad = patch_size // 2
+    ref = tuple(feats[layers[0]].shape[-2:])
+    parts = []
+    for layer in layers:
+        x = feats[layer].float()
+        b, c, h, w = x.shape
+        if pretrain_embed_dim is None:
+            y = F.avg_pool2d(x, patch_size, stride=1, padding=pad, count_include_pad=True) if patch_size > 1 else x
+        else:
+            u = F.unfold(x, kernel_size=patch_size, padding=pad, stride=1)  # (B, C*p*p, h*w), channel-major
+            u = u.transpose(1, 2).reshape(b * h * w, 1, c * patch_size * patch_size)
+            y = F.adaptive_avg_pool1d(u, int(pretrain_embed_dim)).reshape(b, h * w, -1)
+            y = y.transpose(1, 2).reshape(b, -1, h, w)
+        if (h, w) != ref:
+            y = F.interpolate(y, size=ref, mode="bilinear", align_corners=False)
+        parts.append(y)
+    emb = torch.cat(parts, 1)
+    if target_embed_dim is not None:
+        b, d, h, w = emb.shape
+        e = emb.permute(0, 2, 3, 1).reshape(b * h * w, 1, d)
+        e = F.adaptive_avg_pool1d(e, int(target_embed_dim)).reshape(b, h, w, -1)
+        emb = e.permute(0, 3, 1, 2)
+    return emb.contiguous()
+
+
+def _rows(emb: torch.Tensor) -> torch.Tensor:
+    """(B, D, h, w) -> (B*h*w, D), image-major then row-major positions."""
+    return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
+
+
+class PatchCore:
+    """PatchCore on pre-extracted stage maps.
+
+    ``fit(features, sources=None, provenance=None)`` then ``predict(features)``;
+    ``save(path)`` / ``PatchCore.load(path, expect_config)``.
+    ``features`` is ``{layer: Tensor (N, C, h, w)}`` or an :class:`adloc.features.FeatureSet`.
+    """
+
+    #: images per embedding chunk (bounds memory; WRN50-2 at 224: ~15 MB per image unfolded)
+    embed_batch = 16
+
+    def __init__(self, config: PatchCoreConfig | Mapping[str, Any] | None = None) -> None:
+        self.config = config if isinstance(config, PatchCoreConfig) else PatchCoreConfig.from_dict(config)
+        self.device = resolve_device(self.config.device)
+        self.bank: torch.Tensor | None = None
+        self.bank_sources: dict[str, int] | None = None
+        self.train_sources: dict[str, int] | None = None
+        #: per bank entry, the index into ``source_names`` of the class it came from (global fits)
+        self.bank_origin: torch.Tensor | None = None
+        self.source_names: list[str] | None = None
+        self.provenance: dict[str, Any] = {}
+        self.grid: tuple[int, int] | None = None
+        self.n_train_images = 0
+        self._index: KnnIndex | None = None
+
+    # ------------------------------------------------------------------ embedding
+    def _embed(self, feats: Mapping[str, torch.Tensor], s: int, e: int) -> torch.Tensor:
+        c = self.config
+        part = {layer: feats[layer][s:e].to(self.device, torch.float32) for layer in c.layers}
+        return patchcore_embedding(part, list(c.layers), int(c.patch_size), c.pretrain_embed_dim, c.target_embed_dim)
+
+    def _check_input_size(self, input_size) -> None:
+        if input_size is not None and int(input_size) != int(self.config.image_size):
+            raise ModelError(
+                f"features were extracted at input size {input_size} but the PatchCore config has "
+                f"image_size {self.config.image_size}; set image_size to {input_size}"
+            )
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, features, sources=None, provenance: Mapping[str, Any] | None = None) -> "PatchCore":
+        """Build the memory bank from training images' stage maps.
+
+        ``sources``: one class label per image (global models); the bank then records how many
+        entries came from each class (``bank_sources``).
+        """
+        c = self.config
+        feats, prov, input_size = unpack_features(features, provenance, c.layers)
+        self._check_input_size(input_size)
+        n = int(next(iter(feats.values())).shape[0])
+        srcs = count_sources(sources, n)
+        with torch.inference_mode():
+            first = self._embed(feats, 0, min(n, self.embed_batch))
+            _, d, h, w = first.shape
+            per = h * w
+            total = n * per
+            store = torch.empty((total, d), dtype=torch.float32)  # CPU copy of all patches
+            store[: first.shape[0] * per] = _rows(first).cpu()
+            for s, e in chunks(n, self.embed_batch):
+                if s == 0:
+                    continue
+                store[s * per : e * per] = _rows(self._embed(feats, s, e)).cpu()
+            del first
+        n_keep = max(1, int(total * float(c.coreset_ratio)))
+        if n_keep >= total:
+            sel = torch.arange(total)
+        else:
+            # the projection (and the greedy loop) run on self.device; the full patches stay on the CPU
+            sel = greedy_coreset(store, n_keep, c.coreset_projection_dim, c.seed, c.coreset_starts, device=self.device)
+        self.bank = store.index_select(0, sel).contiguous()
+        del store
+        self.grid = (int(h), int(w))
+        self.n_train_images = n
+        self.provenance = {**prov, "layers": list(c.layers)}
+        if input_size is not None:
+            self.provenance["input_size"] = int(input_size)
+        if srcs is not None:
+            img_of = (sel // per).tolist()
+            self.bank_sources = dict(sorted(Counter(srcs[i] for i in img_of).items()))
+            self.train_sources = dict(sorted(Counter(srcs).items()))
+            names = list(self.train_sources)
+            code = {name: k for k, name in enumerate(names)}
+            self.bank_origin = torch.tensor([code[srcs[i]] for i in img_of], dtype=torch.int32)
+            self.source_names = names
+        else:
+            self.bank_sources = None
+            self.train_sources = None
+            self.bank_origin = None
+            self.source_names = None
+        self._index = None
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def _knn(self) -> KnnIndex:
+        if self.bank is None:
+            raise ModelError("PatchCore is not fitted: call fit() or PatchCore.load() first")
+        if self._index is None:
+            self._index = KnnIndex(self.bank.to(self.device))
+        return self._index
+
+    def _check_provenance(self, prov: Mapping[str, Any]) -> None:
+        for key in ("backbone", "weights", "sha256", "seed"):
+            a, b = self.provenance.get(key), prov.get(key)
+            if a is not None and b is not None and a != b:
+                raise ModelError(
+                    f"features to score have {key} {b!r} but the model was fitted on features with "
+                    f"{key} {a!r}; extract features with the same backbone and weights"
+                )
+
+    def predict(self, features, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """``(image_scores float32 (N,), anomaly_maps float32 (N, image_size, image_size))``."""
+        c = self.config
+        feats, prov, input_size = unpack_features(features, None, c.layers)
+        self._check_input_size(input_size)
+        self._check_provenance(prov)
+        index = self._knn()
+        n = int(next(iter(feats.values())).shape[0])
+        scores = np.empty(n, dtype=np.float32)
+        maps = np.empty((n, int(c.image_size), int(c.image_size)), dtype=np.float32)
+        with torch.inference_mode():
+            for s, e in chunks(n, batch_size):
+                emb = self._embed(feats, s, e)
+                b, d, h, w = emb.shape
+                if d != index.bank.shape[1]:
+                    raise ModelError(
+                        f"features give {d}-d patch embeddings but the memory bank holds {index.bank.shape[1]}-d "
+                        "entries; score with features from the same backbone and layers"
+                    )
+                rows = _rows(emb)
+                if c.scoring == "paper":
+                    grid, img = self._score_paper(rows, b, h, w, index)
+                else:
+                    grid, img = self._score_study(rows, b, h, w, index)
+                m = score_maps(grid, int(c.image_size), float(c.blur_sigma), c.blur_mode)
+                scores[s:e] = img.float().cpu().numpy()
+                maps[s:e] = m.cpu().numpy()
+        return scores, maps
+
+    def _score_paper(self, rows, b, h, w, index: KnnIndex):
+        d1, i1 = index.search(rows, 1, squared=False)
+        patch = d1[:, 0].reshape(b, h * w)
+        nn_idx = i1[:, 0].reshape(b, h * w)
+        j = patch.argmax(1)  # m_test* per image
+        ar = torch.arange(b, device=patch.device)
+        q = rows.reshape(b, h * w, -1)[ar, j]  # (B, D)
+        bank = index.bank
+        m_star_idx = nn_idx[ar, j].to(bank.device)
+        m_star = bank.index_select(0, m_star_idx)  # (B, D)
+        _, nb = index.search(m_star, int(self.config.num_neighbors), squared=False)  # N_b(m*), m* first
+        qd = q.to(bank.device, torch.float64)
+        s_star = (qd - m_star.double()).norm(dim=1)  # ||m_test* - m*||
+        d_nb = (qd.unsqueeze(1) - bank[nb.to(bank.device)].double()).norm(dim=2)  # (B, b)
+        weight = 1.0 - torch.exp(s_star - torch.logsumexp(d_nb, dim=1))
+        img = (weight * s_star).to(patch.device)
+        return patch.reshape(b, h, w), img
+
+    def _score_study(self, rows, b, h, w, index: KnnIndex):
+        k = int(self.config.num_neighbors)
+        d2, _ = index.search(rows, k, squared=True)  # float32 squared L2, like faiss IndexFlatL2
+        if d2.shape[1] == 1:
+            patch = d2[:, 0]  # the study skipped re-weighting when only one neighbour was searched
+        else:
+            ex = torch.exp(-d2)
+            weight = 1.0 - ex[:, 0] / (ex.sum(1) + 1e-8)
+            patch = d2[:, 0] * weight
+        grid = patch.reshape(b, h, w)
+        return grid, grid.reshape(b, -1).amax(1)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        if self.bank is None:
+            raise ModelError("cannot save an unfitted PatchCore; call fit() first")
+        save_model_file(
+            path,
+            KIND,
+            self.config.to_dict(),
+            self.provenance,
+            {"bank": self.bank, **({"bank_origin": self.bank_origin} if self.bank_origin is not None else {})},
+            bank_sources=self.bank_sources,
+            source_names=self.source_names,
+            train_sources=self.train_sources,
+            grid=list(self.grid) if self.grid else None,
+            n_train_images=int(self.n_train_images),
+        )
+
+    @classmethod
+    def load(cls, path, expect_config: PatchCoreConfig | Mapping[str, Any] | None = None,
+             device: str | None = None) -> "PatchCore":
+        """Load a fitted model; ``expect_config`` mismatches raise :class:`ModelError` naming the keys.
+
+        ``device``: where to score (default: ``expect_config``'s device, else the CPU).
+        """
+        obj, cfg = load_model_file(path, KIND, PatchCoreConfig, expect_config)
+        if device is None:
+            device = (
+                (expect_config.device if isinstance(expect_config, PatchCoreConfig) else dict(expect_config).get("device", "cpu"))
+                if expect_config is not None
+                else "cpu"
+            )
+        cfg = dataclasses.replace(cfg, device=device)
+        bank = obj["state"].get("bank")
+        if not isinstance(bank, torch.Tensor) or bank.ndim != 2 or bank.shape[0] == 0:
+            raise ModelError(f"{path}: memory bank missing or malformed; the file is corrupt. Delete the file and rerun.")
+        model = cls(cfg)
+        model.bank = bank.float().contiguous()
+        model.provenance = dict(obj.get("provenance") or {})
+        model.bank_sources = obj.get("bank_sources")
+        model.train_sources = obj.get("train_sources")
+        model.bank_origin = obj["state"].get("bank_origin")
+        model.source_names = obj.get("source_names")
+        model.grid = tuple(obj["grid"]) if obj.get("grid") else None
+        model.n_train_images = int(obj.get("n_train_images") or 0)
+        return model

@@ -1,0 +1,92 @@
+"""PaDiM: statistics and Mahalanobis distances against numpy/scipy, model files."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from scipy.spatial.distance import mahalanobis
+
+from adloc.errors import ModelError
+from adloc.models.padim import Padim, PadimConfig, resolve_n_features
+
+torch.set_num_threads(1)
+
+
+def _feats(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return {"layer1": torch.randn(n, 4, 4, 4, generator=g), "layer2": torch.rand(n, 3, 2, 2, generator=g) * 2}
+
+
+def _numpy_embedding(feats, idx):
+    up = feats["layer2"].numpy().repeat(2, axis=2).repeat(2, axis=3)  # nearest x2
+    cat = np.concatenate([feats["layer1"].numpy(), up], axis=1).astype(np.float64)
+    return cat[:, idx]  # (N, D, 4, 4)
+
+
+def test_distances_match_scipy_mahalanobis():
+    train, test = _feats(12, 0), _feats(3, 1)
+    cfg = PadimConfig(layers=("layer1", "layer2"), n_features=5, covariance_eps=0.01, image_size=16, blur_sigma=2.0)
+    model = Padim(cfg).fit(train)
+    idx = model.idx.numpy()
+    assert len(idx) == 5 and len(set(idx)) == 5 and idx.max() < 7
+    tr, te = _numpy_embedding(train, idx), _numpy_embedding(test, idx)
+    ref = np.zeros((3, 4, 4))
+    for i in range(4):
+        for j in range(4):
+            x = tr[:, :, i, j]
+            cov = np.cov(x, rowvar=False, ddof=1) + 0.01 * np.eye(5)  # unbiased, like anomalib
+            vi = np.linalg.inv(cov)
+            mu = x.mean(0)
+            for k in range(3):
+                ref[k, i, j] = mahalanobis(te[k, :, i, j], mu, vi)
+    ours = model.distances(test).numpy()
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+    # maps: bilinear upsample + Gaussian blur; image score = max of the blurred map
+    scores, maps = model.predict(test)
+    up = F.interpolate(torch.from_numpy(ref).float()[:, None], size=(16, 16), mode="bilinear", align_corners=False)[:, 0]
+    blurred = np.stack([ndimage.gaussian_filter(m, 2.0, mode="reflect", truncate=4.0) for m in up.double().numpy()])
+    np.testing.assert_allclose(maps, blurred, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores, maps.reshape(3, -1).max(1), rtol=1e-6)
+
+
+def test_channel_subset_is_seeded_and_n_features_resolves():
+    train = _feats(4, 2)
+    a = Padim(PadimConfig(layers=("layer1", "layer2"), n_features=3, seed=5, image_size=16)).fit(train)
+    b = Padim(PadimConfig(layers=("layer1", "layer2"), n_features=3, seed=5, image_size=16)).fit(train)
+    c = Padim(PadimConfig(layers=("layer1", "layer2"), n_features=3, seed=6, image_size=16)).fit(train)
+    assert torch.equal(a.idx, b.idx) and not torch.equal(a.idx, c.idx)
+    assert resolve_n_features(None, "wide_resnet50_2", 1792) == 550
+    assert resolve_n_features(None, "resnet50_timm", 1792) == 100
+    assert resolve_n_features(None, "efficientnet_lite0", 176) == 100
+    assert resolve_n_features(None, None, 7) == 7
+    with pytest.raises(ModelError, match="out of range"):
+        resolve_n_features(8, "resnet18", 7)
+    auto = Padim(PadimConfig(layers=("layer1", "layer2"), image_size=16)).fit(train)
+    assert auto.n_features == 7
+
+
+def test_save_load_roundtrip_and_errors(tmp_path):
+    train, test = _feats(6, 3), _feats(2, 4)
+    cfg = PadimConfig(layers=("layer1", "layer2"), n_features=4, image_size=16, blur_mode="mirror")
+    model = Padim(cfg).fit(train, sources=["x"] * 4 + ["y"] * 2, provenance={"backbone": "resnet18", "weights": "random"})
+    assert model.train_sources == {"x": 4, "y": 2}
+    s1, m1 = model.predict(test)
+    f = tmp_path / "padim.pt"
+    model.save(f)
+    raw = torch.load(f, weights_only=True)
+    assert raw["kind"] == "padim" and raw["provenance"]["backbone"] == "resnet18" and raw["n_features"] == 4
+    loaded = Padim.load(f, expect_config=cfg)
+    s2, m2 = loaded.predict(test)
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_array_equal(m1, m2)
+    with pytest.raises(ModelError, match="covariance_eps: file has 0.01, expected 0.1"):
+        Padim.load(f, expect_config={**cfg.to_dict(), "covariance_eps": 0.1})
+    with pytest.raises(ModelError, match="'patchcore'"):
+        from adloc.models.patchcore import PatchCore
+
+        PatchCore.load(f)
+    with pytest.raises(ModelError, match="unknown PadimConfig key"):
+        PadimConfig.from_dict({"n_feature": 3})
+    with pytest.raises(ModelError, match="at least 2"):
+        Padim(cfg).fit(_feats(1, 0))
