@@ -116,6 +116,11 @@ rule examples:
         scores=lambda w: [
             scores_of(m, s, w.cls) for m in METHODS for s in (w.cls, GLOBAL)
         ],
+        metrics=lambda w: [
+            f"{RESULTS}/metrics/{m}/{s}/{w.cls}.json"
+            for m in METHODS
+            for s in (w.cls, GLOBAL)
+        ],
         data=class_images,
     output:
         report(

@@ -128,15 +128,27 @@ def metric_files():
 
 
 def score_inputs(w):
+    """A per-class model's inputs: its model, the class's val/test features and split file."""
     fs = f"{RESULTS}/features/{fset_of(w.method)}/{w.cls}"
-    inputs = {
-        "model": f"{RESULTS}/models/{w.method}/{w.scope}.pt",
-        "val": f"{fs}/val.pt",
-        "test": f"{fs}/test.pt",
-        "splits": f"{RESULTS}/splits/{w.cls}.json",
+    return {
+        "model": f"{RESULTS}/models/{w.method}/{w.cls}.pt",
+        "val": [f"{fs}/val.pt"],
+        "test": [f"{fs}/test.pt"],
+        "splits": [f"{RESULTS}/splits/{w.cls}.json"],
     }
-    if w.scope == GLOBAL and config["analysis"]["confusion_normals"] == "train":
-        inputs["train"] = f"{fs}/train.pt"
+
+
+def score_global_inputs(w):
+    """The global model plus every class's val/test (and train, for the in-sample variant)."""
+    fs = f"{RESULTS}/features/{fset_of(w.method)}"
+    inputs = {
+        "model": f"{RESULTS}/models/{w.method}/{GLOBAL}.pt",
+        "val": [f"{fs}/{c}/val.pt" for c in CLASSES],
+        "test": [f"{fs}/{c}/test.pt" for c in CLASSES],
+        "splits": [f"{RESULTS}/splits/{c}.json" for c in CLASSES],
+    }
+    if config["analysis"]["confusion_normals"] == "train":
+        inputs["train"] = [f"{fs}/{c}/train.pt" for c in CLASSES]
     return inputs
 
 

@@ -59,11 +59,11 @@ rule score:
     input:
         unpack(score_inputs),
     output:
-        f"{RESULTS}/scores/{{method}}/{{scope}}/{{cls}}.npz",
+        f"{RESULTS}/scores/{{method}}/{{cls}}/{{cls}}.npz",
     log:
-        f"{RESULTS}/logs/score/{{method}}/{{scope}}/{{cls}}.log",
+        f"{RESULTS}/logs/score/{{method}}/{{cls}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/score/{{method}}/{{scope}}/{{cls}}.tsv"
+        f"{RESULTS}/benchmarks/score/{{method}}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: workflow.cores
@@ -73,5 +73,30 @@ rule score:
         runtime=60,
     params:
         device=config["device"],
+    script:
+        "../scripts/score.py"
+
+
+# The global model scores every class in one job: it is loaded once, and any change to one
+# class refits it (and so rescoring every class) anyway.
+rule score_global:
+    input:
+        unpack(score_global_inputs),
+    output:
+        expand(f"{RESULTS}/scores/{{{{method}}}}/{GLOBAL}/{{cls}}.npz", cls=CLASSES),
+    log:
+        f"{RESULTS}/logs/score/{{method}}/{GLOBAL}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score/{{method}}/{GLOBAL}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=GPU,
+        mem_mb=32000,
+        runtime=120,
+    params:
+        device=config["device"],
+        classes=CLASSES,
     script:
         "../scripts/score.py"

@@ -13,4 +13,10 @@ if str(_SRC) not in sys.path:
 
 from adloc.workflow import run_script  # noqa: E402
 
-__all__ = ["run_script"]
+
+def as_list(files):
+    """A named input/output as a list: Snakemake hands a one-file entry over as a plain string."""
+    return [files] if isinstance(files, str) else list(files)
+
+
+__all__ = ["run_script", "as_list"]

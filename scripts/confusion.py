@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from _common import run_script
+from _common import as_list, run_script
 
 
 def main(smk):
@@ -10,7 +10,7 @@ def main(smk):
     from adloc.io import load_npz, read_json
 
     thresholds, normals = {}, {}
-    for mf, sf in zip(smk.input.metrics, smk.input.scores):
+    for mf, sf in zip(as_list(smk.input.metrics), as_list(smk.input.scores)):
         cls = Path(mf).stem
         assert Path(sf).stem == cls, (mf, sf)
         thresholds[cls] = float(read_json(mf, what="metrics file")["threshold"]["threshold"])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import run_script
+from _common import as_list, run_script
 
 
 def main(smk):
@@ -12,17 +12,18 @@ def main(smk):
     from adloc.analysis.figures import method_label
     from adloc.data.splits import read_splits
     from adloc.data.transforms import Preprocess
-    from adloc.io import load_npz
+    from adloc.io import load_npz, read_json
     from adloc.pipeline import display_images, load_split_masks
 
     p = smk.params
     cls = smk.wildcards.cls
     pre = Preprocess(resize=p.preprocess["resize"], crop=p.preprocess["crop"])
-    runs = {}
-    for f in smk.input.scores:
+    runs, thresholds = {}, {}
+    for f, mf in zip(as_list(smk.input.scores), as_list(smk.input.metrics)):
         method, scope = Path(f).parent.parent.name, Path(f).parent.name
         label = f"{method_label(method)} {'global' if scope == 'global' else 'per-class'}"
         runs[label] = load_npz(f, what="scores file")
+        thresholds[label] = read_json(mf, what="metrics file")["threshold"]["threshold"]
     first = next(iter(runs.values()))
     idx = select_examples(first["test_labels"], p.n, seed=0)
     paths = [str(first["test_paths"][i]) for i in idx]
@@ -34,7 +35,8 @@ def main(smk):
         {k: v["test_maps"][idx] for k, v in runs.items()},
         titles=[f"{e['defect']} · {Path(e['path']).name}" for e in chosen],
         scores={k: np.asarray(v["test_scores"])[idx].tolist() for k, v in runs.items()},
-        suptitle=f"{cls}: test images, ground truth, per-class and global anomaly maps",
+        suptitle=f"{cls}: test images, ground truth, per-class and global anomaly maps (score / threshold)",
+        thresholds=thresholds,
     )
     savefig(fig, smk.output[0])
 

@@ -3,7 +3,7 @@
 import logging
 import time
 
-from _common import run_script
+from _common import as_list, run_script
 
 log = logging.getLogger("adloc.fit")
 
@@ -15,8 +15,7 @@ def main(smk):
     from adloc.runtime import resolve_device
 
     p = smk.params
-    files = [smk.input.train] if isinstance(smk.input.train, str) else list(smk.input.train)
-    sets = [load_features(f) for f in files]
+    sets = [load_features(f) for f in as_list(smk.input.train)]
     classes = list(getattr(p, "classes", None) or [smk.wildcards.get("cls")])
     train, sources = training_set(sets, classes)
     model = build_model(

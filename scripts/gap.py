@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from _common import run_script
+from _common import as_list, run_script
 
 
 def main(smk):
@@ -11,8 +11,8 @@ def main(smk):
     def by_name(files):
         return {Path(f).parent.parent.name + "/" + Path(f).parent.name + "/" + Path(f).stem: f for f in files}
 
-    metrics = by_name(smk.input.metrics)
-    scores = by_name(list(smk.input.per_class) + list(smk.input.unified))
+    metrics = by_name(as_list(smk.input.metrics))
+    scores = by_name(as_list(smk.input.per_class) + as_list(smk.input.unified))
     pairs = []
     for key in sorted(metrics):
         method, scope, cls = key.split("/")

@@ -1,4 +1,8 @@
-"""Rule score: image scores and anomaly maps of one model on one class's val and test splits."""
+"""Rules score / score_global: image scores and test anomaly maps of one model on val and test.
+
+``score`` handles one per-class model and its class; ``score_global`` loads the global model
+once and writes one scores file per class (outputs, inputs and classes in the same order).
+"""
 
 import json
 import logging
@@ -6,35 +10,36 @@ import time
 
 import numpy as np
 
-from _common import run_script
+from _common import as_list, run_script
 
 log = logging.getLogger("adloc.score")
 
 
 def main(smk):
-    from adloc.features import load_features
     from adloc.data.splits import read_splits
+    from adloc.features import load_features
     from adloc.io import save_npz
     from adloc.models import load_model
     from adloc.pipeline import split_labels
     from adloc.runtime import resolve_device
 
-    splits = read_splits(smk.input.splits)
     model = load_model(smk.wildcards.method, smk.input.model, device=resolve_device(smk.params.device))
-    arrays = {"provenance": np.array(json.dumps(model.provenance, sort_keys=True))}
-    for split in ("val", "test", "train"):
-        if split not in smk.input.keys():
-            continue
-        fs = load_features(smk.input[split])
-        t0 = time.perf_counter()
-        scores, maps = model.predict(fs)
-        log.info("%s: %d images scored in %.2f s", split, len(fs.paths), time.perf_counter() - t0)
-        arrays[f"{split}_scores"] = np.asarray(scores, dtype=np.float32)
-        arrays[f"{split}_paths"] = np.asarray(fs.paths, dtype=str)
-        arrays[f"{split}_labels"] = split_labels(splits, split, fs.paths)
-        if split == "test":
-            arrays["test_maps"] = np.asarray(maps, dtype=np.float32)
-    save_npz(smk.output[0], **arrays)
+    provenance = np.array(json.dumps(model.provenance, sort_keys=True))
+    splits_present = [s for s in ("val", "test", "train") if s in smk.input.keys()]
+    for k, out in enumerate(smk.output):
+        splits = read_splits(as_list(smk.input.splits)[k])
+        arrays = {"provenance": provenance}
+        for split in splits_present:
+            fs = load_features(as_list(smk.input[split])[k])
+            t0 = time.perf_counter()
+            scores, maps = model.predict(fs)
+            log.info("%s %s: %d images scored in %.2f s", splits["class"], split, len(fs.paths), time.perf_counter() - t0)
+            arrays[f"{split}_scores"] = np.asarray(scores, dtype=np.float32)
+            arrays[f"{split}_paths"] = np.asarray(fs.paths, dtype=str)
+            arrays[f"{split}_labels"] = split_labels(splits, split, fs.paths)
+            if split == "test":
+                arrays["test_maps"] = np.asarray(maps, dtype=np.float32)
+        save_npz(out, **arrays)
 
 
 run_script(snakemake, main)  # noqa: F821

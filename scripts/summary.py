@@ -1,6 +1,6 @@
 """Rule summary: results/summary.md, the run as a short results section."""
 
-from _common import run_script
+from _common import as_list, run_script
 
 STUDY_CLASS_MAP = {"synth_nut": "hazelnut", "synth_carpet": "carpet", "synth_zipper": "zipper"}
 
@@ -22,7 +22,7 @@ def main(smk):
     cfg = smk.params.config
     mt = read_metrics_table(smk.input.metrics)
     splits = {}
-    for f in smk.input.splits:
+    for f in as_list(smk.input.splits):
         c = read_splits(f)["counts"]
         splits[Path(f).stem] = {
             "train": c["train"]["total"],
@@ -35,7 +35,7 @@ def main(smk):
         "config": cfg,
         "metrics_table": mt,
         "gap_table": read_gap_table(smk.input.gap),
-        "confusion": {m: read_confusion(f) for m, f in zip(cfg["methods"], smk.input.confusion)},
+        "confusion": {m: read_confusion(f) for m, f in zip(cfg["methods"], as_list(smk.input.confusion))},
         "bank_composition": read_bank_composition(smk.input.composition) if smk.input.composition else None,
         "splits": splits,
         "figures": default_figures(cfg),

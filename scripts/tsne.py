@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import run_script
+from _common import as_list, run_script
 
 
 def main(smk):
@@ -19,7 +19,7 @@ def main(smk):
     kw = dict(seed=t["seed"], perplexity=t["perplexity"], max_points_per_class=t["max_points_per_class"])
     views = []
     pooled, labels, patches = [], [], {}
-    for f, cls in zip(smk.input.features, p.classes):
+    for f, cls in zip(as_list(smk.input.features), p.classes):
         assert Path(f).parent.name == cls, (f, cls)
         fs = load_features(f)
         pooled.append(torch.cat([v.float().mean(dim=(2, 3)) for v in fs.layers.values()], dim=1).numpy())

@@ -132,3 +132,33 @@ def test_mask_size_mismatch_names_the_mask(tmp_path):
         load_split_images(tmp_path, s["splits"]["test"], Preprocess(32, None))
     msg = str(err.value)
     assert e["mask"] in msg and "20x20" in msg and "32x32" in msg
+
+
+def test_pil_mask_geometry_equals_torchvision_nearest_exact():
+    """Masks use PIL NEAREST (torch-free); it must equal torchvision's NEAREST_EXACT + crop."""
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    from adloc.data.transforms import Preprocess, mask_array
+
+    rng = np.random.default_rng(3)
+    for size, pre in [(100, Preprocess(256, 224)), (1024, Preprocess(256, 224)), (90, Preprocess(224, None)), (300, Preprocess(64, 56))]:
+        m = rng.random((size, size)) > 0.7
+        t = torch.from_numpy(m.astype(np.uint8))[None]
+        t = TF.resize(t, [pre.resize, pre.resize], interpolation=InterpolationMode.NEAREST_EXACT)
+        if pre.crop:
+            t = TF.center_crop(t, [pre.crop, pre.crop])
+        np.testing.assert_array_equal(mask_array(m, pre), t[0].numpy() > 0)
+
+
+def test_evaluation_imports_no_torch():
+    """Rules that only evaluate or draw must not pay for importing torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, adloc.pipeline, adloc.data.transforms, adloc.data.splits, adloc.metrics, adloc.analysis;"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

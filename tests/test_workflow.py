@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from workflow_utils import TINY, make_dataset, planned_jobs, snakemake, write_config
 
@@ -82,12 +83,18 @@ def test_nothing_to_do_after_a_complete_run(run):
 def test_changed_image_reruns_only_that_class(run):
     wd, _, _ = run
     img = sorted((wd / "data" / "synth_carpet" / "train" / "good").iterdir())[0]
+    original = img.read_bytes()
     before = img.stat()
+    # Snakemake 9 checks content, not just mtime: really change one pixel.
+    pixels = np.array(Image.open(img))
+    pixels[0, 0] = 255 - pixels[0, 0]
+    Image.fromarray(pixels).save(img)
     later = time.time() + 5
     os.utime(img, (later, later))
     try:
         jobs = planned_jobs(wd)
     finally:
+        img.write_bytes(original)
         os.utime(img, ns=(before.st_atime_ns, before.st_mtime_ns))
     fits = {(w.get("method"), w.get("cls")) for r, w in jobs if r == "fit_class"}
     assert fits == {("patchcore", "synth_carpet"), ("padim", "synth_carpet")}

@@ -111,6 +111,7 @@ def examples_figure(
     groups: Mapping[str, str] | None = None,
     suptitle: str | None = None,
     panel_size: float = 2.1,
+    thresholds: Mapping[str, float] | None = None,
 ) -> Figure:
     """Test images with ground truth and every model's anomaly map, one row per image.
 
@@ -127,6 +128,10 @@ def examples_figure(
             "PatchCore per-class" and "PatchCore global" share one scale (comparable) and PaDiM
             gets its own.
         suptitle: figure title (default names the content).
+        thresholds: column title -> that model's decision threshold for the class. When given,
+            every map and score is divided by its threshold and all maps share one colour scale
+            (1 = the decision boundary), which makes models with different score ranges (e.g.
+            PaDiM per-class vs global Mahalanobis distances) comparable at a glance.
 
     Returns:
         the Figure: columns image, ground truth (red contour), then one heat-map overlay per map
@@ -157,6 +162,15 @@ def examples_figure(
         arrays[name] = a
         if scores is not None and name in scores and len(scores[name]) != k:
             raise AdlocError(f"examples_figure: {len(scores[name])} scores for map {name!r}, k={k}")
+
+    if thresholds is not None:
+        missing = [n for n in names if n not in thresholds]
+        if missing:
+            raise AdlocError(f"examples_figure: no threshold for map(s) {missing}")
+        arrays = {n: a / float(thresholds[n]) for n, a in arrays.items()}
+        if scores is not None:
+            scores = {n: [float(v) / float(thresholds[n]) for v in scores[n]] for n in scores}
+        groups = {n: "all" for n in names}
 
     # one colour scale per group, over all images and all maps of the group
     group_names: dict[str, list[str]] = {}
@@ -209,7 +223,11 @@ def examples_figure(
                 ax.imshow(arrays[name][r], cmap=cmap, alpha=0.5, vmin=lo, vmax=hi,
                           extent=extent, interpolation="bilinear")
                 head = f"{name}\n" if r == 0 else ""
-                if scores is not None and name in scores:
+                if scores is not None and name in scores and thresholds is not None:
+                    v = float(scores[name][r])
+                    verdict = "flagged" if v >= 1 else "passed"
+                    ax.set_title(f"{head}score/thr {v:.3f} ({verdict})", fontsize=8)
+                elif scores is not None and name in scores:
                     ax.set_title(f"{head}score {float(scores[name][r]):#.4g}", fontsize=8)
                 elif head:
                     ax.set_title(head.strip(), fontsize=head_fs)
@@ -225,8 +243,11 @@ def examples_figure(
                 sm, ax=list(axes[:, cols].ravel()), location="bottom",
                 shrink=0.9, aspect=25, pad=0.01,
             )
-            cb.set_label(f"{g} anomaly score (one scale for its {len(members)} maps)",
-                         fontsize=8)
+            if thresholds is not None:
+                label = "anomaly score / the model's threshold for this class (1 = decision boundary)"
+            else:
+                label = f"{g} anomaly score (one scale for its {len(members)} maps)"
+            cb.set_label(label, fontsize=8)
             cb.ax.tick_params(labelsize=7)
         fig.suptitle(suptitle or "Test images, ground truth and anomaly maps")
     return fig

@@ -9,9 +9,10 @@ Two protocols:
 Images: bilinear resize *with antialias* on the uint8 tensor (torchvision's uint8 antialiased
 kernel matches PIL's ``Image.resize(BILINEAR)``, which the study used, to within 1 grey level),
 then center crop, ``/255``, ImageNet mean/std normalisation.
-Masks: ``NEAREST_EXACT`` resize (pixel-centre nearest neighbour, the same rule as PIL's
-``NEAREST`` that the study used; torch's legacy ``NEAREST`` is shifted by half a pixel), the
-same crop, ``> 0.5``.
+Masks: PIL ``NEAREST`` resize (pixel-centre nearest neighbour, as the study did; identical to
+torchvision's ``NEAREST_EXACT``, which a test checks; torch's legacy ``NEAREST`` is shifted by half
+a pixel), the same crop, ``> 0.5``. Mask and display-image geometry use PIL only, so rules that
+evaluate or draw (no model) never import torch: torch is imported lazily by the model-input path.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
+from PIL import Image
 
 from ..errors import DatasetError
 from .mvtec import load_image, load_mask
@@ -67,7 +66,11 @@ class Preprocess:
         return {"resize": int(self.resize), "crop": None if self.crop is None else int(self.crop)}
 
 
-def _geometry(t: torch.Tensor, pre: Preprocess, interp: InterpolationMode) -> torch.Tensor:
+def _geometry(t, pre: Preprocess, interp):
+    """torchvision resize (+ center crop) of a ``(C, H, W)`` tensor."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
     t = TF.resize(
         t,
         [pre.resize, pre.resize],
@@ -79,8 +82,25 @@ def _geometry(t: torch.Tensor, pre: Preprocess, interp: InterpolationMode) -> to
     return t
 
 
-def image_tensor(img: np.ndarray, pre: Preprocess) -> torch.Tensor:
+def _crop_box(size: int, crop: int | None) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of torchvision's center crop of a ``size`` square."""
+    if crop is None or crop == size:
+        return 0, 0, size, size
+    off = int(round((size - crop) / 2.0))
+    return off, off, off + crop, off + crop
+
+
+def _pil_geometry(im: Image.Image, pre: Preprocess, resample) -> Image.Image:
+    im = im.resize((pre.resize, pre.resize), resample=resample)
+    return im.crop(_crop_box(pre.resize, pre.crop))
+
+
+def image_tensor(img: np.ndarray, pre: Preprocess):
     """uint8 ``(H, W, 3)`` RGB -> normalised float32 ``(3, S, S)``, ``S = pre.output_size``."""
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise DatasetError(
             f"image_tensor expects a uint8 HxWx3 array, got {img.dtype} {tuple(img.shape)}."
@@ -92,18 +112,19 @@ def image_tensor(img: np.ndarray, pre: Preprocess) -> torch.Tensor:
 
 
 def image_uint8(img: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """uint8 ``(H, W, 3)`` -> uint8 ``(S, S, 3)`` with the model's geometry, for figures."""
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
-    return _geometry(t, pre, InterpolationMode.BILINEAR).permute(1, 2, 0).numpy()
+    """uint8 ``(H, W, 3)`` -> uint8 ``(S, S, 3)`` with the model's geometry, for figures.
+
+    PIL bilinear (within 1 grey level of the model input's torchvision kernel; display only).
+    """
+    return np.asarray(_pil_geometry(Image.fromarray(np.ascontiguousarray(img)), pre, Image.BILINEAR))
 
 
 def mask_array(mask: np.ndarray, pre: Preprocess) -> np.ndarray:
     """bool ``(H, W)`` -> bool ``(S, S)``: nearest resize, the images' crop, ``> 0.5``."""
     if mask.ndim != 2:
         raise DatasetError(f"mask_array expects an HxW array, got shape {tuple(mask.shape)}.")
-    t = torch.from_numpy(np.ascontiguousarray(mask.astype(np.uint8)))[None]
-    t = _geometry(t, pre, InterpolationMode.NEAREST_EXACT)
-    return t[0].numpy().astype(np.float32) > 0.5
+    im = Image.fromarray(np.ascontiguousarray(mask.astype(np.uint8) * 255))
+    return np.asarray(_pil_geometry(im, pre, Image.NEAREST)) > 127
 
 
 def load_split_images(
@@ -111,7 +132,7 @@ def load_split_images(
     entries: Iterable[dict[str, Any]],
     pre: Preprocess,
     with_masks: bool = True,
-) -> tuple[torch.Tensor, np.ndarray | None]:
+) -> tuple["torch.Tensor", np.ndarray | None]:
     """Load and preprocess split entries (dicts with ``path``, ``label``, ``mask``).
 
     Returns ``images`` float32 ``(N, 3, S, S)`` and ``masks`` bool ``(N, S, S)``: all-False for
@@ -122,6 +143,8 @@ def load_split_images(
     root = Path(root)
     entries = list(entries)
     s = pre.output_size
+    import torch
+
     imgs = torch.empty((len(entries), 3, s, s), dtype=torch.float32)
     any_mask = with_masks and any(e.get("mask") for e in entries)
     masks = np.zeros((len(entries), s, s), dtype=bool) if any_mask else None
