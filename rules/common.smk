@@ -28,6 +28,9 @@ if GLOBAL in CLASSES:
 SCOPES = CLASSES + [GLOBAL]
 IMAGE_SIZE = config["preprocess"]["crop"] or config["preprocess"]["resize"]
 USE_GPU = config["device"] == "cuda"
+# Threads of the torch rules: Snakemake caps them at --cores locally; on Slurm they become
+# --cpus-per-task. A constant (not workflow.cores) keeps --report and --lint usable without --cores.
+MAX_THREADS = 8
 GPU = 1 if USE_GPU else 0
 
 CLASS_RE = "|".join(CLASSES)

@@ -17,7 +17,7 @@ rule extract_features:
         f"{RESULTS}/benchmarks/extract_features/{{fset}}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: workflow.cores
+    threads: MAX_THREADS
     resources:
         gpu=GPU,
         mem_mb=8000,

@@ -13,7 +13,7 @@ rule fit_class:
         f"{RESULTS}/benchmarks/fit/{{method}}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: workflow.cores
+    threads: MAX_THREADS
     resources:
         gpu=GPU,
         mem_mb=16000,
@@ -40,7 +40,7 @@ rule fit_global:
         f"{RESULTS}/benchmarks/fit/{{method}}/{GLOBAL}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: workflow.cores
+    threads: MAX_THREADS
     resources:
         gpu=GPU,
         mem_mb=32000,
@@ -66,7 +66,7 @@ rule score:
         f"{RESULTS}/benchmarks/score/{{method}}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: workflow.cores
+    threads: MAX_THREADS
     resources:
         gpu=GPU,
         mem_mb=16000,
@@ -90,7 +90,7 @@ rule score_global:
         f"{RESULTS}/benchmarks/score/{{method}}/{GLOBAL}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: workflow.cores
+    threads: MAX_THREADS
     resources:
         gpu=GPU,
         mem_mb=32000,

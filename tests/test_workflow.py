@@ -130,3 +130,12 @@ def test_adding_a_class_leaves_other_models_untouched(run):
     fits = {w.get("cls") for r, w in jobs if r == "fit_class"}
     assert fits == {"synth_zipper"}
     assert "fit_global" in {r for r, _ in jobs}
+
+
+def test_html_report_builds(run):
+    wd, _, _ = run
+    snakemake(wd, "--report", "results/report.html")
+    html = (wd / "results" / "report.html").read_text(errors="replace")
+    assert len(html) > 100_000
+    for name in ("gap.png", "tsne.png", "metrics.csv", "summary.md"):
+        assert name in html
