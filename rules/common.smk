@@ -1,4 +1,5 @@
 # Validation, derived settings and input functions shared by all rules.
+import os
 import sys
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def fset_spec(wildcards):
 def weights_file(wildcards):
     """A local weights file is an input, so replacing it reruns extraction."""
     w = FSETS[wildcards.fset]["weights"]
-    return [w] if w not in ("imagenet", "random") else []
+    return [os.path.expanduser(w)] if w not in ("imagenet", "random") else []
 
 
 def class_images(wildcards):

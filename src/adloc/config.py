@@ -133,6 +133,14 @@ def _cross_checks(cfg: dict, source: str) -> None:
             f"config key class_overrides{where} names class(es) {', '.join(unknown)} that are not in "
             f"classes ({', '.join(cfg['classes'])}); fix the name or add the class"
         )
+    for method in cfg["methods"]:
+        w = cfg[method]["weights"]
+        if w not in ("imagenet", "random") and not Path(w).expanduser().is_file():
+            raise ConfigError(
+                f"config key {method}.weights{where}: weights file not found: {w} (relative paths "
+                f"are read from the working directory {Path.cwd()}). Give the path of an existing "
+                ".pth/.pt/.safetensors state dict, or use 'imagenet' / 'random'."
+            )
     crop = cfg["preprocess"]["crop"]
     if crop is not None and crop > cfg["preprocess"]["resize"]:
         raise ConfigError(

@@ -9,6 +9,7 @@ message names the file and says how to fix it.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -28,10 +29,15 @@ def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
 
     The temporary name keeps the target's suffix (or ``suffix``) so libraries that infer the
-    format from the extension (matplotlib, numpy) still work. On error the temporary is removed.
+    format from the extension (matplotlib, numpy) still work. On error the temporary is removed;
+    temporaries of this target left by a writer that was killed (SIGKILL, power loss) are removed
+    before writing (Snakemake never runs two jobs with the same output at once).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}.tmp*"):  # mkstemp: 8 chars
+        with contextlib.suppress(OSError):
+            stale.unlink()
     sfx = suffix if suffix is not None else "".join(path.suffixes)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{sfx}", dir=path.parent)
     os.close(fd)
@@ -102,11 +108,16 @@ def load_npz(path: PathLike, what: str = "array file") -> dict[str, np.ndarray]:
 
 
 def save_torch(path: PathLike, obj: Any) -> None:
-    """Atomically ``torch.save`` ``obj``."""
+    """Atomically ``torch.save`` ``obj``.
+
+    Saved through a file object, not the temporary's name: torch names the archive's root folder
+    after the file it is given, so saving to the random temporary name would make identical
+    objects give different bytes from run to run.
+    """
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def load_torch(path: PathLike, what: str = "torch file") -> Any:

@@ -113,15 +113,16 @@ def scan_class(root: PathLike, cls: str) -> ClassIndex:
         found = list_classes(root)
         raise DatasetError(
             f"class folder not found: {cdir}. Classes found under {root}: "
-            f"{', '.join(found) if found else '(none)'}. Fix dataset.classes in the config or the "
-            "folder name."
+            f"{', '.join(found) if found else '(none)'}. Fix the config key classes (or dataset.root), "
+            "or rename the folder."
         )
 
     train_dir = cdir / "train" / "good"
     if not train_dir.is_dir():
         raise DatasetError(
             f"missing training folder {train_dir}: an MVTec-format class needs "
-            f"{cls}/train/good/ with anomaly-free images."
+            f"{cls}/train/good/ with anomaly-free images. Move the class's training images there, "
+            "or fix dataset.root."
         )
     train_imgs = _images(train_dir)
     if not train_imgs:
@@ -135,7 +136,7 @@ def scan_class(root: PathLike, cls: str) -> ClassIndex:
     if not test_dir.is_dir():
         raise DatasetError(
             f"missing test folder {test_dir}: an MVTec-format class needs {cls}/test/good/ and/or "
-            f"{cls}/test/<defect>/ with images."
+            f"{cls}/test/<defect>/ with images. Add them, or fix dataset.root."
         )
     gt_dir = cdir / "ground_truth"
     has_masks = gt_dir.is_dir()

@@ -41,7 +41,7 @@ from typing import Any
 
 from ..errors import AdlocError, DatasetError
 from ..io import read_json, sha256_file
-from .mvtec import ClassIndex, Sample
+from .mvtec import ClassIndex, Sample, image_size
 
 SPLIT_NAMES = ("train", "val", "test")
 ENTRY_KEYS = ("path", "label", "defect", "mask", "sha256", "mask_sha256")
@@ -60,6 +60,14 @@ def _entry(s: Sample, root: Path, hash_files: bool) -> dict[str, Any]:
                 f"cannot read {rel} under {root} to hash it ({exc}). Check the dataset folder."
             ) from None
 
+    if s.mask is not None and hash_files:  # header-only size check: fail here, not after fitting
+        ih, iw = image_size(root, s.path)
+        mh, mw = image_size(root, s.mask)
+        if (mh, mw) != (ih, iw):
+            raise DatasetError(
+                f"mask {s.mask} (under {root}) is {mh}x{mw} (HxW) but its image {s.path} is "
+                f"{ih}x{iw}. Regenerate or resize the mask to its image's size."
+            )
     return {
         "path": s.path,
         "label": int(s.label),
@@ -89,7 +97,9 @@ def make_splits(
 ) -> dict[str, Any]:
     """Split one class by the study's protocol (module docstring); returns the JSON-able dict.
 
-    With the defaults and real MVTec AD this yields exactly the study's file lists.
+    With the defaults and real MVTec AD this yields exactly the study's file lists. Raises
+    DatasetError when the train split would be empty, and (``hash_files``) when a mask's size
+    differs from its image's (read from the file headers), so both stop the splits rule.
     """
     if not 0.0 < train_fraction <= 1.0:
         raise DatasetError(f"train_fraction must be in (0, 1], got {train_fraction}.")
@@ -101,6 +111,12 @@ def make_splits(
     train_good = sorted(index.train, key=lambda s: s.path)
     rng.shuffle(train_good)
     n_train = int(len(train_good) * train_fraction)
+    if n_train == 0:  # every model of the class would be fitted on nothing
+        raise DatasetError(
+            f"class {index.name}: the train split is empty: int({train_fraction} x "
+            f"{len(train_good)} image(s) in {index.name}/train/good under {index.root}) = 0. "
+            "Add training images to that folder or raise splits.train_fraction."
+        )
     train, val_normal = train_good[:n_train], train_good[n_train:]
 
     # index.test is already sorted by defect folder then file name
