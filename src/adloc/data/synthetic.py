@@ -37,7 +37,7 @@ and raising a count keeps the earlier images unchanged. Geometry is expressed in
 image side, so ``image_size`` changes resolution, not content.
 
 CLI: ``python -m adloc.data.synthetic --root DIR [--classes ...] [--image-size 256] [--seed 0]
-[--mvtec-counts]``.
+[--mvtec-counts] [--workers N]``.
 """
 
 from __future__ import annotations
@@ -628,6 +628,40 @@ def _save_png(path: Path, arr: np.ndarray) -> None:
     Image.fromarray(arr).save(path, format="PNG", compress_level=3)
 
 
+def _write_image(task: tuple) -> None:
+    """Render and write one image (and its mask): a task of :func:`generate_class`."""
+    kind, size, cseed, group, index, defect, image_path, mask_path = task
+    good, bad, mask = render_pair(kind, size, _rng(cseed, group, index), defect=defect)
+    if defect is None:
+        _save_png(image_path, good)
+    else:
+        _save_png(image_path, bad)
+        _save_png(mask_path, mask.astype(np.uint8) * 255)
+
+
+def _run_tasks(tasks: list[tuple], workers: int) -> None:
+    workers = int(workers)
+    if workers < 0:
+        raise DatasetError(f"workers must be >= 0 (0: one per CPU), got {workers}.")
+    if workers == 0:
+        workers = os.cpu_count() or 1
+    workers = min(workers, len(tasks))
+    if workers <= 1:
+        for t in tasks:
+            _write_image(t)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: no re-import of the caller's main module (a Snakemake script runs at import)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    chunk = max(1, len(tasks) // (workers * 4))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        for _ in pool.map(_write_image, tasks, chunksize=chunk):
+            pass
+
+
 def generate_class(
     root: str | os.PathLike,
     cls: str,
@@ -635,6 +669,7 @@ def generate_class(
     image_size: int = 256,
     seed: int = 0,
     kind: str | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write class ``cls`` in MVTec layout under ``root``; returns ``root/cls``.
 
@@ -644,6 +679,9 @@ def generate_class(
     onto ``root/cls`` (an old one is removed), so a killed run never leaves a half class. Also
     writes ``root/cls/synthetic.json`` (parameters, for provenance). Concurrent generation of
     the same class into the same root is not supported.
+
+    ``workers``: processes that render and write images in parallel (0: one per CPU). Every
+    image has its own seed, so the files are byte-identical for any number of workers.
     """
     kind = kind_of(cls, kind)
     c = _check_counts(counts)
@@ -666,19 +704,22 @@ def generate_class(
         folders = {"train_good": tmp / "train" / "good", "test_good": tmp / "test" / "good"}
         for f in folders.values():
             f.mkdir(parents=True)
-        for group in ("train_good", "test_good"):
-            for i in range(c[group]):
-                good, _, _ = render_pair(kind, size, _rng(cseed, group, i))
-                _save_png(folders[group] / f"{i:03d}.png", good)
+        tasks = [
+            (kind, size, cseed, group, i, None, folders[group] / f"{i:03d}.png", None)
+            for group in ("train_good", "test_good")
+            for i in range(c[group])
+        ]
         for d in defects[: max(0, min(len(defects), c["anomalies"]))]:
             (tmp / "test" / d).mkdir(parents=True)
             (tmp / "ground_truth" / d).mkdir(parents=True)
         for i in range(c["anomalies"]):
             d = defects[i % len(defects)]
             j = i // len(defects)
-            _, bad, mask = render_pair(kind, size, _rng(cseed, "anomalies", i), defect=d)
-            _save_png(tmp / "test" / d / f"{j:03d}.png", bad)
-            _save_png(tmp / "ground_truth" / d / f"{j:03d}_mask.png", mask.astype(np.uint8) * 255)
+            tasks.append(
+                (kind, size, cseed, "anomalies", i, d, tmp / "test" / d / f"{j:03d}.png",
+                 tmp / "ground_truth" / d / f"{j:03d}_mask.png")
+            )
+        _run_tasks(tasks, workers)
         meta = {
             "class": cls,
             "kind": kind,
@@ -711,12 +752,13 @@ def generate_dataset(
     seed: int = 0,
     use_mvtec_counts: bool = False,
     counts: dict[str, int] | None = None,
+    workers: int = 1,
 ) -> list[Path]:
-    """Generate several classes (default: all EMBEDDED_CLASSES)."""
+    """Generate several classes (default: all EMBEDDED_CLASSES); ``workers`` as :func:`generate_class`."""
     out = []
     for cls in classes or list(EMBEDDED_CLASSES):
         cnt = mvtec_counts(cls) if use_mvtec_counts else counts
-        out.append(generate_class(root, cls, cnt, image_size=image_size, seed=seed))
+        out.append(generate_class(root, cls, cnt, image_size=image_size, seed=seed, workers=workers))
     return out
 
 
@@ -742,6 +784,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-good", type=int, default=None)
     ap.add_argument("--test-good", type=int, default=None)
     ap.add_argument("--anomalies", type=int, default=None)
+    ap.add_argument(
+        "--workers", type=int, default=1,
+        help="processes rendering images in parallel (0: one per CPU); output is identical",
+    )
     args = ap.parse_args(argv)
     try:
         for cls in args.classes:
@@ -750,7 +796,9 @@ def main(argv: list[str] | None = None) -> int:
                 if getattr(args, key) is not None:
                     cnt[key] = getattr(args, key)
             t = time.perf_counter()
-            path = generate_class(args.root, cls, cnt, image_size=args.image_size, seed=args.seed)
+            path = generate_class(
+                args.root, cls, cnt, image_size=args.image_size, seed=args.seed, workers=args.workers
+            )
             n = sum(cnt.values())
             print(
                 f"{cls}: {n} images at {args.image_size}px in {time.perf_counter() - t:.2f} s -> {path}"

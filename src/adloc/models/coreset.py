@@ -7,28 +7,63 @@ Algorithm (as patchcore-inspection's ``ApproximateGreedyCoresetSampler``):
    smaller than D.
 2. Draw ``starts`` distinct random points; every point's initial "distance to the coreset" is
    its MEAN L2 distance to those starting points (the starting points are not selected).
-3. Repeat ``n`` times: select the point with the largest distance to the coreset, then lower
-   every point's distance to ``min(old, distance to the new point)``.
+3. Repeat ``n`` times: select the point with the largest distance to the coreset (the lowest
+   index among exact ties), then lower every point's distance to ``min(old, distance to the new
+   point)``.
 
-Implementation notes: the loop runs on the device of the projected features with no host
-synchronisation per iteration (the argmax index stays a device tensor and indexes the features
-directly; selected indices are written into a preallocated device tensor). Distances are kept
-SQUARED (``|x|^2 - 2 x.c + |c|^2`` with precomputed ``|x|^2``): the argmax and min are the same as
-with L2, and the mean-L2 initialisation is squared once. A selected point's distance is set to
-``-inf`` so it can never be selected twice (the reference relies on its distance being ~0, which
-fails when many patches are identical, e.g. flat synthetic backgrounds).
+Distances are kept SQUARED (argmax and min are the same as with L2). A selected point's
+distance is set to ``-inf`` so it can never be selected twice (the reference relies on its
+distance being ~0, which fails when many patches are identical, e.g. flat synthetic backgrounds).
 
-Selection is deterministic for a given seed and device; CPU and CUDA can differ when two
-candidates' distances tie to within float32 rounding.
+Three implementations of step 3 (``method``):
+
+* ``"dense"`` (the CUDA path): every iteration updates all N distances with one matrix-vector
+  product (``|x|^2 - 2 x.c + |c|^2``), with no host synchronisation per iteration (the argmax
+  index stays a device tensor; selected indices go to a preallocated device tensor).
+* ``"plain"`` (CPU reference): every iteration computes all N squared distances directly,
+  ``sum_i (x_i - c_i)^2``, with faiss' SIMD kernel (``fvec_L2sqr_ny``, one row at a time, so a
+  row's value never depends on which other rows are computed with it).
+* ``"pruned"`` (the CPU default): the same computation as ``"plain"``, skipping the points
+  whose distance provably cannot go down. The projected points are split once into blocks of
+  ``block_size`` nearby points (a balanced binary tree: median splits along the direction
+  between two far-apart points) and stored contiguously per block; each block keeps its centre
+  mu_B, radius r_B and the largest current distance of its points. For a new centre c, every
+  point x of block B has ``||x - c|| >= ||c - mu_B|| - r_B``; when that bound (made smaller by a
+  safety margin for float64 round-off, squared, and compared with the block maximum scaled by
+  ``1 + 1e-4``, which covers faiss' float32 round-off) exceeds the block's largest distance,
+  no distance in the block can change and the block is skipped. The argmax runs over per-block
+  maxima (ties: lowest original index, as ``argmax`` of the full array). Distances that are
+  computed are computed with the same per-row kernel as ``"plain"``, so ``"pruned"`` selects
+  exactly the same points as ``"plain"``; early iterations touch every block, late ones few.
+
+CPU selection is deterministic for a seed and independent of the thread count. CPU and CUDA
+(``"dense"``) can differ when two candidates' distances tie to within float32 rounding: the two
+compute the distances with different float32 formulas.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 
+import numpy as np
 import torch
 
 from ..errors import ModelError
+
+log = logging.getLogger("adloc.models.coreset")
+
+#: points per block of the pruned CPU loop
+DEFAULT_BLOCK_SIZE = 64
+#: relative slack on a block's largest distance before it is skipped (faiss float32 round-off
+#: on a sum of 128 squares is below 1e-5 relative)
+_REL_TOL = 1e-4
+#: neighbouring active blocks separated by at most this many inactive ones are computed in one
+#: call (computing an extra block changes nothing; one call less saves more than it costs)
+_MERGE_GAP = 4
+
+METHODS = ("auto", "dense", "plain", "pruned")
 
 
 def random_projection(x: torch.Tensor, proj_dim: int | None, seed: int, device: torch.device | str | None = None,
@@ -49,6 +84,11 @@ def random_projection(x: torch.Tensor, proj_dim: int | None, seed: int, device: 
     return out
 
 
+def _start_indices(num: int, seed: int, starts: int) -> torch.Tensor:
+    gen = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
+    return torch.randperm(num, generator=gen)[: max(1, min(int(starts), num))]
+
+
 def greedy_coreset(
     x: torch.Tensor,
     n: int,
@@ -56,15 +96,21 @@ def greedy_coreset(
     seed: int = 0,
     starts: int = 10,
     device: torch.device | str | None = None,
+    method: str = "auto",
+    block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> torch.Tensor:
     """Indices (n,) int64 of an approximate greedy k-center coreset of ``x`` (N, D), in selection order.
 
     ``x`` may live on the CPU while ``device`` is CUDA: the projection is computed chunk-wise on
     ``device`` and only the (N, proj_dim) projection lives there. ``n >= N`` returns all indices.
+    ``method``: ``"auto"`` (``"dense"`` on CUDA, ``"pruned"`` on the CPU), ``"dense"``,
+    ``"plain"`` or ``"pruned"`` (see the module docstring; the last two need the CPU and faiss).
     Returned indices are on the CPU.
     """
     if x.ndim != 2:
         raise ModelError(f"coreset input must be (N, D), got {tuple(x.shape)}")
+    if method not in METHODS:
+        raise ModelError(f"coreset method {method!r} unknown; use one of {list(METHODS)}")
     num = int(x.shape[0])
     n = int(n)
     if num == 0 or n <= 0:
@@ -72,30 +118,210 @@ def greedy_coreset(
     if n >= num:
         return torch.arange(num, dtype=torch.int64)
     device = torch.device(device) if device is not None else x.device
+    if method == "auto":
+        method = "dense" if device.type != "cpu" else "pruned"
+    if method != "dense" and device.type != "cpu":
+        raise ModelError(f"coreset method {method!r} runs on the CPU; use method 'dense' on {device}")
+    t0 = time.perf_counter()
     z = random_projection(x, proj_dim, seed, device)
+    start_idx = _start_indices(num, seed, starts)
+    info = ""
     with torch.inference_mode():
-        zsq = (z * z).sum(1)
+        if method == "dense":
+            sel = _greedy_dense(z, n, start_idx.to(device)).cpu()
+        else:
+            zn = np.ascontiguousarray(z.detach().numpy(), dtype=np.float32)
+            min_d = _initial_distances_cpu(zn, start_idx.numpy())
+            if method == "plain":
+                sel = torch.from_numpy(_greedy_plain(zn, min_d, n))
+            else:
+                out, frac = _greedy_pruned(zn, min_d, n, int(block_size))
+                sel = torch.from_numpy(out)
+                info = f", {100 * frac:.1f}% of point distances computed"
+    log.info(
+        "coreset (%s): %d x %d -> %d points in %.2f s%s",
+        method, num, int(z.shape[1]), n, time.perf_counter() - t0, info,
+    )
+    return sel
 
-        gen = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
-        n_starts = max(1, min(int(starts), num))
-        start_idx = torch.randperm(num, generator=gen)[:n_starts].to(device)
-        c = z.index_select(0, start_idx)  # (S, d)
-        d0 = torch.mm(z, c.t()).mul_(-2).add_(zsq.unsqueeze(1)).add_((c * c).sum(1).unsqueeze(0))
-        min_d = d0.clamp_min_(0).sqrt_().mean(1).square_()  # (N,) squared mean-L2 distance
-        del d0, c
 
-        selected = torch.empty(n, dtype=torch.int64, device=device)
-        neg_inf = torch.tensor(float("-inf"), dtype=torch.float32, device=device)
-        buf = torch.empty_like(min_d)
-        for i in range(n):
-            idx = torch.argmax(min_d, dim=0, keepdim=True)  # (1,) on device, no sync
-            selected[i : i + 1] = idx
-            ci = z.index_select(0, idx).squeeze(0)  # (d,)
-            torch.mv(z, ci, out=buf)
-            buf.mul_(-2).add_(zsq).add_(zsq.index_select(0, idx))
-            torch.minimum(min_d, buf, out=min_d)
-            min_d.index_put_((idx,), neg_inf)
-    return selected.cpu()
+# ---------------------------------------------------------------------------------- dense (CUDA)
+def _greedy_dense(z: torch.Tensor, n: int, start_idx: torch.Tensor) -> torch.Tensor:
+    device = z.device
+    zsq = (z * z).sum(1)
+    c = z.index_select(0, start_idx)  # (S, d)
+    d0 = torch.mm(z, c.t()).mul_(-2).add_(zsq.unsqueeze(1)).add_((c * c).sum(1).unsqueeze(0))
+    min_d = d0.clamp_min_(0).sqrt_().mean(1).square_()  # (N,) squared mean-L2 distance
+    del d0, c
+
+    selected = torch.empty(n, dtype=torch.int64, device=device)
+    neg_inf = torch.tensor(float("-inf"), dtype=torch.float32, device=device)
+    buf = torch.empty_like(min_d)
+    for i in range(n):
+        idx = torch.argmax(min_d, dim=0, keepdim=True)  # (1,) on device, no sync
+        selected[i : i + 1] = idx
+        ci = z.index_select(0, idx).squeeze(0)  # (d,)
+        torch.mv(z, ci, out=buf)
+        buf.mul_(-2).add_(zsq).add_(zsq.index_select(0, idx))
+        torch.minimum(min_d, buf, out=min_d)
+        min_d.index_put_((idx,), neg_inf)
+    return selected
+
+
+# ---------------------------------------------------------------------------------- CPU (faiss)
+def _faiss():
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - faiss-cpu is a requirement
+        raise ModelError("the CPU coreset needs faiss-cpu (pip install faiss-cpu); or use method 'dense'") from exc
+    return faiss
+
+
+def _sq_dists(faiss, out: np.ndarray, c: np.ndarray, rows: np.ndarray) -> None:
+    """``out[i] = sum_j (rows[i, j] - c[j])^2`` (float32, faiss SIMD kernel, row by row)."""
+    faiss.fvec_L2sqr_ny(faiss.swig_ptr(out), faiss.swig_ptr(c), faiss.swig_ptr(rows), rows.shape[1], rows.shape[0])
+
+
+def _initial_distances_cpu(z: np.ndarray, start_idx: np.ndarray) -> np.ndarray:
+    """Squared mean L2 distance of every point to the starting points (float64 sum, float32 out)."""
+    faiss = _faiss()
+    buf = np.empty(len(z), dtype=np.float32)
+    acc = np.zeros(len(z), dtype=np.float64)
+    for s in start_idx.tolist():
+        _sq_dists(faiss, buf, np.ascontiguousarray(z[s]), z)
+        acc += np.sqrt(np.maximum(buf, 0).astype(np.float64))
+    return np.square(acc / len(start_idx)).astype(np.float32)
+
+
+def _greedy_plain(z: np.ndarray, min_d: np.ndarray, n: int) -> np.ndarray:
+    faiss = _faiss()
+    min_d = min_d.copy()
+    buf = np.empty_like(min_d)
+    sel = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        j = int(min_d.argmax())
+        sel[i] = j
+        _sq_dists(faiss, buf, z[j], z)
+        np.minimum(min_d, buf, out=min_d)
+        min_d[j] = -np.inf
+    return sel
+
+
+def _partition(z: np.ndarray, block_size: int) -> list[np.ndarray]:
+    """Balanced binary-tree partition into ceil(N / block_size) leaves of nearby points.
+
+    Each node is split at the median of the projection on the direction between two far-apart
+    points (the point farthest from the node's mean, and the point farthest from that one).
+    Leaves come out in tree order (neighbouring leaves are close), each sorted by index. The
+    partition only affects speed, never the selection.
+    """
+    num = len(z)
+    zsq = np.einsum("ij,ij->i", z, z)
+    leaves: list[np.ndarray] = []
+    stack = [(np.arange(num), max(1, -(-num // block_size)))]
+    while stack:
+        idx, k = stack.pop()
+        if k == 1 or len(idx) < 2:
+            leaves.append(np.sort(idx))
+            continue
+        x = z[idx]
+        q = zsq[idx]
+        a = x[int(np.argmax(q - 2 * (x @ x.mean(0))))]
+        b = x[int(np.argmax(q - 2 * (x @ a)))]
+        order = np.argsort(x @ (b - a), kind="stable")
+        k_left = k // 2
+        n_left = int(round(len(idx) * k_left / k))
+        stack.append((idx[order[n_left:]], k - k_left))
+        stack.append((idx[order[:n_left]], k_left))
+    return leaves
+
+
+def _greedy_pruned(z: np.ndarray, min_d: np.ndarray, n: int, block_size: int) -> tuple[np.ndarray, float]:
+    """Exact ``_greedy_plain`` with triangle-inequality block pruning; also the computed fraction."""
+    faiss = _faiss()
+    sp = faiss.swig_ptr
+    num, dim = z.shape
+    leaves = _partition(z, max(1, block_size))
+    nb = len(leaves)
+    size = max(len(leaf) for leaf in leaves)
+    perm = np.full(nb * size, -1, dtype=np.int64)  # block-major position -> original index (-1: padding)
+    for k, leaf in enumerate(leaves):
+        perm[k * size : k * size + len(leaf)] = leaf
+    valid = perm >= 0
+    zp = np.zeros((nb * size, dim), dtype=np.float32)
+    zp[valid] = z[perm[valid]]
+    md = np.full(nb * size, -np.inf, dtype=np.float32)
+    md[valid] = min_d[perm[valid]]
+    md2 = md.reshape(nb, size)
+    perm2 = perm.reshape(nb, size)
+    valid2 = valid.reshape(nb, size)
+
+    # block centres and radii in float64, from the float32 points themselves
+    mu = np.empty((nb, dim), dtype=np.float64)
+    rad = np.empty(nb, dtype=np.float64)
+    step = max(1, (1 << 22) // max(1, size * dim))
+    for s in range(0, nb, step):
+        zb = zp[s * size : (s + step) * size].reshape(-1, size, dim).astype(np.float64)
+        vb = valid2[s : s + step]
+        mb = (zb * vb[..., None]).sum(1) / vb.sum(1)[:, None]
+        rb = np.sqrt(((zb - mb[:, None, :]) ** 2).sum(2))
+        rb[~vb] = 0.0
+        mu[s : s + step] = mb
+        rad[s : s + step] = rb.max(1)
+    rad *= 1.0 + 1e-12
+    musq = np.einsum("ij,ij->i", mu, mu)
+    musq_max = float(musq.max())
+
+    blocks = np.arange(nb)
+    pos = md2.argmax(1)
+    bmax = md2[blocks, pos]  # largest distance per block (float32)
+    barg = perm2[blocks, pos]  # original index of the first maximum of each block
+    dist = np.empty(nb * size, dtype=np.float32)
+    dist2 = dist.reshape(nb, size)
+    zptr = [sp(zp[k * size :]) for k in range(nb)]
+    dptr = [sp(dist[k * size :]) for k in range(nb)]
+    sel = np.empty(n, dtype=np.int64)
+    computed = 0
+    for i in range(n):
+        top = bmax.max()
+        cand = np.flatnonzero(bmax == top)
+        b = int(cand[0]) if len(cand) == 1 else int(cand[np.argmin(barg[cand])])
+        p = b * size + int(md2[b].argmax())
+        sel[i] = perm[p]
+        c = zp[p]
+        c64 = c.astype(np.float64)
+        csq = float(c64 @ c64)
+        # computed ||c - mu_B|| is at most sqrt(eps) above the true one (float64 round-off of the
+        # expanded square); subtracting eta keeps lb a true lower bound
+        eta = math.sqrt(1e-13 * (csq + musq_max))
+        lb = np.sqrt(np.maximum(musq - 2.0 * (mu @ c64) + csq, 0.0)) - rad - eta
+        act = lb <= 0
+        act |= lb * lb <= bmax * (1.0 + _REL_TOL)
+        act[b] = True
+        a = np.flatnonzero(act)
+        if len(a) > 1:
+            brk = np.flatnonzero(np.diff(a) > _MERGE_GAP + 1)
+            st = np.concatenate(([a[0]], a[brk + 1]))
+            en = np.concatenate((a[brk], [a[-1]])) + 1
+        else:
+            st, en = a, a + 1
+        cp = sp(c)
+        for s0, e0 in zip(st.tolist(), en.tolist()):
+            faiss.fvec_L2sqr_ny(dptr[s0], cp, zptr[s0], dim, (e0 - s0) * size)
+        lens = en - st
+        if len(st) == 1:
+            blk = np.arange(int(st[0]), int(en[0]))
+        else:
+            blk = np.repeat(st - np.concatenate(([0], np.cumsum(lens)[:-1])), lens) + np.arange(int(lens.sum()))
+        computed += len(blk)
+        sub = np.minimum(md2[blk], dist2[blk])
+        md2[blk] = sub
+        md[p] = -np.inf
+        sub = md2[blk]
+        q = sub.argmax(1)
+        bmax[blk] = sub[np.arange(len(blk)), q]
+        barg[blk] = perm2[blk, q]
+    return sel, computed / max(1, n * nb)
 
 
 def covering_radius(x: torch.Tensor, selected: torch.Tensor, chunk: int = 4096) -> float:

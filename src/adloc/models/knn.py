@@ -12,6 +12,8 @@ Results come back sorted by distance, on the queries' device, as ``(float32, int
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -38,6 +40,8 @@ class KnnIndex:
         self.backend = backend
         self.bank = bank.float().contiguous()
         self.max_block_elems = int(max_block_elems)
+        #: seconds spent in :meth:`search` so far (CUDA: synchronised), for timing logs
+        self.search_seconds = 0.0
         if backend == "faiss":
             import faiss
 
@@ -60,11 +64,15 @@ class KnnIndex:
                 "the features do not match the memory bank's embedding"
             )
         k = max(1, min(int(k), self.size))
+        t0 = time.perf_counter()
         if self.backend == "faiss":
             d2, idx = self._search_faiss(queries, k)
         else:
             d2, idx = self._search_torch(queries, k)
         d2 = d2.clamp_min_(0)
+        if d2.device.type == "cuda":
+            torch.cuda.synchronize(d2.device)
+        self.search_seconds += time.perf_counter() - t0
         return (d2 if squared else d2.sqrt_()), idx
 
     def _search_faiss(self, queries: torch.Tensor, k: int):

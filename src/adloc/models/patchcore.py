@@ -39,6 +39,8 @@ Scoring (:class:`PatchCoreConfig` ``scoring``):
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from collections import Counter
 from typing import Any, Mapping
 
@@ -63,6 +65,7 @@ from .coreset import greedy_coreset
 from .knn import KnnIndex
 
 KIND = "patchcore"
+log = logging.getLogger("adloc.models.patchcore")
 
 
 @dataclasses.dataclass
@@ -254,6 +257,7 @@ class PatchCore:
         self._check_input_size(input_size)
         self._check_provenance(prov)
         index = self._knn()
+        t0, knn0 = time.perf_counter(), index.search_seconds
         n = int(next(iter(feats.values())).shape[0])
         scores = np.empty(n, dtype=np.float32)
         maps = np.empty((n, int(c.image_size), int(c.image_size)), dtype=np.float32)
@@ -274,6 +278,10 @@ class PatchCore:
                 m = score_maps(grid, int(c.image_size), float(c.blur_sigma), c.blur_mode)
                 scores[s:e] = img.float().cpu().numpy()
                 maps[s:e] = m.cpu().numpy()
+        log.info(
+            "predict: %d images in %.2f s (kNN %.2f s, %s, bank %d)",
+            n, time.perf_counter() - t0, index.search_seconds - knn0, index.backend, index.size,
+        )
         return scores, maps
 
     def _score_paper(self, rows, b, h, w, index: KnnIndex):

@@ -1,0 +1,70 @@
+"""Time the greedy coreset's CPU loops on real patch embeddings (the global PatchCore fit).
+
+Loads the train features of every class from a finished workflow run (default: the embedded
+default run under ``results/``), builds the PatchCore embeddings exactly as ``PatchCore.fit``
+does, and runs the coreset with ``method="dense"`` (one torch matrix-vector product over all
+points per iteration: the CUDA path, and adloc's CPU path before the pruned loop), ``"plain"``
+(faiss distances over all points) and ``"pruned"`` (the CPU default). Prints times, whether
+plain and pruned select the same points, and the covering radii. Asserts nothing.
+
+    python benchmarks/bench_coreset.py                       # results/ of the default run
+    python benchmarks/bench_coreset.py --methods pruned --threads 2
+    python benchmarks/bench_coreset.py --features results/features/efficientnet_lite0-imagenet
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from adloc.features import concat_features, load_features
+from adloc.models.coreset import covering_radius, greedy_coreset, random_projection
+from adloc.models.patchcore import _rows, patchcore_embedding
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--features", default="results/features/efficientnet_lite0-imagenet",
+                    help="feature-set folder with <class>/train.pt")
+    ap.add_argument("--classes", nargs="*", default=None, help="default: every class folder")
+    ap.add_argument("--layers", nargs="+", default=["layer2", "layer3"])
+    ap.add_argument("--ratio", type=float, default=0.1)
+    ap.add_argument("--proj-dim", type=int, default=128)
+    ap.add_argument("--methods", nargs="+", default=["dense", "plain", "pruned"],
+                    choices=["dense", "plain", "pruned"])
+    ap.add_argument("--block-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    root = Path(args.features)
+    classes = args.classes or sorted(p.name for p in root.iterdir() if (p / "train.pt").is_file())
+    fs = concat_features([load_features(root / c / "train.pt") for c in classes])
+    emb = torch.cat([
+        _rows(patchcore_embedding({l: fs.layers[l][s : s + 16] for l in args.layers}, args.layers, 3))
+        for s in range(0, len(fs), 16)
+    ])
+    n = int(len(emb) * args.ratio)
+    print(f"{len(fs)} images of {classes}: {emb.shape[0]} patches x {emb.shape[1]} -> {n} "
+          f"(projection {args.proj_dim}), torch threads {torch.get_num_threads()}")
+    z = random_projection(emb, args.proj_dim, 0)
+    sels, rows = {}, []
+    for m in args.methods:
+        t0, c0 = time.perf_counter(), time.process_time()
+        sels[m] = greedy_coreset(emb, n, args.proj_dim, seed=0, method=m, block_size=args.block_size)
+        rows.append((m, time.perf_counter() - t0, time.process_time() - c0))
+    print("\n| method | wall (s) | CPU (s) | covering radius (projected) |\n|---|---|---|---|")
+    for m, wall, cpu in rows:
+        print(f"| {m} | {wall:.2f} | {cpu:.2f} | {covering_radius(z, sels[m]):.4f} |")
+    if "plain" in sels and "pruned" in sels:
+        print(f"\npruned == plain (same points, same order): {torch.equal(sels['plain'], sels['pruned'])}")
+    if "dense" in sels and "pruned" in sels:
+        common = len(set(sels["dense"].tolist()) & set(sels["pruned"].tolist()))
+        print(f"dense vs pruned: {common}/{n} points in common")
+
+
+if __name__ == "__main__":
+    main()
