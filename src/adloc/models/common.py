@@ -295,3 +295,26 @@ def chunks(n: int, size: int):
     size = max(1, int(size))
     for s in range(0, n, size):
         yield s, min(n, s + size)
+
+
+class FeatureModel:
+    """Checks shared by the models: features must match the fitted input size and backbone."""
+
+    #: model name used in messages (set by subclasses)
+    NAME = "model"
+
+    def _check_input_size(self, input_size) -> None:
+        if input_size is not None and int(input_size) != int(self.config.image_size):
+            raise ModelError(
+                f"features were extracted at input size {input_size} but the {self.NAME} config has "
+                f"image_size {self.config.image_size}; set image_size to {input_size}"
+            )
+
+    def _check_provenance(self, prov: Mapping[str, Any]) -> None:
+        for key in ("backbone", "weights", "sha256", "seed"):
+            a, b = self.provenance.get(key), prov.get(key)
+            if a is not None and b is not None and a != b:
+                raise ModelError(
+                    f"features to score have {key} {b!r} but the model was fitted on features with "
+                    f"{key} {a!r}; extract features with the same backbone and weights"
+                )

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 from .common import (
+    FeatureModel,
     ModelConfig,
     check_choice,
     check_layers,
@@ -105,8 +106,10 @@ def padim_embedding(feats: Mapping[str, torch.Tensor], layers, idx: torch.Tensor
     return torch.cat(parts, 1)
 
 
-class Padim:
+class Padim(FeatureModel):
     """PaDiM on pre-extracted stage maps; same API as :class:`adloc.models.patchcore.PatchCore`."""
+
+    NAME = "PaDiM"
 
     #: images per chunk when accumulating statistics / scoring
     embed_batch = 32
@@ -129,12 +132,6 @@ class Padim:
         part = {layer: feats[layer][s:e].to(self.device) for layer in self.config.layers}
         return padim_embedding(part, list(self.config.layers), self.idx)
 
-    def _check_input_size(self, input_size) -> None:
-        if input_size is not None and int(input_size) != int(self.config.image_size):
-            raise ModelError(
-                f"features were extracted at input size {input_size} but the PaDiM config has "
-                f"image_size {self.config.image_size}; set image_size to {input_size}"
-            )
 
     # ------------------------------------------------------------------ fit
     def fit(self, features, sources=None, provenance: Mapping[str, Any] | None = None) -> "Padim":
@@ -177,14 +174,6 @@ class Padim:
         return self
 
     # ------------------------------------------------------------------ predict
-    def _check_provenance(self, prov: Mapping[str, Any]) -> None:
-        for key in ("backbone", "weights", "sha256", "seed"):
-            a, b = self.provenance.get(key), prov.get(key)
-            if a is not None and b is not None and a != b:
-                raise ModelError(
-                    f"features to score have {key} {b!r} but the model was fitted on features with "
-                    f"{key} {a!r}; extract features with the same backbone and weights"
-                )
 
     def distances(self, features, batch_size: int = 16) -> torch.Tensor:
         """Mahalanobis distance grid (N, h, w), float32 on the CPU (no upsampling, no blur)."""

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 from .common import (
+    FeatureModel,
     ModelConfig,
     check_choice,
     check_layers,
@@ -142,13 +143,15 @@ def _rows(emb: torch.Tensor) -> torch.Tensor:
     return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
 
 
-class PatchCore:
+class PatchCore(FeatureModel):
     """PatchCore on pre-extracted stage maps.
 
     ``fit(features, sources=None, provenance=None)`` then ``predict(features)``;
     ``save(path)`` / ``PatchCore.load(path, expect_config)``.
     ``features`` is ``{layer: Tensor (N, C, h, w)}`` or an :class:`adloc.features.FeatureSet`.
     """
+
+    NAME = "PatchCore"
 
     #: images per embedding chunk (bounds memory; WRN50-2 at 224: ~15 MB per image unfolded)
     embed_batch = 16
@@ -173,12 +176,6 @@ class PatchCore:
         part = {layer: feats[layer][s:e].to(self.device, torch.float32) for layer in c.layers}
         return patchcore_embedding(part, list(c.layers), int(c.patch_size), c.pretrain_embed_dim, c.target_embed_dim)
 
-    def _check_input_size(self, input_size) -> None:
-        if input_size is not None and int(input_size) != int(self.config.image_size):
-            raise ModelError(
-                f"features were extracted at input size {input_size} but the PatchCore config has "
-                f"image_size {self.config.image_size}; set image_size to {input_size}"
-            )
 
     # ------------------------------------------------------------------ fit
     def fit(self, features, sources=None, provenance: Mapping[str, Any] | None = None) -> "PatchCore":
@@ -241,14 +238,6 @@ class PatchCore:
             self._index = KnnIndex(self.bank.to(self.device))
         return self._index
 
-    def _check_provenance(self, prov: Mapping[str, Any]) -> None:
-        for key in ("backbone", "weights", "sha256", "seed"):
-            a, b = self.provenance.get(key), prov.get(key)
-            if a is not None and b is not None and a != b:
-                raise ModelError(
-                    f"features to score have {key} {b!r} but the model was fitted on features with "
-                    f"{key} {a!r}; extract features with the same backbone and weights"
-                )
 
     def predict(self, features, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """``(image_scores float32 (N,), anomaly_maps float32 (N, image_size, image_size))``."""
