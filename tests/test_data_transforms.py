@@ -162,3 +162,16 @@ def test_evaluation_imports_no_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_parallel_decoding_equals_sequential(tmp_path):
+    from adloc.data.splits import split_entries
+    from adloc.data.transforms import Preprocess, load_split_images
+
+    generate_class(tmp_path, "synth_carpet", counts={"train_good": 6, "test_good": 2, "anomalies": 6}, image_size=64, seed=0)
+    entries = split_entries(make_splits(scan_class(tmp_path, "synth_carpet")), "test")
+    pre = Preprocess(64, 56)
+    a, ma = load_split_images(tmp_path, entries, pre, workers=1)
+    b, mb = load_split_images(tmp_path, entries, pre, workers=4)
+    assert torch.equal(a, b)
+    np.testing.assert_array_equal(ma, mb)
