@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -64,7 +64,7 @@ def write_text(path: PathLike, text: str) -> None:
 
 def write_json(path: PathLike, obj: Any) -> None:
     """Atomically write ``obj`` as indented, key-sorted JSON (stable across runs)."""
-    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=True) + "\n")
+    write_text(path, json.dumps(to_plain(obj), indent=2, sort_keys=True, allow_nan=True) + "\n")
 
 
 def read_json(path: PathLike, what: str = "JSON file") -> Any:
@@ -145,16 +145,25 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays and Paths so ``json.dumps`` accepts them."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+def to_plain(obj: Any, keep: tuple = (), other=None) -> Any:
+    """Recursively turn mappings, sequences, numpy values and Paths into plain Python.
+
+    Instances of ``keep`` pass through unchanged; anything else unknown is returned as is, or
+    ``other(obj)`` when ``other`` is given (e.g. ``str`` for files that torch loads with
+    ``weights_only``). Mapping keys become strings, tuples lists.
+    """
+    if keep and isinstance(obj, keep):
+        return obj
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v, keep, other) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [to_plain(v, keep, other) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return to_plain(obj.tolist(), keep, other)
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Path):
         return obj.as_posix()
-    return obj
+    if other is None or obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return other(obj)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..errors import AdlocError, ModelError
-from ..io import load_torch, save_torch
+from ..io import load_torch, save_torch, to_plain
 
 FORMAT_VERSION = 1
 
@@ -276,18 +276,8 @@ def load_model_file(path, kind: str, config_cls, expect_config: Mapping | None) 
 
 
 def _plain(v: Any) -> Any:
-    """Make ``v`` safe for ``weights_only`` loading: numpy -> python, tuples -> lists."""
-    if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _plain(v.tolist())
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, (str, int, float, bool)) or v is None or isinstance(v, torch.Tensor):
-        return v
-    return str(v)
+    """Make ``v`` safe for ``weights_only`` loading: numpy -> python, tuples -> lists, tensors kept."""
+    return to_plain(v, keep=(torch.Tensor,), other=str)
 
 
 def chunks(n: int, size: int):
