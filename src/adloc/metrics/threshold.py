@@ -167,17 +167,24 @@ def _degenerate(lab: np.ndarray, sc: np.ndarray, mode: str, on_degenerate: str) 
             )
         thr = float(sc.min())
         fb = FALLBACK_NO_NORMALS
+    return _result(lab, sc, thr, mode, n_candidates=0, fallback=fb)
+
+
+def _result(lab: np.ndarray, sc: np.ndarray, thr: float, mode: str, n_candidates: int,
+            fallback: str | None) -> ThresholdResult:
+    """ThresholdResult with the validation F1, precision and recall measured at ``thr``."""
     rates = rates_from_counts(**confusion_at(lab, sc, thr))
+    n_pos = int(lab.sum())
     return ThresholdResult(
-        threshold=thr,
+        threshold=float(thr),
         f1=rates["f1"],
         precision=rates["precision"],
         recall=rates["recall"],
         mode=mode,
-        n_candidates=0,
-        fallback=fb,
+        n_candidates=int(n_candidates),
+        fallback=fallback,
         n_anomalous=n_pos,
-        n_normal=n_neg,
+        n_normal=int(lab.size - n_pos),
     )
 
 
@@ -210,19 +217,7 @@ def calibrate_threshold(
     else:
         thr, f1 = study_f1_grid(lab, sc, grid_size)  # ascending thresholds
         best = int(np.argmax(f1))  # first max = lowest threshold among ties (0 if all F1 == 0)
-    t = float(thr[best])
-    rates = rates_from_counts(**confusion_at(lab, sc, t))
+    result = _result(lab, sc, float(thr[best]), mode, n_candidates=thr.size, fallback=None)
     if mode == "exact":
-        assert math.isclose(rates["f1"], float(f1[best]), rel_tol=0, abs_tol=1e-12)
-    n_pos = int(lab.sum())
-    return ThresholdResult(
-        threshold=t,
-        f1=rates["f1"],
-        precision=rates["precision"],
-        recall=rates["recall"],
-        mode=mode,
-        n_candidates=int(thr.size),
-        fallback=None,
-        n_anomalous=n_pos,
-        n_normal=int(lab.size - n_pos),
-    )
+        assert math.isclose(result.f1, float(f1[best]), rel_tol=0, abs_tol=1e-12)
+    return result

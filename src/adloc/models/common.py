@@ -236,8 +236,12 @@ def save_model_file(path, kind: str, config: Mapping, provenance: Mapping, state
     save_torch(path, obj)
 
 
-def load_model_file(path, kind: str, config_cls, expect_config: Mapping | None) -> tuple[dict, Any]:
+def load_model_file(
+    path, kind: str, config_cls, expect_config: Mapping | None, device: str | None = None
+) -> tuple[dict, Any]:
     """Read and check a model file; returns ``(raw dict, config instance)``.
+
+    The returned config's ``device`` is ``device``, else ``expect_config``'s, else the CPU.
 
     Raises :class:`ModelError` when the file is missing or corrupt, holds another kind of model
     or another format version, or was fitted with a config that differs from ``expect_config``
@@ -272,6 +276,14 @@ def load_model_file(path, kind: str, config_cls, expect_config: Mapping | None) 
             raise ModelError(
                 f"{path} was fitted with a different {kind} config ({detail}). Delete the file and rerun."
             )
+    if device is None:
+        if isinstance(expect_config, config_cls):
+            device = expect_config.device
+        elif expect_config is not None:
+            device = dict(expect_config).get("device", "cpu")
+        else:
+            device = "cpu"
+    stored = dataclasses.replace(stored, device=device)
     return obj, stored
 
 

@@ -240,14 +240,7 @@ class Padim(FeatureModel):
     def load(cls, path, expect_config: PadimConfig | Mapping[str, Any] | None = None,
              device: str | None = None) -> "Padim":
         """Load a fitted model; ``expect_config`` mismatches raise :class:`ModelError` naming the keys."""
-        obj, cfg = load_model_file(path, KIND, PadimConfig, expect_config)
-        if device is None:
-            device = (
-                (expect_config.device if isinstance(expect_config, PadimConfig) else dict(expect_config).get("device", "cpu"))
-                if expect_config is not None
-                else "cpu"
-            )
-        cfg = dataclasses.replace(cfg, device=device)
+        obj, cfg = load_model_file(path, KIND, PadimConfig, expect_config, device)
         st = obj["state"]
         try:
             mean, inv, idx = st["mean"], st["inv_covariance"], st["idx"]

@@ -327,14 +327,7 @@ class PatchCore(FeatureModel):
 
         ``device``: where to score (default: ``expect_config``'s device, else the CPU).
         """
-        obj, cfg = load_model_file(path, KIND, PatchCoreConfig, expect_config)
-        if device is None:
-            device = (
-                (expect_config.device if isinstance(expect_config, PatchCoreConfig) else dict(expect_config).get("device", "cpu"))
-                if expect_config is not None
-                else "cpu"
-            )
-        cfg = dataclasses.replace(cfg, device=device)
+        obj, cfg = load_model_file(path, KIND, PatchCoreConfig, expect_config, device)
         bank = obj["state"].get("bank")
         if not isinstance(bank, torch.Tensor) or bank.ndim != 2 or bank.shape[0] == 0:
             raise ModelError(f"{path}: memory bank missing or malformed; the file is corrupt. Delete the file and rerun.")
