@@ -11,9 +11,9 @@ def main(smk):
     from adloc.analysis import examples_figure, savefig, select_examples
     from adloc.analysis.figures import method_label
     from adloc.data.splits import read_splits
-    from adloc.data.transforms import Preprocess
+    from adloc.data.transforms import Preprocess, load_split_masks
     from adloc.io import load_npz, read_json
-    from adloc.pipeline import display_images, load_split_masks
+    from adloc.pipeline import display_images
 
     p = smk.params
     cls = smk.wildcards.cls

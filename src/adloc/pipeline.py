@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import AdlocError, DatasetError
+from .errors import AdlocError
 
 # --------------------------------------------------------------------------------------------
 # models
@@ -44,30 +44,6 @@ def split_labels(splits: Mapping[str, Any], split: str, paths: Sequence[str]) ->
             f"file of class {splits.get('class')!r}: features are stale; rerun the workflow"
         )
     return np.asarray([table[p] for p in paths], dtype=np.int8)
-
-
-def load_split_masks(root, entries: Sequence[Mapping[str, Any]], pre) -> np.ndarray | None:
-    """Ground-truth masks at the model's input geometry: bool ``(N, S, S)``, or None (no masks).
-
-    Good images get all-False masks. A mask whose size differs from its image's raises a
-    :class:`DatasetError` naming the mask.
-    """
-    from .data.mvtec import image_size, load_mask
-    from .data.transforms import mask_array
-
-    if not any(e.get("mask") for e in entries):
-        return None
-    s = pre.output_size
-    masks = np.zeros((len(entries), s, s), dtype=bool)
-    for i, e in enumerate(entries):
-        if e.get("mask"):
-            masks[i] = mask_array(load_mask(root, e["mask"], shape=image_size(root, e["path"])), pre)
-        elif int(e["label"]) == 1:
-            raise DatasetError(
-                f"anomalous image {e['path']} (under {root}) has no mask while others do; add "
-                "its mask to ground_truth/ or remove the class's ground_truth folder"
-            )
-    return masks
 
 
 def display_images(root, entries: Sequence[Mapping[str, Any]], pre) -> np.ndarray:
@@ -139,6 +115,8 @@ def pixel_metrics(scores, splits, root, pre, eval_cfg, scope: str = "per_class")
         "au_pro": None,
         "note": None,
     }
+    from .data.transforms import load_split_masks
+
     masks = load_split_masks(root, ordered, pre)
     if masks is None:
         out["note"] = "class has no ground-truth masks: pixel metrics N/A"

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DatasetError
-from .mvtec import load_image, load_mask
+from .mvtec import image_size, load_image, load_mask
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -127,6 +127,31 @@ def mask_array(mask: np.ndarray, pre: Preprocess) -> np.ndarray:
     return np.asarray(_pil_geometry(im, pre, Image.NEAREST)) > 127
 
 
+def load_split_masks(root: PathLike, entries: Iterable[dict[str, Any]], pre: Preprocess) -> np.ndarray | None:
+    """Ground-truth masks at the model's input geometry: bool ``(N, S, S)``, or None.
+
+    None when no entry has a mask (a class without ground truth); good images get all-False
+    masks. An anomalous entry without a mask in a split that has masks raises, as does a mask
+    whose size differs from its image's (read from the image's header). Torch-free.
+    """
+    entries = list(entries)
+    if not any(e.get("mask") for e in entries):
+        return None
+    s = pre.output_size
+    masks = np.zeros((len(entries), s, s), dtype=bool)
+    for i, e in enumerate(entries):
+        if e.get("mask"):
+            m = load_mask(root, e["mask"], shape=image_size(root, e["path"]))
+            masks[i] = mask_array(m, pre)
+        elif int(e.get("label", 0)) == 1:
+            raise DatasetError(
+                f"anomalous image {e['path']} (under {root}) has no mask while other images of "
+                "the split do. Add its mask to ground_truth/, or remove the class's ground_truth "
+                "folder to run without pixel metrics."
+            )
+    return masks
+
+
 def load_split_images(
     root: PathLike,
     entries: Iterable[dict[str, Any]],
@@ -151,24 +176,9 @@ def load_split_images(
     import torch
 
     imgs = torch.empty((len(entries), 3, s, s), dtype=torch.float32)
-    any_mask = with_masks and any(e.get("mask") for e in entries)
-    masks = np.zeros((len(entries), s, s), dtype=bool) if any_mask else None
 
     def one(i: int) -> None:
-        e = entries[i]
-        img = load_image(root, e["path"])
-        imgs[i] = image_tensor(img, pre)
-        if masks is None:
-            return
-        if e.get("mask"):
-            m = load_mask(root, e["mask"], shape=img.shape[:2])
-            masks[i] = mask_array(m, pre)
-        elif int(e.get("label", 0)) == 1:
-            raise DatasetError(
-                f"anomalous image {e['path']} (under {root}) has no mask while other images of "
-                "the split do. Add its mask to ground_truth/, or remove the class's ground_truth "
-                "folder to run without pixel metrics."
-            )
+        imgs[i] = image_tensor(load_image(root, entries[i]["path"]), pre)
 
     n_workers = min(8, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     if n_workers == 1 or len(entries) < 2:
@@ -180,4 +190,5 @@ def load_split_images(
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
             for _ in pool.map(one, range(len(entries))):  # re-raises the first error in order
                 pass
+    masks = load_split_masks(root, entries, pre) if with_masks else None
     return imgs, masks
