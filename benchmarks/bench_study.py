@@ -43,7 +43,7 @@ import yaml  # noqa: E402
 from adloc.data.synthetic import DEFAULT_COUNTS, EMBEDDED_CLASSES, generate_class, mvtec_counts  # noqa: E402
 
 RE_EXTRACT = re.compile(r"(\w+): (\d+) images decoded in ([\d.]+) s, extracted in ([\d.]+) s")
-RE_CORESET = re.compile(r"coreset \((\w+)\): (\d+) x (\d+) -> (\d+) points in ([\d.]+) s")
+RE_CORESET = re.compile(r"coreset \((\w+(?:, \w+)?)\): (\d+) x (\d+) -> (\d+) points in ([\d.]+) s")
 RE_FIT = re.compile(r"fit (\w+) on (\d+) images in ([\d.]+) s")
 RE_KNN = re.compile(r"predict: (\d+) images in ([\d.]+) s \(kNN ([\d.]+) s, (\w+)")
 RE_SCORED = re.compile(r"(\w+): (\d+) images scored in ([\d.]+) s")
@@ -64,6 +64,10 @@ def parse_args(argv=None):
     ap.add_argument("--bf16", action="store_true", help="features.bf16: bf16 autocast in extraction")
     ap.add_argument("--channels-last", action="store_true", help="features.channels_last")
     ap.add_argument("--batch-size", type=int, default=None, help="features.batch_size (default: config's)")
+    ap.add_argument("--storage-dtype", choices=["float32", "float16"], default=None,
+                    help="features.storage_dtype (default: config's)")
+    ap.add_argument("--coreset-dtype", choices=["float32", "float16"], default=None,
+                    help="patchcore.coreset_dtype (default: config's)")
     ap.add_argument("--bootstrap", type=int, default=None, help="evaluation.bootstrap.n (default: config's)")
     ap.add_argument("--gpu-jobs", type=int, default=1,
                     help="GPU rules allowed at once: their threads become cores // K (snakemake "
@@ -110,6 +114,10 @@ def write_config(args, work: Path, data: Path) -> Path:
     feats["channels_last"] = bool(args.channels_last)
     if args.batch_size:
         feats["batch_size"] = int(args.batch_size)
+    if args.storage_dtype:
+        feats["storage_dtype"] = args.storage_dtype
+    if args.coreset_dtype:
+        cfg["patchcore"]["coreset_dtype"] = args.coreset_dtype
     if args.bootstrap is not None:
         cfg["evaluation"]["bootstrap"]["n"] = int(args.bootstrap)
     path = work / "config.yaml"

@@ -93,6 +93,7 @@ def model_params(method, cls=None):
             "target_embed_dim",
             "coreset_ratio",
             "coreset_projection_dim",
+            "coreset_dtype",
             "num_neighbors",
             "scoring",
             "blur_sigma",

@@ -101,6 +101,30 @@ def test_pruned_coreset_matches_dense_loop():
 def test_coreset_method_checks():
     with pytest.raises(Exception, match="unknown"):
         greedy_coreset(torch.randn(10, 3), 2, method="fast")
+    with pytest.raises(Exception, match="dtype 'bfloat16' unknown"):
+        greedy_coreset(torch.randn(10, 3), 2, dtype="bfloat16")
+
+
+@pytest.mark.parametrize("method", ["dense", "plain", "pruned"])
+def test_float16_coreset_is_the_coreset_of_the_rounded_points(method):
+    """dtype float16 selects exactly what float32 selects on the float16-rounded projection."""
+    x = _manifold(3000, 40, seed=11)
+    got = greedy_coreset(x, 150, proj_dim=16, seed=2, method=method, dtype="float16")
+    from adloc.models.coreset import random_projection
+
+    z = random_projection(x, 16, seed=2).half().float()
+    want = greedy_coreset(z, 150, proj_dim=None, seed=2, method=method)
+    assert torch.equal(got, want)
+    # and it is a coreset as good as the float32 one
+    ref = greedy_coreset(x, 150, proj_dim=16, seed=2, method=method)
+    assert covering_radius(x, got) == pytest.approx(covering_radius(x, ref), rel=0.05)
+
+
+def test_float16_coreset_refuses_overflow():
+    x = torch.full((20, 3), 1e5)
+    x[0] = 0
+    with pytest.raises(Exception, match="overflow float16.*use coreset dtype float32"):
+        greedy_coreset(x, 5, proj_dim=None, dtype="float16")
 
 
 def test_coreset_edge_cases():

@@ -185,6 +185,8 @@ def test_config_validation():
         PatchCoreConfig.from_dict({"coreset_ration": 0.1})
     with pytest.raises(ModelError, match="scoring"):
         PatchCoreConfig(scoring="fast")
+    with pytest.raises(ModelError, match="coreset_dtype"):
+        PatchCoreConfig(coreset_dtype="bfloat16")
     cfg = PatchCoreConfig.from_dict({"layers": ["layer2", "layer3"]})
     assert cfg.layers == ("layer2", "layer3") and PatchCoreConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ModelError, match="not fitted"):

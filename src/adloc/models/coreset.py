@@ -19,7 +19,11 @@ Three implementations of step 3 (``method``):
 
 * ``"dense"`` (the CUDA path): every iteration updates all N distances with one matrix-vector
   product (``|x|^2 - 2 x.c + |c|^2``), with no host synchronisation per iteration (the argmax
-  index stays a device tensor; selected indices go to a preallocated device tensor).
+  index stays a device tensor; selected indices go to a preallocated device tensor). On CUDA
+  the loop's ~8 small kernels per iteration are captured once in a CUDA graph of
+  ``graph_chunk`` iterations and replayed, so Python's per-kernel launch cost (several
+  microseconds per kernel, the same order as the product itself) disappears; replay runs the
+  same kernels, so the selection is identical to launching them one by one (tested on the GPU).
 * ``"plain"`` (CPU reference): every iteration computes all N squared distances directly,
   ``sum_i (x_i - c_i)^2``, with faiss' SIMD kernel (``fvec_L2sqr_ny``, one row at a time, so a
   row's value never depends on which other rows are computed with it).
@@ -35,6 +39,13 @@ Three implementations of step 3 (``method``):
   maxima (ties: lowest original index, as ``argmax`` of the full array). Distances that are
   computed are computed with the same per-row kernel as ``"plain"``, so ``"pruned"`` selects
   exactly the same points as ``"plain"``; early iterations touch every block, late ones few.
+
+``dtype="float16"`` rounds the projected points to float16 before step 2, on every device
+and method: the coreset is then the exact greedy coreset of the rounded points (rounding moves a
+point by ~5e-4 of its norm, far less than the random projection's own distortion). On CUDA the
+matrix-vector product then reads the float16 points (half the bytes, the loop's bottleneck) and
+accumulates and returns float32 (``torch.mm(..., out_dtype=torch.float32)``); the squared norms
+are float32 norms of the rounded values. Projections that overflow float16 raise.
 
 CPU selection is deterministic for a seed and independent of the thread count. CPU and CUDA
 (``"dense"``) can differ when two candidates' distances tie to within float32 rounding: the two
@@ -64,6 +75,10 @@ _REL_TOL = 1e-4
 _MERGE_GAP = 4
 
 METHODS = ("auto", "dense", "plain", "pruned")
+#: storage of the projected points during the greedy loop
+DTYPES = ("float32", "float16")
+#: greedy iterations per captured CUDA graph (dense method on CUDA)
+DEFAULT_GRAPH_CHUNK = 64
 
 
 def random_projection(x: torch.Tensor, proj_dim: int | None, seed: int, device: torch.device | str | None = None,
@@ -98,6 +113,8 @@ def greedy_coreset(
     device: torch.device | str | None = None,
     method: str = "auto",
     block_size: int = DEFAULT_BLOCK_SIZE,
+    dtype: str = "float32",
+    graph_chunk: int = DEFAULT_GRAPH_CHUNK,
 ) -> torch.Tensor:
     """Indices (n,) int64 of an approximate greedy k-center coreset of ``x`` (N, D), in selection order.
 
@@ -105,12 +122,18 @@ def greedy_coreset(
     ``device`` and only the (N, proj_dim) projection lives there. ``n >= N`` returns all indices.
     ``method``: ``"auto"`` (``"dense"`` on CUDA, ``"pruned"`` on the CPU), ``"dense"``,
     ``"plain"`` or ``"pruned"`` (see the module docstring; the last two need the CPU and faiss).
-    Returned indices are on the CPU.
+    ``dtype``: ``"float32"``, or ``"float16"`` to round the projected points to float16 first
+    (the greedy loop then selects among the rounded points, on every device and method; on
+    CUDA the matrix-vector product reads half the bytes). ``graph_chunk``: on CUDA, iterations
+    per captured CUDA graph (0: launch every iteration's kernels from Python); the selection is
+    the same either way. Returned indices are on the CPU.
     """
     if x.ndim != 2:
         raise ModelError(f"coreset input must be (N, D), got {tuple(x.shape)}")
     if method not in METHODS:
         raise ModelError(f"coreset method {method!r} unknown; use one of {list(METHODS)}")
+    if dtype not in DTYPES:
+        raise ModelError(f"coreset dtype {dtype!r} unknown; use one of {list(DTYPES)}")
     num = int(x.shape[0])
     n = int(n)
     if num == 0 or n <= 0:
@@ -124,11 +147,21 @@ def greedy_coreset(
         raise ModelError(f"coreset method {method!r} runs on the CPU; use method 'dense' on {device}")
     t0 = time.perf_counter()
     z = random_projection(x, proj_dim, seed, device)
+    if dtype == "float16":
+        zh = z.to(torch.float16)
+        if not bool(torch.isfinite(zh).all()):
+            raise ModelError(
+                "coreset dtype float16: the projected features overflow float16 "
+                f"(largest magnitude {float(z.abs().max()):.4g} > 65504); use coreset dtype float32"
+            )
+        # on CUDA the loop keeps the float16 points; elsewhere their exact float32 values
+        z = zh if (method == "dense" and device.type == "cuda") else zh.float()
+        del zh
     start_idx = _start_indices(num, seed, starts)
     info = ""
     with torch.inference_mode():
         if method == "dense":
-            sel = _greedy_dense(z, n, start_idx.to(device)).cpu()
+            sel = _greedy_dense(z, n, start_idx.to(device), int(graph_chunk)).cpu()
         else:
             zn = np.ascontiguousarray(z.detach().numpy(), dtype=np.float32)
             min_d = _initial_distances_cpu(zn, start_idx.numpy())
@@ -139,32 +172,83 @@ def greedy_coreset(
                 sel = torch.from_numpy(out)
                 info = f", {100 * frac:.1f}% of point distances computed"
     log.info(
-        "coreset (%s): %d x %d -> %d points in %.2f s%s",
-        method, num, int(z.shape[1]), n, time.perf_counter() - t0, info,
+        "coreset (%s, %s): %d x %d -> %d points in %.2f s%s",
+        method, dtype, num, int(z.shape[1]), n, time.perf_counter() - t0, info,
     )
     return sel
 
 
 # ---------------------------------------------------------------------------------- dense (CUDA)
-def _greedy_dense(z: torch.Tensor, n: int, start_idx: torch.Tensor) -> torch.Tensor:
+def _mm_out_float32_supported(device: torch.device) -> bool:
+    """Whether ``torch.mm(half, half, out_dtype=torch.float32)`` runs on ``device`` (torch >= 2.8 CUDA)."""
+    try:
+        a = torch.ones((2, 2), dtype=torch.float16, device=device)
+        return torch.mm(a, a, out_dtype=torch.float32).dtype == torch.float32
+    except (TypeError, RuntimeError, NotImplementedError):
+        return False
+
+
+def _greedy_dense(z: torch.Tensor, n: int, start_idx: torch.Tensor, graph_chunk: int = 0) -> torch.Tensor:
+    """The greedy loop with one matrix-vector product per iteration, all on ``z.device``.
+
+    ``z`` is float32, or float16 on CUDA: then the products read the float16 points and
+    accumulate and return float32 (``torch.mm(..., out_dtype=torch.float32)``), and the squared
+    norms are the float32 norms of the float16 values, so the distances are those between the
+    rounded points, as on the CPU. On CUDA, after three eager iterations (the warm-up that graph
+    capture needs) ``graph_chunk`` iterations are captured once in a CUDA graph and replayed:
+    the same kernels on the same tensors, without Python's per-kernel launch cost.
+    """
     device = z.device
-    zsq = (z * z).sum(1)
-    c = z.index_select(0, start_idx)  # (S, d)
-    d0 = torch.mm(z, c.t()).mul_(-2).add_(zsq.unsqueeze(1)).add_((c * c).sum(1).unsqueeze(0))
+    half = z.dtype == torch.float16
+    if half and not _mm_out_float32_supported(device):
+        log.warning("this torch cannot return float32 products of float16 matrices; using float32 points")
+        z, half = z.float(), False
+    zf = z.float() if half else z
+    zsq = (zf * zf).sum(1)
+    c = zf.index_select(0, start_idx)  # (S, d)
+    d0 = torch.mm(zf, c.t()).mul_(-2).add_(zsq.unsqueeze(1)).add_((c * c).sum(1).unsqueeze(0))
     min_d = d0.clamp_min_(0).sqrt_().mean(1).square_()  # (N,) squared mean-L2 distance
-    del d0, c
+    del d0, c, zf
 
     selected = torch.empty(n, dtype=torch.int64, device=device)
     neg_inf = torch.tensor(float("-inf"), dtype=torch.float32, device=device)
     buf = torch.empty_like(min_d)
-    for i in range(n):
+
+    def step(out: torch.Tensor, j: int) -> None:
         idx = torch.argmax(min_d, dim=0, keepdim=True)  # (1,) on device, no sync
-        selected[i : i + 1] = idx
-        ci = z.index_select(0, idx).squeeze(0)  # (d,)
-        torch.mv(z, ci, out=buf)
-        buf.mul_(-2).add_(zsq).add_(zsq.index_select(0, idx))
-        torch.minimum(min_d, buf, out=min_d)
+        out[j : j + 1] = idx
+        ci = z.index_select(0, idx)  # (1, d)
+        if half:
+            dist = torch.mm(z, ci.t(), out_dtype=torch.float32).squeeze(1)
+        else:
+            dist = torch.mv(z, ci.squeeze(0), out=buf)
+        dist.mul_(-2).add_(zsq).add_(zsq.index_select(0, idx))
+        torch.minimum(min_d, dist, out=min_d)
         min_d.index_put_((idx,), neg_inf)
+
+    i = 0
+    warm = 3
+    if device.type == "cuda" and graph_chunk > 0 and n >= warm + graph_chunk:
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(warm):  # real iterations, run on a side stream before capture
+                step(selected, i)
+                i += 1
+        torch.cuda.current_stream(device).wait_stream(side)
+        chunk = torch.empty(graph_chunk, dtype=torch.int64, device=device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):  # captured, not run
+            for j in range(graph_chunk):
+                step(chunk, j)
+        while n - i >= graph_chunk:
+            graph.replay()
+            selected[i : i + graph_chunk].copy_(chunk)
+            i += graph_chunk
+        del graph
+    while i < n:
+        step(selected, i)
+        i += 1
     return selected
 
 

@@ -78,6 +78,7 @@ class PatchCoreConfig(ModelConfig):
     coreset_ratio: float = 0.1
     coreset_projection_dim: int | None = 128
     coreset_starts: int = 10
+    coreset_dtype: str = "float32"
     num_neighbors: int = 9
     scoring: str = "paper"
     blur_sigma: float = 4.0
@@ -91,6 +92,7 @@ class PatchCoreConfig(ModelConfig):
         check_layers(name, self.layers)
         check_choice(name, "scoring", self.scoring, {"paper", "study"})
         check_choice(name, "blur_mode", self.blur_mode, {"reflect", "mirror", "nearest"})
+        check_choice(name, "coreset_dtype", self.coreset_dtype, {"float32", "float16"})
         if not (0 < float(self.coreset_ratio) <= 1):
             raise ModelError(f"{name} key 'coreset_ratio' must be in (0, 1], got {self.coreset_ratio!r}")
         if int(self.patch_size) < 1 or int(self.patch_size) % 2 == 0:
@@ -206,7 +208,10 @@ class PatchCore(FeatureModel):
             sel = torch.arange(total)
         else:
             # the projection (and the greedy loop) run on self.device; the full patches stay on the CPU
-            sel = greedy_coreset(store, n_keep, c.coreset_projection_dim, c.seed, c.coreset_starts, device=self.device)
+            sel = greedy_coreset(
+                store, n_keep, c.coreset_projection_dim, c.seed, c.coreset_starts,
+                device=self.device, dtype=c.coreset_dtype,
+            )
         self.bank = store.index_select(0, sel).contiguous()
         del store
         self.grid = (int(h), int(w))
