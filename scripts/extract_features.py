@@ -29,9 +29,12 @@ def main(smk):
     for name in ("train", "val", "test"):
         entries = split_entries(splits, name)
         t0 = time.perf_counter()
-        images, _ = load_split_images(p.root, entries, pre, with_masks=False)
+        # uint8 images, normalised on the device; maps come back in the storage dtype
+        images, _ = load_split_images(p.root, entries, pre, with_masks=False, as_uint8=True)
         t1 = time.perf_counter()
-        feats = extractor.extract(images, batch_size=p.features["batch_size"])
+        feats = extractor.extract(
+            images, batch_size=p.features["batch_size"], out_dtype=p.features["storage_dtype"]
+        )
         t2 = time.perf_counter()
         log.info(
             "%s: %d images decoded in %.2f s, extracted in %.2f s (%.1f img/s)",

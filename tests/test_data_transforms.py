@@ -175,3 +175,32 @@ def test_parallel_decoding_equals_sequential(tmp_path):
     b, mb = load_split_images(tmp_path, entries, pre, workers=4)
     assert torch.equal(a, b)
     np.testing.assert_array_equal(ma, mb)
+
+
+@pytest.mark.parametrize("pre", [Preprocess(256, 224), Preprocess(64, None), Preprocess(40, 32)])
+def test_image_tensor_is_uint8_geometry_then_normalize(pre):
+    from adloc.data.transforms import image_uint8_tensor, normalize_images
+
+    img = np.random.default_rng(1).integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    u = image_uint8_tensor(img, pre)
+    s = pre.output_size
+    assert u.shape == (3, s, s) and u.dtype == torch.uint8 and u.is_contiguous()
+    assert torch.equal(normalize_images(u), image_tensor(img, pre))
+    # a batch is normalised element by element: same bits as one image at a time
+    batch = torch.stack([u, u.flip(-1)])
+    assert torch.equal(normalize_images(batch)[1], normalize_images(u.flip(-1).contiguous()))
+    with pytest.raises(DatasetError):
+        normalize_images(u.float())
+
+
+def test_load_split_images_as_uint8(tmp_path):
+    from adloc.data.transforms import normalize_images
+
+    generate_class(tmp_path, "synth_carpet", {"train_good": 4, "test_good": 2, "anomalies": 3}, image_size=48, seed=1)
+    s = make_splits(scan_class(tmp_path, "synth_carpet"), hash_files=False)
+    pre = Preprocess(40, 32)
+    x, m = load_split_images(tmp_path, s["splits"]["test"], pre)
+    u, mu = load_split_images(tmp_path, s["splits"]["test"], pre, as_uint8=True, workers=2)
+    assert u.dtype == torch.uint8 and u.shape == x.shape
+    assert torch.equal(normalize_images(u), x)
+    np.testing.assert_array_equal(m, mu)

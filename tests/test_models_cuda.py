@@ -8,7 +8,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 from adloc.features import FeatureExtractor  # noqa: E402
 from adloc.models import Padim, PadimConfig, PatchCore, PatchCoreConfig  # noqa: E402
-from adloc.models.coreset import covering_radius, greedy_coreset  # noqa: E402
 from adloc.models.knn import KnnIndex  # noqa: E402
 
 
@@ -30,43 +29,6 @@ def test_knn_torch_cuda_matches_faiss_cpu(squared):
     assert d_gpu.device.type == "cuda"
     assert (i_gpu.cpu() == i_cpu).float().mean() > 0.999
     torch.testing.assert_close(d_gpu.cpu(), d_cpu, rtol=1e-4, atol=1e-4)
-
-
-def test_coreset_cuda_close_to_cpu():
-    g = torch.Generator().manual_seed(0)
-    x = torch.tanh(torch.randn(20000, 6, generator=g) @ torch.randn(6, 256, generator=g))
-    sel_cpu = greedy_coreset(x, 1000, 128, seed=0)
-    sel_gpu = greedy_coreset(x, 1000, 128, seed=0, device="cuda")
-    assert sel_gpu.device.type == "cpu" and len(set(sel_gpu.tolist())) == 1000
-    overlap = len(set(sel_cpu.tolist()) & set(sel_gpu.tolist())) / 1000
-    r_cpu, r_gpu = covering_radius(x, sel_cpu), covering_radius(x, sel_gpu)
-    print(f"coreset CPU/CUDA overlap {overlap:.3f}, radius {r_cpu:.4f} / {r_gpu:.4f}")
-    # float rounding can flip near-tied argmax picks, after which the sequences diverge; the
-    # coreset quality (covering radius) must not
-    assert overlap > 0.5 and abs(r_cpu - r_gpu) <= 0.1 * r_cpu
-    # same seed on CUDA is reproducible
-    assert torch.equal(sel_gpu, greedy_coreset(x, 1000, 128, seed=0, device="cuda"))
-
-
-def test_coreset_loop_has_no_per_iteration_host_sync():
-    import warnings
-
-    x = torch.randn(5000, 64, device="cuda")
-
-    def n_syncs(n):
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            with warnings.catch_warnings(record=True) as rec:
-                warnings.simplefilter("always")
-                greedy_coreset(x, n, None, seed=0, device="cuda")
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        return len(rec)
-
-    a, b = n_syncs(20), n_syncs(200)
-    print(f"host syncs: {a} for 20 picks, {b} for 200 picks")
-    assert a == b
 
 
 @pytest.mark.parametrize("scoring", ["paper", "study"])
@@ -135,3 +97,35 @@ def test_efficientnet_lite0_espresso_on_cuda_bf16():
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
         top = model(x.contiguous(memory_format=torch.channels_last)).float().softmax(-1)[0].topk(5).indices.tolist()
     assert top[0] == 967
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_feature_extractor_pinned_transport(bf16):
+    """Pinned double-buffered staging: exactly the plain CUDA loop's result, close to the CPU's,
+    for several batch sizes (with a partial last batch), uint8 and float input, float16 out."""
+    from adloc.data.transforms import normalize_images
+
+    g = torch.Generator().manual_seed(0)
+    u8 = torch.randint(0, 256, (37, 3, 64, 64), dtype=torch.uint8, generator=g)
+    layers = ["layer1", "layer2", "layer3"]
+    kw = dict(dtype="bf16" if bf16 else None, channels_last=bf16)
+    pinned = FeatureExtractor("resnet18", "random", layers, device="cuda", **kw)
+    plain = FeatureExtractor("resnet18", "random", layers, device="cuda", pinned=False, **kw)
+    cpu = FeatureExtractor("resnet18", "random", layers).extract(u8, batch_size=8)
+    for bs in (1, 8, 16, 64):  # 37 = 4 * 8 + 5 = 2 * 16 + 5; 64 > 37: one partial batch
+        a = pinned.extract(u8, batch_size=bs)
+        b = plain.extract(u8, batch_size=bs)
+        h = pinned.extract(u8, batch_size=bs, out_dtype=torch.float16)
+        for k in layers:
+            assert a[k].device.type == "cpu" and a[k].dtype == torch.float32 and a[k].shape[0] == 37
+            assert torch.equal(a[k], b[k]), (bs, k)
+            assert h[k].dtype == torch.float16 and torch.equal(h[k], a[k].half()), (bs, k)
+            assert _rel(a[k], cpu[k]) < (5e-2 if bf16 else 1e-2), (bs, k)
+    # normalised on the device == normalised on the host (float input), bit for bit
+    f = pinned.extract(normalize_images(u8), batch_size=16)
+    a = pinned.extract(u8, batch_size=16)
+    assert all(torch.equal(f[k], a[k]) for k in layers)
+    # iterable of batches (unknown N, growing batch): same as the tensor form
+    it = pinned.extract([u8[:5], (u8[5:21], "x"), {"image": u8[21:37]}], out_dtype="float16")
+    ref = plain.extract([u8[:5], u8[5:21], u8[21:37]], out_dtype="float16")
+    assert all(torch.equal(it[k], ref[k]) for k in layers)

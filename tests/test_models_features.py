@@ -74,3 +74,115 @@ def test_feature_file_errors(tmp_path):
     b = FeatureSet(feats, ["a", "b", "c"], {"backbone": "resnet50"}, 224)
     with pytest.raises(AdlocError, match="backbone"):
         concat_features([a, b])
+
+
+def _uint8_images(n, size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+
+
+@pytest.mark.parametrize(
+    "backbone,layers,size",
+    [("resnet18", ["layer1", "layer2", "layer3"], 64), ("efficientnet_lite0", ["layer1", "layer2", "layer3"], 64)],
+)
+def test_uint8_input_bit_identical_to_float_input(backbone, layers, size):
+    """uint8 images normalised inside extract == image_tensor's float images, bit for bit."""
+    import numpy as np
+
+    from adloc.data.transforms import Preprocess, image_tensor, image_uint8_tensor
+
+    rng = np.random.default_rng(0)
+    pre = Preprocess(size + 8, size)
+    raw = [rng.integers(0, 256, (size + 20, size + 12, 3), dtype=np.uint8) for _ in range(5)]
+    u8 = torch.stack([image_uint8_tensor(im, pre) for im in raw])
+    fl = torch.stack([image_tensor(im, pre) for im in raw])
+    assert u8.dtype == torch.uint8 and fl.dtype == torch.float32
+    fx = FeatureExtractor(backbone, "random", layers=layers, seed=2)
+    a, b = fx.extract(u8, batch_size=2), fx.extract(fl, batch_size=2)
+    for k in layers:
+        assert a[k].dtype == torch.float32 and a[k].shape[0] == 5
+        assert torch.equal(a[k], b[k]), k
+    # the iterable form with the same uint8 batches gives the same bits (batch composition can
+    # change the last bits of a convolution, so batches of 2 as above)
+    c = fx.extract([u8[:2], (u8[2:4], "label"), {"image": u8[4]}])
+    assert all(torch.equal(c[k], a[k]) for k in layers)
+
+
+def test_out_dtype_float16_is_the_float32_result_halved():
+    fx = FeatureExtractor("resnet18", "random", layers=["layer2", "layer3"], seed=1)
+    x = _uint8_images(5, 64)
+    f32 = fx.extract(x, batch_size=2)
+    f16 = fx.extract(x, batch_size=2, out_dtype=torch.float16)
+    f16s = fx.extract(iter([x[:2], x[2:4], {"image": x[4]}]), out_dtype="float16")  # iterable, 3-D batch
+    for k in ("layer2", "layer3"):
+        assert f16[k].dtype == torch.float16 and f16[k].device.type == "cpu" and f16[k].is_contiguous()
+        assert torch.equal(f16[k], f32[k].half())
+        assert torch.equal(f16s[k], f16[k])
+    with pytest.raises(AdlocError, match="out_dtype"):
+        fx.extract(x, out_dtype="bfloat16")
+
+
+def test_channels_last_bf16_on_cpu_returns_contiguous_maps():
+    """The device-side cast gives contiguous NCHW maps whatever the compute layout."""
+    fx = FeatureExtractor("resnet18", "random", layers=["layer2"], channels_last=True, seed=1)
+    ref = FeatureExtractor("resnet18", "random", layers=["layer2"], seed=1)
+    x = _uint8_images(3, 64)
+    a, b = fx.extract(x, out_dtype="float16")["layer2"], ref.extract(x)["layer2"]
+    assert a.is_contiguous() and a.dtype == torch.float16
+    assert torch.allclose(a.float(), b, atol=1e-2, rtol=1e-2)
+
+
+def test_float16_features_saved_as_they_are(tmp_path):
+    fx = FeatureExtractor("resnet18", "random", layers=["layer2"], seed=1)
+    x = _uint8_images(3, 64)
+    f16 = fx.extract(x, out_dtype="float16")
+    save_features(tmp_path / "f.pt", f16, ["a", "b", "c"], fx.provenance, 64, storage_dtype="float16")
+    fs = load_features(tmp_path / "f.pt")
+    assert fs.layers["layer2"].dtype == torch.float32
+    assert torch.equal(fs.layers["layer2"], f16["layer2"].float())
+    # the same file as from float32 maps stored as float16
+    save_features(tmp_path / "g.pt", fx.extract(x), ["a", "b", "c"], fx.provenance, 64, storage_dtype="float16")
+    assert torch.equal(load_features(tmp_path / "g.pt").layers["layer2"], fs.layers["layer2"])
+
+
+def test_staged_loop_logic_on_cpu(monkeypatch):
+    """The CUDA double-buffered loop's bookkeeping (slots, pending batch, partial last batch,
+    reallocation when the batch shape changes) run on the CPU with plain buffers and no-op
+    events: same result as the plain loop. The real CUDA run is in test_models_cuda.py."""
+    import adloc.features as F
+
+    class Event:
+        def record(self, stream=None):
+            pass
+
+        def synchronize(self):
+            pass
+
+    monkeypatch.setattr(F, "_pinned_empty", lambda shape, dtype: torch.empty(shape, dtype=dtype))
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    fx = FeatureExtractor("resnet18", "random", layers=["layer1", "layer3"], seed=1)
+    x = _uint8_images(7, 64)
+
+    def staged(batches, n, dt):
+        res = F._Result(fx.layers, n, dt)
+        with torch.inference_mode():
+            fx._extract_staged(iter(batches), res, dt)
+        return res.result()
+
+    for bs in (1, 3, 7):
+        ref = fx.extract(x, batch_size=bs, out_dtype="float16")
+        got = staged([x[s : s + bs] for s in range(0, 7, bs)], 7, torch.float16)
+        assert all(torch.equal(got[k], ref[k]) for k in fx.layers), bs
+        assert fx._out_slots.capacity == bs and fx._in_slots.capacity == bs
+    # unknown n (iterable), a growing batch (reallocation mid-run), float input between uint8
+    batches = [x[:1], x[1:3], x[3:7]]
+    ref = fx.extract(batches)
+    got = staged(batches, None, torch.float32)
+    assert all(torch.equal(got[k], ref[k]) for k in fx.layers)
+    assert fx._out_slots.capacity == 4
+    from adloc.data.transforms import normalize_images
+
+    got = staged([x[:3], normalize_images(x[3:6]), x[6:]], 7, torch.float32)
+    ref = fx.extract([x[:3], x[3:6], x[6:]])
+    assert all(torch.equal(got[k], ref[k]) for k in fx.layers)

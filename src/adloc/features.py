@@ -3,9 +3,28 @@
 :class:`FeatureExtractor` runs a backbone from :mod:`adloc.backbones` only as far as the
 deepest requested stage (:func:`adloc.backbones.forward_stages`: explicit stem + stage calls,
 nothing after the last needed stage runs), in eval mode under ``torch.inference_mode``, and
-returns float32 CPU tensors ``{layer: (N, C, h, w)}``. On CUDA, ``dtype="bf16"`` enables bf16
-autocast and ``channels_last=True`` the channels-last memory format (both recorded in the
-provenance as ``compute_dtype`` / ``channels_last``).
+returns CPU tensors ``{layer: (N, C, h, w)}`` (float32, or float16 with ``out_dtype``). On CUDA,
+``dtype="bf16"`` enables bf16 autocast and ``channels_last=True`` the channels-last memory
+format (both recorded in the provenance as ``compute_dtype`` / ``channels_last``).
+
+Transport (what moves between host and device; the forward and its values do not depend on it):
+
+* Input: uint8 images ``(N, 3, S, S)`` (:func:`adloc.data.transforms.image_uint8_tensor`,
+  ``load_split_images(..., as_uint8=True)``) travel as uint8 (150 KB per 224 px image instead of
+  602 KB) and are normalised ON THE DEVICE by :func:`adloc.data.transforms.normalize_images`, the
+  very torchvision calls :func:`~adloc.data.transforms.image_tensor` makes on the host, so on the
+  CPU uint8 input gives bit-identical features to the float tensors ``image_tensor`` produces
+  (tested). Float input (already normalised) is taken as is, as before.
+* Output: each map is cast on the device to ``out_dtype`` (float16 halves the copy back; it is
+  what ``storage_dtype="float16"`` stores anyway), contiguous NCHW.
+* CUDA (``pinned=True``, the default): batches are staged through reusable pinned host buffers,
+  allocated once per extractor and batch shape and double-buffered. Batch i's uint8 images are
+  copied into an input slot and sent with a non-blocking copy; its maps come back with
+  non-blocking copies into an output slot, followed by a CUDA event; only then does the host wait
+  for batch i-1's event and copy its slot into the (pageable, preallocated) result tensors, so
+  the device computes batch i while the host copies batch i-1. Nothing big is ever pinned per
+  call (pinning costs about as much as copying). ``pinned=False`` (and the CPU): the plain
+  synchronous loop, batch by batch.
 
 Feature files (:func:`save_features` / :func:`load_features`) hold one split of one class::
 
@@ -13,22 +32,83 @@ Feature files (:func:`save_features` / :func:`load_features`) hold one split of 
      "paths": [...], "provenance": {...backbone provenance, "layers": [...]}, "input_size": 224,
      "storage_dtype": "float32" | "float16"}
 
-written atomically; ``float16`` storage halves the size and is converted back to float32 on load.
+written atomically; ``float16`` storage halves the size and is converted back to float32 on load
+(float16 maps from ``extract(..., out_dtype=torch.float16)`` are stored as they are).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
 from . import __version__
-from .backbones import build_backbone, forward_stages, LAYERS
+from .backbones import backbone_normalization, build_backbone, forward_stages, LAYERS
+from .data.transforms import normalize_images
 from .errors import AdlocError, WeightsError
 from .io import load_torch, save_torch
 
 FEATURES_FORMAT_VERSION = 1
+
+OUT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def _out_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in OUT_DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in OUT_DTYPES:
+        return OUT_DTYPES[dtype]
+    raise AdlocError(f"feature out_dtype {dtype!r} unknown; use 'float32' or 'float16'")
+
+
+class _Result:
+    """Where extracted maps go: preallocated ``(n, ...)`` tensors when n is known, else a list of
+    per-batch tensors concatenated at the end."""
+
+    def __init__(self, layers: Sequence[str], n: int | None, dtype: torch.dtype) -> None:
+        self.n, self.dtype, self.pos = n, dtype, 0
+        self.out: dict[str, torch.Tensor] | None = None
+        self.parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+
+    def take(self, shapes: Mapping[str, torch.Size], b: int) -> dict[str, torch.Tensor]:
+        """Destination views for the next ``b`` images (``shapes``: per-image map shapes)."""
+        if self.n is None:
+            dest = {k: torch.empty((b, *s), dtype=self.dtype) for k, s in shapes.items()}
+            for k, v in dest.items():
+                self.parts[k].append(v)
+        else:
+            if self.out is None:
+                self.out = {k: torch.empty((self.n, *s), dtype=self.dtype) for k, s in shapes.items()}
+            dest = {k: v[self.pos : self.pos + b] for k, v in self.out.items()}
+        self.pos += b
+        return dest
+
+    def result(self) -> dict[str, torch.Tensor]:
+        if self.pos == 0:
+            raise AdlocError("no images to extract features from")
+        if self.out is not None:
+            return self.out
+        return {k: torch.cat(v) for k, v in self.parts.items()}
+
+
+def _pinned_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    return torch.empty(shape, dtype=dtype, pin_memory=True)
+
+
+class _Slots:
+    """Two reusable pinned host buffers of ``capacity`` rows each, plus one CUDA event per slot."""
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], dtype: torch.dtype, capacity: int) -> None:
+        self.key = (tuple((k, tuple(s)) for k, s in shapes.items()), dtype)
+        self.capacity = capacity
+        self.bufs = [{k: _pinned_empty((capacity, *s), dtype) for k, s in shapes.items()} for _ in range(2)]
+        self.events = [torch.cuda.Event(), torch.cuda.Event()]
+
+    def fits(self, shapes: Mapping[str, tuple[int, ...]], dtype: torch.dtype, b: int) -> bool:
+        return self.key == (tuple((k, tuple(s)) for k, s in shapes.items()), dtype) and b <= self.capacity
 
 
 class FeatureExtractor:
@@ -42,6 +122,9 @@ class FeatureExtractor:
         dtype: None (float32) or ``"bf16"`` (autocast; meant for CUDA).
         channels_last: channels-last memory format (meant for CUDA).
         seed: seed for ``weights="random"``.
+        pinned: on CUDA, move batches through pinned double-buffered staging, overlapping
+            device compute with the host-side copies (module docstring); False: the plain
+            synchronous loop. Ignored on the CPU. Same values either way.
     """
 
     def __init__(
@@ -53,6 +136,7 @@ class FeatureExtractor:
         dtype: str | None = None,
         channels_last: bool = False,
         seed: int = 0,
+        pinned: bool = True,
     ) -> None:
         from .models.common import resolve_device
 
@@ -71,10 +155,18 @@ class FeatureExtractor:
         self.layers = sorted(dict.fromkeys(layers), key=LAYERS.index)
         self.device = resolve_device(device)
         self.channels_last = bool(channels_last)
+        self.pinned = bool(pinned)
         model, prov = build_backbone(backbone_name, weights, seed)
         self.model = model.to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # normalisation constants on the device once (normalize_images then copies nothing
+        # host->device per batch, which on CUDA would synchronise with the stream)
+        mean, std = backbone_normalization(backbone_name)
+        self._mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
+        self._std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
+        self._in_slots: _Slots | None = None
+        self._out_slots: _Slots | None = None
         self.provenance: dict[str, Any] = dict(prov)
         self.provenance.update(
             layers=list(self.layers),
@@ -82,8 +174,15 @@ class FeatureExtractor:
             channels_last=self.channels_last,
         )
 
-    def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = x.to(self.device, torch.float32, non_blocking=True)
+    def _forward(self, x: torch.Tensor, out_dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Maps of one batch, on the device, ``out_dtype``, contiguous NCHW.
+
+        ``x``: uint8 images (normalised here, on the device) or normalised float images.
+        """
+        if x.dtype == torch.uint8:
+            x = normalize_images(x.to(self.device, non_blocking=True), self._mean, self._std)
+        else:
+            x = x.to(self.device, torch.float32, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.autocast_dtype is not None:
@@ -91,53 +190,105 @@ class FeatureExtractor:
                 out = forward_stages(self.model, self.backbone_name, x, self.layers)
         else:
             out = forward_stages(self.model, self.backbone_name, x, self.layers)
-        return {k: v.float().contiguous() for k, v in out.items()}
+        return {k: v.to(dtype=out_dtype, memory_format=torch.contiguous_format) for k, v in out.items()}
 
-    def extract(self, images: torch.Tensor | Iterable, batch_size: int = 32) -> dict[str, torch.Tensor]:
-        """Stage maps ``{layer: float32 CPU (N, C, h, w)}`` for ``images``.
-
-        ``images``: a (N, 3, H, W) tensor (normalised as :func:`backbone_normalization` says),
-        or an iterable of such batches (a batch may also be a tuple/list whose first item is the
-        image tensor, or a dict with key ``"image"``).
-        """
-        self.model.eval()
+    @staticmethod
+    def _batches(images: torch.Tensor | Iterable, batch_size: int) -> tuple[int | None, Iterator[torch.Tensor]]:
         if isinstance(images, torch.Tensor):
             if images.ndim != 4 or images.shape[1] != 3:
                 raise AdlocError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
+            if batch_size < 1:
+                raise AdlocError(f"batch_size must be >= 1, got {batch_size}")
             n = images.shape[0]
-            batches: Iterable = (images[s : s + batch_size] for s in range(0, n, batch_size))
-        else:
-            n = None
-            batches = images
-        parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.layers}
-        out: dict[str, torch.Tensor] | None = None
-        pos = 0
-        with torch.inference_mode():
-            for batch in batches:
+            return n, (images[s : s + batch_size] for s in range(0, n, batch_size))
+
+        def unpack() -> Iterator[torch.Tensor]:
+            for batch in images:
                 if isinstance(batch, Mapping):
                     batch = batch["image"]
                 elif isinstance(batch, (tuple, list)):
                     batch = batch[0]
                 if batch.ndim == 3:
                     batch = batch.unsqueeze(0)
-                feats = self._forward(batch)
-                b = batch.shape[0]
-                if n is not None:
-                    if out is None:
-                        out = {k: torch.empty((n, *v.shape[1:]), dtype=torch.float32) for k, v in feats.items()}
+                yield batch
+
+        return None, unpack()
+
+    def extract(
+        self,
+        images: torch.Tensor | Iterable,
+        batch_size: int = 32,
+        out_dtype: str | torch.dtype = torch.float32,
+    ) -> dict[str, torch.Tensor]:
+        """Stage maps ``{layer: CPU (N, C, h, w)}`` of dtype ``out_dtype`` for ``images``.
+
+        ``images``: a (N, 3, H, W) tensor, uint8 (raw pixels, normalised on the device as
+        :func:`adloc.data.transforms.normalize_images` does) or float (already normalised as
+        :func:`backbone_normalization` says), or an iterable of such batches (a batch may also
+        be a tuple/list whose first item is the image tensor, or a dict with key ``"image"``).
+        ``out_dtype``: ``torch.float32`` (default) or ``torch.float16`` (or their names); the
+        cast happens on the device, before the copy back.
+        """
+        dt = _out_dtype(out_dtype)
+        self.model.eval()
+        n, batches = self._batches(images, batch_size)
+        result = _Result(self.layers, n, dt)
+        with torch.inference_mode():
+            if self.device.type == "cuda" and self.pinned:
+                self._extract_staged(batches, result, dt)
+            else:
+                for batch in batches:
+                    feats = self._forward(batch, dt)
+                    dest = result.take({k: v.shape[1:] for k, v in feats.items()}, batch.shape[0])
                     for k, v in feats.items():
-                        out[k][pos : pos + b].copy_(v, non_blocking=False)
-                else:
-                    for k, v in feats.items():
-                        parts[k].append(v.to("cpu"))
-                pos += b
-        if n is not None:
-            if out is None:  # zero images
-                raise AdlocError("no images to extract features from")
-            return out
-        if pos == 0:
-            raise AdlocError("no images to extract features from")
-        return {k: torch.cat(v) for k, v in parts.items()}
+                        dest[k].copy_(v)
+        return result.result()
+
+    def _stage_input(self, batch: torch.Tensor, slot: int) -> torch.Tensor:
+        """``batch`` on the device; a pageable CPU batch goes through pinned input slot ``slot``."""
+        if batch.device.type != "cpu" or batch.is_pinned():
+            return batch.to(self.device, non_blocking=True)
+        b, shape = batch.shape[0], {"x": tuple(batch.shape[1:])}
+        if self._in_slots is None or not self._in_slots.fits(shape, batch.dtype, b):
+            self._in_slots = _Slots(shape, batch.dtype, b)
+        slots = self._in_slots
+        slots.events[slot].synchronize()  # the slot's previous host->device copy is done
+        buf = slots.bufs[slot]["x"][:b]
+        buf.copy_(batch)
+        x = buf.to(self.device, non_blocking=True)
+        slots.events[slot].record(torch.cuda.current_stream(self.device))
+        return x
+
+    def _extract_staged(self, batches: Iterator[torch.Tensor], result: _Result, dt: torch.dtype) -> None:
+        """CUDA loop: pinned double-buffered copies, batch i computed while batch i-1 is copied out."""
+        pending = None  # (slot, staged views, destination views) of the previous batch
+        for i, batch in enumerate(batches):
+            slot = i % 2
+            feats = self._forward(self._stage_input(batch, slot), dt)
+            b = batch.shape[0]
+            shapes = {k: tuple(v.shape[1:]) for k, v in feats.items()}
+            if self._out_slots is None or not self._out_slots.fits(shapes, dt, b):
+                if pending is not None:  # the previous batch still sits in the old buffers
+                    self._finish(*pending)
+                    pending = None
+                self._out_slots = _Slots(shapes, dt, b)
+            slots = self._out_slots
+            staged = {k: slots.bufs[slot][k][:b] for k in feats}
+            for k, v in feats.items():
+                staged[k].copy_(v, non_blocking=True)
+            slots.events[slot].record(torch.cuda.current_stream(self.device))
+            dest = result.take(shapes, b)
+            if pending is not None:
+                self._finish(*pending)
+            pending = (slots.events[slot], staged, dest)
+        if pending is not None:
+            self._finish(*pending)
+
+    @staticmethod
+    def _finish(event: torch.cuda.Event, staged: Mapping[str, torch.Tensor], dest: Mapping[str, torch.Tensor]) -> None:
+        event.synchronize()
+        for k, v in staged.items():
+            dest[k].copy_(v)
 
 
 def extract_features(
@@ -148,9 +299,11 @@ def extract_features(
     batch_size: int = 32,
     **kwargs: Any,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """One-shot helper: ``(features, provenance)`` for ``images``."""
+    """One-shot helper: ``(features, provenance)`` for ``images`` (``out_dtype`` goes to
+    :meth:`FeatureExtractor.extract`, other keywords to the constructor)."""
+    out_dtype = kwargs.pop("out_dtype", torch.float32)
     fx = FeatureExtractor(backbone_name, weights, layers, **kwargs)
-    return fx.extract(images, batch_size=batch_size), dict(fx.provenance)
+    return fx.extract(images, batch_size=batch_size, out_dtype=out_dtype), dict(fx.provenance)
 
 
 @dataclasses.dataclass

@@ -8,7 +8,11 @@ Two protocols:
 
 Images: bilinear resize *with antialias* on the uint8 tensor (torchvision's uint8 antialiased
 kernel matches PIL's ``Image.resize(BILINEAR)``, which the study used, to within 1 grey level),
-then center crop, ``/255``, ImageNet mean/std normalisation.
+then center crop (:func:`image_uint8_tensor`: uint8 ``(3, S, S)``), then ``/255`` and ImageNet
+mean/std normalisation (:func:`normalize_images`); :func:`image_tensor` is the two in a row.
+The feature extractor takes the uint8 tensors (``load_split_images(..., as_uint8=True)``: 4x less
+host memory and host->device traffic) and runs the same :func:`normalize_images` on its device,
+so its features equal those of the float tensors bit for bit on the CPU.
 Masks: PIL ``NEAREST`` resize (pixel-centre nearest neighbour, as the study did; identical to
 torchvision's ``NEAREST_EXACT``, which a test checks; torch's legacy ``NEAREST`` is shifted by half
 a pixel), the same crop, ``> 0.5``. Mask and display-image geometry use PIL only, so rules that
@@ -95,20 +99,48 @@ def _pil_geometry(im: Image.Image, pre: Preprocess, resample) -> Image.Image:
     return im.crop(_crop_box(pre.resize, pre.crop))
 
 
-def image_tensor(img: np.ndarray, pre: Preprocess):
-    """uint8 ``(H, W, 3)`` RGB -> normalised float32 ``(3, S, S)``, ``S = pre.output_size``."""
+def image_uint8_tensor(img: np.ndarray, pre: Preprocess):
+    """uint8 ``(H, W, 3)`` RGB -> uint8 ``(3, S, S)`` (contiguous), ``S = pre.output_size``.
+
+    The model input's geometry (antialiased bilinear resize + center crop on the uint8 tensor),
+    not normalised: :func:`normalize_images` of it is :func:`image_tensor`.
+    """
     import torch
     from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as TF
 
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise DatasetError(
-            f"image_tensor expects a uint8 HxWx3 array, got {img.dtype} {tuple(img.shape)}."
+            "image_tensor and image_uint8_tensor expect a uint8 HxWx3 array, "
+            f"got {img.dtype} {tuple(img.shape)}."
         )
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
-    t = _geometry(t, pre, InterpolationMode.BILINEAR)
+    return _geometry(t, pre, InterpolationMode.BILINEAR).contiguous()
+
+
+def normalize_images(t, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """uint8 ``(..., 3, H, W)`` -> float32: ``/255`` then ``(x - mean) / std``, on ``t``'s device.
+
+    torchvision's ``to_dtype(scale=True)`` and ``normalize``; elementwise, so a batch gives the
+    same bits as its images one at a time. ``mean`` / ``std``: sequences of 3 floats, or float32
+    tensors already on ``t``'s device (then nothing is copied host->device, so a CUDA caller is
+    not synchronised with its stream).
+    """
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+
+    if t.dtype != torch.uint8:
+        raise DatasetError(f"normalize_images expects a uint8 tensor, got {t.dtype}.")
     t = TF.to_dtype(t, torch.float32, scale=True)
-    return TF.normalize(t, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)).contiguous()
+    if not isinstance(mean, torch.Tensor):
+        mean = list(mean)
+    if not isinstance(std, torch.Tensor):
+        std = list(std)
+    return TF.normalize(t, mean=mean, std=std)
+
+
+def image_tensor(img: np.ndarray, pre: Preprocess):
+    """uint8 ``(H, W, 3)`` RGB -> normalised float32 ``(3, S, S)``, ``S = pre.output_size``."""
+    return normalize_images(image_uint8_tensor(img, pre))
 
 
 def image_uint8(img: np.ndarray, pre: Preprocess) -> np.ndarray:
@@ -158,6 +190,7 @@ def load_split_images(
     pre: Preprocess,
     with_masks: bool = True,
     workers: int | None = None,
+    as_uint8: bool = False,
 ) -> tuple["torch.Tensor", np.ndarray | None]:
     """Load and preprocess split entries (dicts with ``path``, ``label``, ``mask``).
 
@@ -165,7 +198,9 @@ def load_split_images(
     PIL and torch release the GIL), each image independently, so the result is identical to a
     sequential loop; the first failing entry (in split order) raises.
 
-    Returns ``images`` float32 ``(N, 3, S, S)`` and ``masks`` bool ``(N, S, S)``: all-False for
+    Returns ``images`` float32 ``(N, 3, S, S)`` (:func:`image_tensor`), or with ``as_uint8=True``
+    uint8 ``(N, 3, S, S)`` (:func:`image_uint8_tensor`, not normalised; :func:`normalize_images`
+    of it equals the float tensor exactly), and ``masks`` bool ``(N, S, S)``: all-False for
     good images; ``None`` when ``with_masks`` is False or no entry has a mask (a class without
     ground truth). An anomalous entry with no mask in a split that has masks raises, as does a
     mask whose size differs from its image's (the error names both files' sizes).
@@ -175,10 +210,11 @@ def load_split_images(
     s = pre.output_size
     import torch
 
-    imgs = torch.empty((len(entries), 3, s, s), dtype=torch.float32)
+    imgs = torch.empty((len(entries), 3, s, s), dtype=torch.uint8 if as_uint8 else torch.float32)
+    convert = image_uint8_tensor if as_uint8 else image_tensor
 
     def one(i: int) -> None:
-        imgs[i] = image_tensor(load_image(root, entries[i]["path"]), pre)
+        imgs[i] = convert(load_image(root, entries[i]["path"]), pre)
 
     n_workers = min(8, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     if n_workers == 1 or len(entries) < 2:
