@@ -8,9 +8,10 @@ pointing at the generated data, ``dataset.generate: false`` and the device optio
     snakemake --snakefile <repo>/Snakefile --directory WORK --configfile WORK/config.yaml --cores N
 
 from scratch (``WORK/results`` is removed first) and prints per-rule wall time summed over jobs
-and their largest max RSS (from ``results/benchmarks/**/*.tsv``), feature-extraction
-throughput (from the extract_features logs), coreset and k-NN times (fit / score logs), the
-peak RSS of any single process, and the end-to-end wall time. Asserts nothing; not a test.
+and their largest max RSS (from ``results/benchmarks/**/*.tsv``), image decoding (from the
+preprocess_images logs) and feature-extraction throughput (from the extract_features logs),
+coreset and k-NN times (fit / score logs), the peak RSS of any single process, and the
+end-to-end wall time. Asserts nothing; not a test.
 
     python benchmarks/bench_study.py                                   # CPU, default counts
     python benchmarks/bench_study.py --scale mvtec --device cuda --bf16 --channels-last --workers 16
@@ -43,6 +44,7 @@ import yaml  # noqa: E402
 from adloc.data.synthetic import DEFAULT_COUNTS, EMBEDDED_CLASSES, generate_class, mvtec_counts  # noqa: E402
 
 RE_EXTRACT = re.compile(r"(\w+): (\d+) images decoded in ([\d.]+) s, extracted in ([\d.]+) s")
+RE_DECODE = re.compile(r"(train|val|test): (\d+) images decoded in ([\d.]+) s \(")  # preprocess_images
 RE_CORESET = re.compile(r"coreset \((\w+(?:, \w+)?)\): (\d+) x (\d+) -> (\d+) points in ([\d.]+) s")
 RE_FIT = re.compile(r"fit (\w+) on (\d+) images in ([\d.]+) s")
 RE_KNN = re.compile(r"predict: (\d+) images in ([\d.]+) s \(kNN ([\d.]+) s, (\w+)")
@@ -179,6 +181,11 @@ def collect(work: Path) -> dict:
             out["extract"][0] += int(m.group(2))
             out["extract"][1] += float(m.group(3))
             out["extract"][2] += float(m.group(4))
+    out["decode"] = [0, 0.0]
+    for log in (res / "logs" / "preprocess_images").rglob("*.log"):
+        for m in RE_DECODE.finditer(log.read_text(errors="replace")):
+            out["decode"][0] += int(m.group(2))
+            out["decode"][1] += float(m.group(3))
     for log in (res / "logs" / "fit").rglob("*.log"):
         text = log.read_text(errors="replace")
         method, scope = log.parent.name, log.stem
@@ -211,9 +218,12 @@ def table(args, info: dict, stats: dict) -> str:
     add(f"| generate dataset (outside the DAG) | 1 | {info['gen_s']:.1f} | | {info['workers']} worker(s) |")
     for name, r in sorted(stats["rules"].items(), key=lambda kv: -kv[1]["s"]):
         add(f"| rule {name} | {r['jobs']} | {r['s']:.1f} | {r['rss']:.0f} | summed over jobs |")
+    n_dec, s_dec = stats.get("decode", [0, 0.0])
+    if n_dec:
+        add(f"| image decoding (preprocess_images) | {n_dec} img | {s_dec:.2f} | | {n_dec / max(s_dec, 1e-9):.0f} img/s, once per image |")
     n, dec, ext = stats["extract"]
     if n:
-        add(f"| feature extraction | {n} img | {ext:.2f} | | {n / max(ext, 1e-9):.0f} img/s (decode {dec:.2f} s) |")
+        add(f"| feature extraction | {n} img | {ext:.2f} | | {n / max(ext, 1e-9):.0f} img/s (image cache read {dec:.2f} s) |")
     for (method, scope), (kind, pts, keep, s) in sorted(stats["coreset"].items(), key=lambda kv: kv[0][1] != "global"):
         add(f"| coreset {method} {scope} ({kind}) | 1 | {s:.2f} | | {pts} -> {keep} patches |")
     for method, s in sorted(stats["knn"].items()):

@@ -1,11 +1,35 @@
-# Backbone features: extracted once per image and feature set (backbone + weights), reused by
-# every method and scope that reads that feature set.
+# Images decoded and preprocessed once per class (a CPU job), then backbone features extracted
+# once per image and feature set (backbone + weights), reused by every method and scope that
+# reads that feature set.
+
+
+rule preprocess_images:
+    input:
+        splits=f"{RESULTS}/splits/{{cls}}.json",
+        data=class_images,
+    output:
+        f"{RESULTS}/images/{{cls}}.pt",
+    log:
+        f"{RESULTS}/logs/preprocess_images/{{cls}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/preprocess_images/{{cls}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: MAX_THREADS
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        root=DATA_ROOT,
+        preprocess=config["preprocess"],
+    script:
+        "../scripts/preprocess_images.py"
 
 
 rule extract_features:
     input:
+        images=f"{RESULTS}/images/{{cls}}.pt",
         splits=f"{RESULTS}/splits/{{cls}}.json",
-        data=class_images,
         weights=weights_file,
     output:
         train=f"{RESULTS}/features/{{fset}}/{{cls}}/train.pt",
@@ -23,9 +47,7 @@ rule extract_features:
         mem_mb=8000,
         runtime=60,
     params:
-        root=DATA_ROOT,
         spec=fset_spec,
-        preprocess=config["preprocess"],
         features=config["features"],
         device=config["device"],
         seed=config["seed"],

@@ -1,4 +1,8 @@
-"""Rule extract_features: backbone stage maps for every image of one class, once per feature set."""
+"""Rule extract_features: backbone stage maps for every image of one class, once per feature set.
+
+The images come preprocessed from the class's image cache (rule preprocess_images), decoded once
+for every feature set; "decoded" in the log means read from that cache.
+"""
 
 import logging
 import time
@@ -9,14 +13,14 @@ log = logging.getLogger("adloc.extract_features")
 
 
 def main(smk):
-    from adloc.data.splits import read_splits, split_entries
-    from adloc.data.transforms import Preprocess, load_split_images
+    from adloc.data.cache import check_cache_paths, load_image_cache
+    from adloc.data.splits import read_splits
     from adloc.features import FeatureExtractor, save_features
     from adloc.runtime import resolve_device
 
     p = smk.params
-    pre = Preprocess(resize=p.preprocess["resize"], crop=p.preprocess["crop"])
-    splits = read_splits(smk.input.splits)
+    cache = load_image_cache(smk.input.images, mmap=True)
+    check_cache_paths(cache, read_splits(smk.input.splits), smk.input.splits)
     extractor = FeatureExtractor(
         p.spec["backbone"],
         p.spec["weights"],
@@ -27,10 +31,10 @@ def main(smk):
         seed=p.seed,
     )
     for name in ("train", "val", "test"):
-        entries = split_entries(splits, name)
+        paths = cache.paths[name]
         t0 = time.perf_counter()
         # uint8 images, normalised on the device; maps come back in the storage dtype
-        images, _ = load_split_images(p.root, entries, pre, with_masks=False, as_uint8=True)
+        images = cache.images(name)  # read from the memory-mapped cache
         t1 = time.perf_counter()
         feats = extractor.extract(
             images, batch_size=p.features["batch_size"], out_dtype=p.features["storage_dtype"]
@@ -38,14 +42,14 @@ def main(smk):
         t2 = time.perf_counter()
         log.info(
             "%s: %d images decoded in %.2f s, extracted in %.2f s (%.1f img/s)",
-            name, len(entries), t1 - t0, t2 - t1, len(entries) / max(t2 - t1, 1e-9),
+            name, len(paths), t1 - t0, t2 - t1, len(paths) / max(t2 - t1, 1e-9),
         )
         save_features(
             getattr(smk.output, name),
             feats,
-            paths=[e["path"] for e in entries],
+            paths=paths,
             provenance=extractor.provenance,
-            input_size=pre.output_size,
+            input_size=cache.input_size,
             storage_dtype=p.features["storage_dtype"],
         )
 

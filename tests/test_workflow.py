@@ -98,9 +98,11 @@ def test_changed_image_reruns_only_that_class(run):
         os.utime(img, ns=(before.st_atime_ns, before.st_mtime_ns))
     fits = {(w.get("method"), w.get("cls")) for r, w in jobs if r == "fit_class"}
     assert fits == {("patchcore", "synth_carpet"), ("padim", "synth_carpet")}
-    assert {r for r, _ in jobs} >= {"splits", "extract_features", "fit_global", "summary"}
-    touched = {w.get("cls") for r, w in jobs if r in ("splits", "extract_features")}
+    assert {r for r, _ in jobs} >= {"splits", "preprocess_images", "extract_features", "fit_global", "summary"}
+    touched = {w.get("cls") for r, w in jobs if r in ("splits", "preprocess_images", "extract_features")}
     assert touched == {"synth_carpet"}
+    # the class's images are decoded once, for every feature set
+    assert [w for r, w in jobs if r == "preprocess_images"] == [{"cls": "synth_carpet"}]
     # scores of the untouched class by its own per-class model are not recomputed
     assert ("score", {"method": "patchcore", "scope": "synth_nut", "cls": "synth_nut"}) not in jobs
 
@@ -116,7 +118,35 @@ def test_per_class_parameter_reruns_only_that_class(run):
     assert fits == {("patchcore", "synth_nut")}
     rules = {r for r, _ in jobs}
     assert "fit_global" not in rules and "extract_features" not in rules
+    assert "preprocess_images" not in rules and "splits" not in rules
     assert "summary" in rules
+
+
+def test_changed_backbone_reextracts_without_decoding(run):
+    """A new feature set reads the cached images: extraction reruns, decoding does not."""
+    wd, _, _ = run
+    other = {"backbone": "resnet18", "weights": "random"}
+    write_config(wd, patchcore=other, padim=other)
+    try:
+        jobs = planned_jobs(wd)
+    finally:
+        write_config(wd)
+    rules = {r for r, _ in jobs}
+    assert "preprocess_images" not in rules and "splits" not in rules
+    extracted = {(w.get("fset"), w.get("cls")) for r, w in jobs if r == "extract_features"}
+    assert extracted == {("resnet18-random", c) for c in CLASSES}
+
+
+def test_changed_preprocess_redecodes_every_class(run):
+    wd, _, _ = run
+    write_config(wd, preprocess={"resize": 72, "crop": 64})
+    try:
+        jobs = planned_jobs(wd)
+    finally:
+        write_config(wd)
+    assert {w.get("cls") for r, w in jobs if r == "preprocess_images"} == set(CLASSES)
+    assert {w.get("cls") for r, w in jobs if r == "extract_features"} == set(CLASSES)
+    assert "splits" not in {r for r, _ in jobs}
 
 
 def test_adding_a_class_leaves_other_models_untouched(run):

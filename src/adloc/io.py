@@ -120,13 +120,16 @@ def save_torch(path: PathLike, obj: Any) -> None:
         torch.save(obj, fh)
 
 
-def load_torch(path: PathLike, what: str = "torch file") -> Any:
-    """``torch.load`` (weights_only, CPU) with a clear error naming a missing or corrupt file."""
+def load_torch(path: PathLike, what: str = "torch file", mmap: bool = False) -> Any:
+    """``torch.load`` (weights_only, CPU) with a clear error naming a missing or corrupt file.
+
+    ``mmap=True``: tensors are memory-mapped from the file (read when used), not read up front.
+    """
     import torch
 
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise AdlocError(f"{what} not found: {path}. Rerun the workflow to regenerate it.") from None
     except Exception as exc:

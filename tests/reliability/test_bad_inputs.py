@@ -26,6 +26,7 @@ from .conftest import CLASS, REFERENCE, adloc_lines, new_workdir, tmp_leftovers
 FSET = "efficientnet_lite0-imagenet"
 FEATURES = [f"results/features/{FSET}/{CLASS}/{s}.pt" for s in ("train", "val", "test")]
 SPLITS = [f"results/splits/{CLASS}.json"]
+IMAGES = f"results/images/{CLASS}.pt"
 CFG_ERROR = "adloc: invalid configuration:"
 
 
@@ -98,8 +99,9 @@ CASES = {
     ),
     "truncated PNG": (
         truncate_image, {}, [],
-        [f"{CLASS}/train/good/003.png (under data)", "truncated", "Replace the file"],
-        FEATURES, False,
+        [f"{CLASS}/train/good/003.png (under data)", "truncated", "Replace the file",
+         f"results/logs/preprocess_images/{CLASS}.log"],
+        [IMAGES] + FEATURES, False,
     ),
     "defect image without mask": (
         remove_mask, {}, [],
@@ -146,6 +148,12 @@ CASES = {
         [f"results/metrics/patchcore/{CLASS}/{CLASS}.json", "--forcerun", "evaluate"],
         [f"scores file is corrupt: {SCORES}", "Delete it and rerun"],
         [f"results/metrics/patchcore/{CLASS}/{CLASS}.json"], True,
+    ),
+    "results file corrupted between runs (image cache .pt)": (
+        corrupt_file(IMAGES), {},
+        [TRAIN_FEATURES, "--forcerun", "extract_features"],
+        [f"image cache is corrupt or not a torch file: {IMAGES}", "Delete it and rerun"],
+        FEATURES, True,
     ),
     "results file corrupted between runs (features .pt)": (
         corrupt_file(TRAIN_FEATURES), {},

@@ -19,9 +19,10 @@ def test_kill_during_fit_then_rerun_incomplete_matches_uninterrupted_run(referen
     assert resumed_run["group_alive"] == [], resumed_run["group_alive"]  # no orphan job left
     locked = resumed_run["locked"]
     assert locked.returncode != 0 and "--unlock" in locked.stderr  # what docs/troubleshooting.md says
-    # resumed, not restarted: the features made before the kill were kept
+    # resumed, not restarted: the image cache and features made before the kill were kept
     log = resumed_run["rerun"].stdout + resumed_run["rerun"].stderr
-    assert "rule extract_features:" not in log and "rule splits:" not in log, log[-3000:]
+    for rule in ("splits", "preprocess_images", "extract_features"):
+        assert f"rule {rule}:" not in log, log[-3000:]
     assert "rule fit_" in log
     got = (wd / "results" / "tables" / "metrics.csv").read_bytes()
     want = (ref_wd / "results" / "tables" / "metrics.csv").read_bytes()

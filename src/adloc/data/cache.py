@@ -1,0 +1,205 @@
+"""Image cache: every image of one class decoded and preprocessed once, reused by every backbone.
+
+Rule ``preprocess_images`` decodes and resizes/crops a class's images (train, val and test
+splits) once and writes them here; every ``extract_features`` job of that class (one per feature
+set: backbone + weights) reads the cache instead of decoding the PNGs again, and a rerun after a
+backbone change decodes nothing. The tensors are exactly
+``load_split_images(root, entries, pre, as_uint8=True)`` (:mod:`adloc.data.transforms`), so
+features extracted from the cache equal those extracted from freshly decoded images bit for bit.
+
+File format (one file per class, written atomically and byte-stably by :func:`adloc.io.save_torch`)::
+
+    {"kind": "images", "format_version": 1, "adloc_version": "...",
+     "splits": {"train": uint8 (N, 3, S, S), "val": ..., "test": ...},
+     "paths": {"train": [relative path, ...], "val": [...], "test": [...]},
+     "preprocess": {"resize": 256, "crop": 224}}
+
+A corrupt, foreign or older-format file raises :class:`adloc.errors.DatasetError` naming the file
+and saying to delete it and rerun; :func:`check_cache_paths` checks the cache against a split
+file (same images, same order). torch is imported lazily (by :mod:`adloc.io`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Sequence
+
+from .. import __version__
+from ..errors import AdlocError, DatasetError
+from ..io import load_torch, save_torch
+from .splits import SPLIT_NAMES
+from .transforms import Preprocess
+
+IMAGES_FORMAT_VERSION = 1
+
+PathLike = str | os.PathLike
+
+_FIX = "Delete it and rerun the workflow to regenerate it."
+
+
+@dataclasses.dataclass
+class ImageCache:
+    """One class's preprocessed images: ``splits[name]`` uint8 ``(N, 3, S, S)``, ``paths[name]``."""
+
+    splits: dict[str, Any]
+    paths: dict[str, list[str]]
+    preprocess: Preprocess
+    path: str = ""
+
+    @property
+    def input_size(self) -> int:
+        """Side S of the cached images."""
+        return self.preprocess.output_size
+
+    def images(self, name: str):
+        """Split ``name``'s images as an in-memory contiguous uint8 tensor (a copy, so a cache
+        loaded with ``mmap=True`` is read from disk here)."""
+        return self.splits[name].contiguous().clone()
+
+
+def save_image_cache(
+    path: PathLike,
+    splits: Mapping[str, Any],
+    paths: Mapping[str, Sequence[str]],
+    pre: Preprocess,
+) -> None:
+    """Atomically write an image cache (module docstring's format).
+
+    ``splits``: split name -> uint8 ``(N, 3, S, S)`` tensor with ``S = pre.output_size``;
+    ``paths``: the same names -> the N entries' relative paths, in the tensor's order.
+    """
+    import torch
+
+    if set(splits) != set(paths):
+        raise AdlocError(
+            f"image cache {path}: images given for splits {sorted(splits)} but paths for {sorted(paths)}"
+        )
+    s = pre.output_size
+    out_splits, out_paths = {}, {}
+    for name in sorted(splits):
+        t, p = splits[name], [str(x) for x in paths[name]]
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or tuple(t.shape[1:]) != (3, s, s):
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            dtype = t.dtype if isinstance(t, torch.Tensor) else "-"
+            raise AdlocError(
+                f"image cache {path}: split {name} must be a uint8 (N, 3, {s}, {s}) tensor, "
+                f"got {dtype} {shape}"
+            )
+        if t.shape[0] != len(p):
+            raise AdlocError(
+                f"image cache {path}: split {name} has {t.shape[0]} images but {len(p)} paths"
+            )
+        out_splits[name] = t.detach().to("cpu").contiguous()
+        out_paths[name] = p
+    save_torch(
+        path,
+        {
+            "kind": "images",
+            "format_version": IMAGES_FORMAT_VERSION,
+            "adloc_version": __version__,
+            "splits": out_splits,
+            "paths": out_paths,
+            "preprocess": pre.as_dict(),
+        },
+    )
+
+
+def _bad(path: PathLike, why: str) -> DatasetError:
+    return DatasetError(f"image cache {path} {why}. {_FIX}")
+
+
+def load_image_cache(
+    path: PathLike,
+    pre: Preprocess | None = None,
+    mmap: bool = False,
+) -> ImageCache:
+    """Read and check an image cache written by :func:`save_image_cache`.
+
+    ``pre``: when given, the cache must have been made with these preprocess settings.
+    ``mmap=True``: tensors are memory-mapped (read from disk when used, e.g. by
+    :meth:`ImageCache.images`). A missing, corrupt, foreign, older-format or malformed file
+    raises :class:`DatasetError` naming the file and saying to delete it and rerun.
+    """
+    import torch
+
+    try:
+        obj = load_torch(path, what="image cache", mmap=mmap)
+    except AdlocError as exc:  # io raises the base class; re-raise as a dataset problem
+        raise DatasetError(str(exc)) from None
+    if not isinstance(obj, dict) or obj.get("kind") != "images":
+        kind = obj.get("kind") if isinstance(obj, dict) else type(obj).__name__
+        raise _bad(path, f"is not an adloc image cache (kind {kind!r}, expected 'images')")
+    version = obj.get("format_version")
+    if version != IMAGES_FORMAT_VERSION:
+        raise _bad(
+            path,
+            f"has format version {version!r} (written by adloc {obj.get('adloc_version', '?')}); "
+            f"this adloc ({__version__}) reads version {IMAGES_FORMAT_VERSION}",
+        )
+    splits, paths, pd = obj.get("splits"), obj.get("paths"), obj.get("preprocess")
+    if not isinstance(splits, dict) or not isinstance(paths, dict) or set(splits) != set(paths):
+        raise _bad(path, "is malformed (its 'splits' and 'paths' do not name the same splits)")
+    try:
+        cached_pre = Preprocess(resize=int(pd["resize"]), crop=None if pd["crop"] is None else int(pd["crop"]))
+    except (TypeError, KeyError, ValueError, DatasetError):
+        raise _bad(path, f"is malformed (preprocess settings {pd!r})") from None
+    s = cached_pre.output_size
+    for name, t in splits.items():
+        p = paths[name]
+        ok = (
+            isinstance(t, torch.Tensor)
+            and t.dtype == torch.uint8
+            and t.ndim == 4
+            and tuple(t.shape[1:]) == (3, s, s)
+            and isinstance(p, list)
+            and len(p) == t.shape[0]
+            and all(isinstance(x, str) for x in p)
+        )
+        if not ok:
+            what = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise _bad(
+                path,
+                f"is malformed (split {name}: {what} with {len(p) if isinstance(p, list) else '?'} "
+                f"paths; expected uint8 (N, 3, {s}, {s}) and N paths)",
+            )
+    if pre is not None and cached_pre != pre:
+        raise _bad(
+            path,
+            f"was made with preprocess {cached_pre.as_dict()} but {pre.as_dict()} was asked for",
+        )
+    return ImageCache(dict(splits), {k: list(v) for k, v in paths.items()}, cached_pre, str(path))
+
+
+def check_cache_paths(cache: ImageCache, splits: Mapping[str, Any], splits_path: PathLike = "") -> None:
+    """Raise :class:`DatasetError` unless the cache holds exactly the split file's entries.
+
+    Every split (train, val, test) must list the same relative paths in the same order as
+    ``splits`` (a split file's dict, :func:`adloc.data.splits.read_splits`).
+    """
+    src = f" ({splits_path})" if splits_path else ""
+    for name in SPLIT_NAMES:
+        want = [e["path"] for e in splits["splits"][name]]
+        got = cache.paths.get(name)
+        if got is None:
+            raise _bad(cache.path, f"has no {name} split, which the split file{src} has")
+        if got != want:
+            diff = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+            detail = (
+                f"entry {diff}: {got[diff] if diff < len(got) else '(none)'} in the cache, "
+                f"{want[diff] if diff < len(want) else '(none)'} in the split file"
+            )
+            raise _bad(
+                cache.path,
+                f"does not match the split file{src}: its {name} split has {len(got)} images, the "
+                f"split file {len(want)}; first difference at {detail}",
+            )
+
+
+__all__ = [
+    "IMAGES_FORMAT_VERSION",
+    "ImageCache",
+    "save_image_cache",
+    "load_image_cache",
+    "check_cache_paths",
+]
