@@ -69,8 +69,6 @@ def save_image_cache(
     ``splits``: split name -> uint8 ``(N, 3, S, S)`` tensor with ``S = pre.output_size``;
     ``paths``: the same names -> the N entries' relative paths, in the tensor's order.
     """
-    import torch
-
     if set(splits) != set(paths):
         raise AdlocError(
             f"image cache {path}: images given for splits {sorted(splits)} but paths for {sorted(paths)}"
@@ -79,17 +77,9 @@ def save_image_cache(
     out_splits, out_paths = {}, {}
     for name in sorted(splits):
         t, p = splits[name], [str(x) for x in paths[name]]
-        if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or tuple(t.shape[1:]) != (3, s, s):
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            dtype = t.dtype if isinstance(t, torch.Tensor) else "-"
-            raise AdlocError(
-                f"image cache {path}: split {name} must be a uint8 (N, 3, {s}, {s}) tensor, "
-                f"got {dtype} {shape}"
-            )
-        if t.shape[0] != len(p):
-            raise AdlocError(
-                f"image cache {path}: split {name} has {t.shape[0]} images but {len(p)} paths"
-            )
+        problem = _split_problem(t, p, s)
+        if problem:
+            raise AdlocError(f"image cache {path}: split {name} is {problem}")
         out_splits[name] = t.detach().to("cpu").contiguous()
         out_paths[name] = p
     save_torch(
@@ -103,6 +93,26 @@ def save_image_cache(
             "preprocess": pre.as_dict(),
         },
     )
+
+
+def _split_problem(t: Any, p: Any, s: int) -> str | None:
+    """None when ``t`` is a uint8 ``(N, 3, s, s)`` tensor and ``p`` a list of N path strings;
+    else what is wrong, for a message (used on writing and on reading a cache)."""
+    import torch
+
+    if (
+        isinstance(t, torch.Tensor)
+        and t.dtype == torch.uint8
+        and t.ndim == 4
+        and tuple(t.shape[1:]) == (3, s, s)
+        and isinstance(p, list)
+        and len(p) == t.shape[0]
+        and all(isinstance(x, str) for x in p)
+    ):
+        return None
+    what = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+    n = len(p) if isinstance(p, list) else "?"
+    return f"{what} with {n} paths; expected uint8 (N, 3, {s}, {s}) and N paths"
 
 
 def _bad(path: PathLike, why: str) -> DatasetError:
@@ -121,8 +131,6 @@ def load_image_cache(
     :meth:`ImageCache.images`). A missing, corrupt, foreign, older-format or malformed file
     raises :class:`DatasetError` naming the file and saying to delete it and rerun.
     """
-    import torch
-
     try:
         obj = load_torch(path, what="image cache", mmap=mmap)
     except AdlocError as exc:  # io raises the base class; re-raise as a dataset problem
@@ -146,23 +154,9 @@ def load_image_cache(
         raise _bad(path, f"is malformed (preprocess settings {pd!r})") from None
     s = cached_pre.output_size
     for name, t in splits.items():
-        p = paths[name]
-        ok = (
-            isinstance(t, torch.Tensor)
-            and t.dtype == torch.uint8
-            and t.ndim == 4
-            and tuple(t.shape[1:]) == (3, s, s)
-            and isinstance(p, list)
-            and len(p) == t.shape[0]
-            and all(isinstance(x, str) for x in p)
-        )
-        if not ok:
-            what = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
-            raise _bad(
-                path,
-                f"is malformed (split {name}: {what} with {len(p) if isinstance(p, list) else '?'} "
-                f"paths; expected uint8 (N, 3, {s}, {s}) and N paths)",
-            )
+        problem = _split_problem(t, paths[name], s)
+        if problem:
+            raise _bad(path, f"is malformed (split {name}: {problem})")
     if pre is not None and cached_pre != pre:
         raise _bad(
             path,
