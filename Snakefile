@@ -22,6 +22,6 @@ rule all:
 
 onsuccess:
     print(
-        "\nadloc: done. Summary: results/summary.md; tables: results/tables/; figures: results/figures/.\n"
-        "HTML report: snakemake --report results/report.html\n"
+        f"\nadloc: done. Summary: {RESULTS}/summary.md; tables: {RESULTS}/tables/; "
+        f"figures: {RESULTS}/figures/.\nHTML report: snakemake --report {RESULTS}/report.html\n"
     )

@@ -1,7 +1,7 @@
 """Time the greedy coreset's CPU loops on real patch embeddings (the global PatchCore fit).
 
 Loads the train features of every class from a finished workflow run (default: the embedded
-default run under ``results/``), builds the PatchCore embeddings exactly as ``PatchCore.fit``
+default run under ``results/embedded/``), builds the PatchCore embeddings exactly as ``PatchCore.fit``
 does, and runs the coreset with ``method="dense"`` (one torch matrix-vector product over all
 points per iteration: the CUDA path, and adloc's CPU path before the pruned loop), ``"plain"``
 (faiss distances over all points) and ``"pruned"`` (the CPU default). Prints times, whether
@@ -9,7 +9,7 @@ plain and pruned select the same points, and the covering radii. Asserts nothing
 
     python benchmarks/bench_coreset.py                       # results/ of the default run
     python benchmarks/bench_coreset.py --methods pruned --threads 2
-    python benchmarks/bench_coreset.py --features results/features/efficientnet_lite0-imagenet
+    python benchmarks/bench_coreset.py --features results/embedded/features/efficientnet_lite0-imagenet
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from adloc.models.patchcore import _rows, patchcore_embedding
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--features", default="results/features/efficientnet_lite0-imagenet",
+    ap.add_argument("--features", default="results/embedded/features/efficientnet_lite0-imagenet",
                     help="feature-set folder with <class>/train.pt")
     ap.add_argument("--classes", nargs="*", default=None, help="default: every class folder")
     ap.add_argument("--layers", nargs="+", default=["layer2", "layer3"])

@@ -159,8 +159,8 @@ def rule_key(rel: Path) -> str:
     return parts[0]
 
 
-def collect(work: Path) -> dict:
-    res = work / "results"
+def collect(work: Path, run: str) -> dict:
+    res = work / "results" / run
     rules = defaultdict(lambda: {"jobs": 0, "s": 0.0, "rss": 0.0})
     for tsv in sorted((res / "benchmarks").rglob("*.tsv")):
         with open(tsv) as fh:
@@ -250,7 +250,7 @@ def main(argv=None) -> int:
         n_img = sum(sum(class_counts(args, c).values()) for c in args.classes)
         info = {"n_img": n_img, "size": size, "gen_s": float("nan"), "wall": float("nan"), "rc": "n/a (collect only)",
                 "peak_mb": float("nan"), "device_name": args.device, "torch": torch.__version__, "workers": args.workers}
-        text = table(args, info, collect(work))
+        text = table(args, info, collect(work, f"bench-{args.scale}"))
         print(text)
         if args.out:
             Path(args.out).write_text(text + "\n")
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     info = {"n_img": n_img, "size": size, "gen_s": gen_s, "wall": wall, "rc": rc, "peak_mb": peak,
             "device_name": dev_name, "torch": torch.__version__,
             "workers": args.workers or os.cpu_count()}
-    text = table(args, info, collect(work))
+    text = table(args, info, collect(work, f"bench-{args.scale}"))
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

@@ -72,7 +72,7 @@ main() {
   fi
   if [ $rc -ne 0 ]; then
     # the first error lines of failed jobs, for a report
-    grep -l -i -E "error|traceback" /tmp/adloc-study/results/logs -r 2>/dev/null | head -3 | while read -r f; do
+    grep -l -i -E "error|traceback" /tmp/adloc-study/results/bench-mvtec/logs -r 2>/dev/null | head -3 | while read -r f; do
       echo "--- $f"; grep -v faiss.loader "$f" | tail -15
     done
   fi

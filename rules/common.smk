@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from snakemake.utils import validate
-from adloc.config import validate_config, feature_set_name
+from adloc.config import validate_config, feature_set_name, run_folder_name
 from adloc.errors import ConfigError
 
 try:
@@ -16,7 +16,11 @@ except ConfigError as exc:
     raise WorkflowError(f"adloc: invalid configuration: {exc}") from None
 validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 
-RESULTS = "results"
+# Every output of a run lives under results/<run>/ (run_name, or <dataset>-<run_tag>), so runs
+# with other presets or data sit side by side; the generated embedded data stays shared.
+RUN = run_folder_name(config)
+config["run_name"] = RUN
+RESULTS = f"results/{RUN}"
 CLASSES = list(config["classes"])
 METHODS = list(config["methods"])
 DATA_ROOT = config["dataset"]["root"]

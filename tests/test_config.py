@@ -70,3 +70,24 @@ def test_feature_set_name():
     assert feature_set_name("resnet18", "imagenet") == "resnet18-imagenet"
     assert feature_set_name("resnet18", "random") == "resnet18-random"
     assert feature_set_name("resnet18", "/w/my weights.pth") == "resnet18-file-my_weights"
+
+
+def test_run_folder_name_derived_and_user_name_wins():
+    from adloc.config import load_config, run_folder_name
+
+    base = load_config(ROOT / "config.yaml")
+    assert run_folder_name(base) == "embedded"
+    study = load_config(ROOT / "config.yaml", yaml.safe_load((ROOT / "presets/study.yaml").read_text()))
+    assert run_folder_name(study) == "embedded-study"
+    mv = load_config(ROOT / "config.yaml", yaml.safe_load((ROOT / "presets/mvtec.yaml").read_text()))
+    for preset, want in (("paper", "mvtec-paper"), ("study", "mvtec-study")):
+        cfg = load_config(mv, yaml.safe_load((ROOT / f"presets/{preset}.yaml").read_text()))
+        assert run_folder_name(cfg) == want
+    # a user's run_name is never replaced by a preset (presets set run_tag only)
+    mine = load_config(ROOT / "config.yaml", {"run_name": "mine"})
+    mine = load_config(mine, yaml.safe_load((ROOT / "presets/paper.yaml").read_text()))
+    assert run_folder_name(mine) == "mine"
+    folder = load_config(ROOT / "config.yaml", {"dataset": {"root": "/data/My Set", "generate": False}})
+    assert run_folder_name(folder) == "My_Set"
+    for p in (ROOT / "presets").glob("*.yaml"):
+        assert "run_name" not in yaml.safe_load(p.read_text()), p

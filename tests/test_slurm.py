@@ -337,8 +337,8 @@ def test_real_workflow_on_slurm_matches_local_run(slurm, tmp_path):
     )
     assert rc == 0, "Slurm run failed:\n" + _tail(out)
 
-    tables_l = local / "results" / "tables"
-    tables_r = remote / "results" / "tables"
+    tables_l = local / "results" / "tiny" / "tables"
+    tables_r = remote / "results" / "tiny" / "tables"
     names = sorted(p.relative_to(tables_l) for p in tables_l.rglob("*") if p.is_file())
     assert names, f"the local run wrote no tables under {tables_l}"
     assert names == sorted(p.relative_to(tables_r) for p in tables_r.rglob("*") if p.is_file())

@@ -30,8 +30,8 @@ def run(tmp_path_factory):
 
 def test_every_target_exists_and_parses(run):
     wd, proc, _ = run
-    r = wd / "results"
-    assert "results/summary.md" in proc.stdout + proc.stderr
+    r = wd / "results" / "tiny"
+    assert "results/tiny/summary.md" in proc.stdout + proc.stderr
     for cls in CLASSES:
         s = json.loads((r / "splits" / f"{cls}.json").read_text())
         assert s["class"] == cls
@@ -58,7 +58,7 @@ def test_every_target_exists_and_parses(run):
 
 def test_metrics_table_values_are_sane(run):
     wd, _, _ = run
-    r = wd / "results"
+    r = wd / "results" / "tiny"
     df = pd.read_csv(r / "tables" / "metrics.csv")
     per = df[df["class"] != "macro"]
     assert len(per) == 2 * 2 * len(CLASSES)  # methods x scopes x classes
@@ -164,8 +164,8 @@ def test_adding_a_class_leaves_other_models_untouched(run):
 
 def test_html_report_builds(run):
     wd, _, _ = run
-    snakemake(wd, "--report", "results/report.html")
-    html = (wd / "results" / "report.html").read_text(errors="replace")
+    snakemake(wd, "--report", "results/tiny/report.html")
+    html = (wd / "results" / "tiny" / "report.html").read_text(errors="replace")
     assert len(html) > 100_000
     for name in ("gap.png", "tsne.png", "metrics.csv", "summary.md"):
         assert name in html

@@ -181,6 +181,30 @@ def deep_merge(base: Mapping, update: Mapping) -> dict:
     return out
 
 
+def dataset_name(cfg: Mapping[str, Any]) -> str:
+    """Short dataset name: ``dataset.name``, else "embedded" (generated) or root's last folder."""
+    ds = cfg["dataset"]
+    if ds.get("name"):
+        return ds["name"]
+    if ds["generate"]:
+        return "embedded"
+    base = Path(str(ds["root"])).expanduser().resolve().name or "data"
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in base)
+
+
+def run_folder_name(cfg: Mapping[str, Any]) -> str:
+    """The run's folder under results/: ``run_name`` if set, else ``<dataset>[-<run_tag>]``.
+
+    Presets set ``run_tag`` (paper, study), never ``run_name``, so the paper and study presets on
+    the same data get separate folders and a name the user set always wins.
+    """
+    if cfg.get("run_name"):
+        return cfg["run_name"]
+    tag = cfg.get("run_tag", "default")
+    name = dataset_name(cfg)
+    return name if tag == "default" else f"{name}-{tag}"
+
+
 def feature_set_name(backbone: str, weights: str) -> str:
     """Name of a cached feature set: backbone plus a weights tag ("imagenet", "random", "file-<stem>")."""
     if weights in ("imagenet", "random"):

@@ -108,7 +108,7 @@ if _LOG:
 
 def tmp_leftovers(wd: Path) -> list[str]:
     """Temporary files of the atomic writers (``.NAME.XXXX.tmp.SUFFIX``) left under results/."""
-    r = wd / "results"
+    r = wd / "results" / "tiny"
     return sorted(str(p.relative_to(wd)) for p in r.rglob("*.tmp*")) if r.is_dir() else []
 
 
@@ -177,7 +177,7 @@ def snakemake_cmd(wd: Path, *args: str) -> list[str]:
 
 
 def _fit_started(wd: Path) -> bool:
-    r = wd / "results"
+    r = wd / "results" / "tiny"
     models = r / "models"
     if models.is_dir() and any(p.is_file() for p in models.rglob("*")):
         return True
@@ -217,8 +217,8 @@ def resumed_run(tmp_path_factory, dataset_cache):
         out.close()
     time.sleep(0.5)  # let the kernel reap the group
     state = {
-        "models": sorted(str(p.relative_to(wd)) for p in (wd / "results" / "models").rglob("*.pt"))
-        if (wd / "results" / "models").is_dir()
+        "models": sorted(str(p.relative_to(wd)) for p in (wd / "results" / "tiny" / "models").rglob("*.pt"))
+        if (wd / "results" / "tiny" / "models").is_dir()
         else [],
         "group_alive": _leftover_processes(proc.pid, wd),
         "returncode": proc.returncode,

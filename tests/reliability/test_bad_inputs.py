@@ -24,9 +24,9 @@ from .conftest import CLASS, REFERENCE, adloc_lines, new_workdir, tmp_leftovers
 
 
 FSET = "efficientnet_lite0-imagenet"
-FEATURES = [f"results/features/{FSET}/{CLASS}/{s}.pt" for s in ("train", "val", "test")]
-SPLITS = [f"results/splits/{CLASS}.json"]
-IMAGES = f"results/images/{CLASS}.pt"
+FEATURES = [f"results/tiny/features/{FSET}/{CLASS}/{s}.pt" for s in ("train", "val", "test")]
+SPLITS = [f"results/tiny/splits/{CLASS}.json"]
+IMAGES = f"results/tiny/images/{CLASS}.pt"
 CFG_ERROR = "adloc: invalid configuration:"
 
 
@@ -78,7 +78,7 @@ def corrupt_file(rel):
     return f
 
 
-SCORES = f"results/scores/patchcore/{CLASS}/{CLASS}.npz"
+SCORES = f"results/tiny/scores/patchcore/{CLASS}/{CLASS}.npz"
 TRAIN_FEATURES = FEATURES[0]
 
 # id: (break the input, config overrides, snakemake args, substrings of the adloc line,
@@ -100,7 +100,7 @@ CASES = {
     "truncated PNG": (
         truncate_image, {}, [],
         [f"{CLASS}/train/good/003.png (under data)", "truncated", "Replace the file",
-         f"results/logs/preprocess_images/{CLASS}.log"],
+         f"results/tiny/logs/preprocess_images/{CLASS}.log"],
         [IMAGES] + FEATURES, False,
     ),
     "defect image without mask": (
@@ -145,9 +145,9 @@ CASES = {
     ),
     "results file corrupted between runs (scores .npz)": (
         corrupt_file(SCORES), {},
-        [f"results/metrics/patchcore/{CLASS}/{CLASS}.json", "--forcerun", "evaluate"],
+        [f"results/tiny/metrics/patchcore/{CLASS}/{CLASS}.json", "--forcerun", "evaluate"],
         [f"scores file is corrupt: {SCORES}", "Delete it and rerun"],
-        [f"results/metrics/patchcore/{CLASS}/{CLASS}.json"], True,
+        [f"results/tiny/metrics/patchcore/{CLASS}/{CLASS}.json"], True,
     ),
     "results file corrupted between runs (image cache .pt)": (
         corrupt_file(IMAGES), {},
@@ -157,9 +157,9 @@ CASES = {
     ),
     "results file corrupted between runs (features .pt)": (
         corrupt_file(TRAIN_FEATURES), {},
-        [f"results/models/patchcore/{CLASS}.pt", "--forcerun", "fit_class"],
+        [f"results/tiny/models/patchcore/{CLASS}.pt", "--forcerun", "fit_class"],
         [f"feature file is corrupt or not a torch file: {TRAIN_FEATURES}", "Delete it and rerun"],
-        [f"results/models/patchcore/{CLASS}.pt"], True,
+        [f"results/tiny/models/patchcore/{CLASS}.pt"], True,
     ),
 }
 
@@ -217,7 +217,7 @@ def test_no_anomalies_in_val_error_then_fallback(tmp_path_factory, dataset_cache
     # int(0.01 x 8 anomalies) = 0 anomalous validation images (the schema requires > 0)
     over = {"methods": ["patchcore"], "splits": {"val_anomaly_fraction": 0.01}}
     wd = new_workdir(tmp_path_factory, "degenerate", dataset_cache, **over)
-    target = f"results/metrics/patchcore/{CLASS}/{CLASS}.json"
+    target = f"results/tiny/metrics/patchcore/{CLASS}/{CLASS}.json"
     proc = snakemake(wd, "--cores", "2", target, check=False)
     check_failure(
         wd, proc,
@@ -226,10 +226,10 @@ def test_no_anomalies_in_val_error_then_fallback(tmp_path_factory, dataset_cache
          "splits.val_anomaly_fraction", "set threshold.on_degenerate: fallback"],
         [target],
     )
-    assert f"results/logs/evaluate/patchcore/{CLASS}/{CLASS}.log" in adloc_lines(proc.stderr)[0]
+    assert f"results/tiny/logs/evaluate/patchcore/{CLASS}/{CLASS}.log" in adloc_lines(proc.stderr)[0]
     write_config(wd, **{**REFERENCE, **over, "threshold": {"on_degenerate": "fallback"}})
-    snakemake(wd, "--cores", "2", "results/tables/metrics.csv")
-    df = pd.read_csv(wd / "results" / "tables" / "metrics.csv")
+    snakemake(wd, "--cores", "2", "results/tiny/tables/metrics.csv")
+    df = pd.read_csv(wd / "results" / "tiny" / "tables" / "metrics.csv")
     rows = df[df["class"] == CLASS]
     assert len(rows) == 2  # per-class and global
     assert (rows["threshold_fallback"] == "no_anomalies_in_val: max normal score").all()

@@ -24,12 +24,12 @@ def test_kill_during_fit_then_rerun_incomplete_matches_uninterrupted_run(referen
     for rule in ("splits", "preprocess_images", "extract_features"):
         assert f"rule {rule}:" not in log, log[-3000:]
     assert "rule fit_" in log
-    got = (wd / "results" / "tables" / "metrics.csv").read_bytes()
-    want = (ref_wd / "results" / "tables" / "metrics.csv").read_bytes()
+    got = (wd / "results" / "tiny" / "tables" / "metrics.csv").read_bytes()
+    want = (ref_wd / "results" / "tiny" / "tables" / "metrics.csv").read_bytes()
     assert got == want
     assert tmp_leftovers(wd) == []
     assert tmp_leftovers(ref_wd) == []
-    for p in (wd / "results" / "models").rglob("*.pt"):
+    for p in (wd / "results" / "tiny" / "models").rglob("*.pt"):
         load_torch(p, what="model file")
 
 

@@ -21,7 +21,7 @@ from adloc.errors import WeightsError
 @pytest.mark.slow
 def test_default_run_makes_no_network_connection(reference_run):
     wd, guard, _ = reference_run
-    assert (wd / "results" / "summary.md").is_file()
+    assert (wd / "results" / "tiny" / "summary.md").is_file()
     active = (guard / "network.log.active").read_text().splitlines()
     # the guard was loaded by snakemake itself and by the job scripts, not just the parent
     assert any("snakemake" in ln for ln in active), active[:5]
