@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from adloc.data import synthetic as sy
+from adloc.data.synthetic import primitives, writer
 from adloc.data.mvtec import load_image, load_mask, scan_class
 from adloc.errors import DatasetError
 
@@ -27,7 +28,7 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 def test_sources_ship_with_scikit_image():
     for name in sy.SOURCES:  # must load offline (no pooch download)
-        img = sy._source(name)
+        img = primitives.source(name)
         assert img.ndim == 2 and img.size > 10_000 and 0.0 <= img.min() <= img.max() <= 1.0
 
 
@@ -137,7 +138,7 @@ def test_failed_generation_leaves_previous_class(tmp_path, monkeypatch):
     sy.generate_class(tmp_path, "synth_nut", SMALL, image_size=32)
     before = _hashes(tmp_path / "synth_nut")
     calls = {"n": 0}
-    real = sy._save_png
+    real = writer.save_png
 
     def boom(path, arr):
         calls["n"] += 1
@@ -145,7 +146,7 @@ def test_failed_generation_leaves_previous_class(tmp_path, monkeypatch):
             raise KeyboardInterrupt("killed")
         real(path, arr)
 
-    monkeypatch.setattr(sy, "_save_png", boom)
+    monkeypatch.setattr(writer, "save_png", boom)
     with pytest.raises(KeyboardInterrupt):
         sy.generate_class(tmp_path, "synth_nut", SMALL, image_size=48)
     assert _hashes(tmp_path / "synth_nut") == before

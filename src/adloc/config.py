@@ -14,14 +14,15 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
+from .data.synthetic.counts import EMBEDDED_CLASSES
 from .errors import ConfigError
 
 #: Schema location: the repository's schemas/ folder (workflow checkout) or the packaged copy.
 _REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 _PKG_SCHEMA = Path(__file__).resolve().parent / "schema" / "config.schema.yaml"
 
-#: Class names the embedded generator knows (dataset.generate: true).
-EMBEDDED_CLASS_NAMES = ("synth_nut", "synth_carpet", "synth_zipper")
+#: Class names the embedded generator knows (dataset.generate: true): its own class table.
+EMBEDDED_CLASS_NAMES = tuple(EMBEDDED_CLASSES)
 
 
 def schema_path() -> Path:
