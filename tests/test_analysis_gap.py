@@ -145,3 +145,33 @@ def test_plot_and_wide(tmp_path):
     assert fig._suptitle.get_text().startswith("Per-class minus global")
     out = savefig(fig, tmp_path / "gap.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_load_pairs_from_result_paths(tmp_path):
+    """The gap rule's inputs, laid out as results/<run>/{metrics,scores}/{method}/{scope}/{class}:
+    one pair per method and class, in (method, class) order; a missing partner names the file."""
+    from adloc.analysis.gap import load_pairs, result_key
+    from adloc.io import save_npz, write_json
+
+    metrics, scores = [], []
+    for method in ("patchcore", "padim"):
+        for cls in ("b_cls", "a_cls"):
+            p = _pair(method, cls, seed=len(metrics))
+            for scope, m, s in ((cls, p["per_class_metrics"], p["per_class_scores"]),
+                                ("global", p["global_metrics"], p["global_scores"])):
+                metrics.append(tmp_path / "metrics" / method / scope / f"{cls}.json")
+                scores.append(tmp_path / "scores" / method / scope / f"{cls}.npz")
+                write_json(metrics[-1], m)
+                save_npz(scores[-1], **s)
+    assert result_key(scores[0]) == ("patchcore", "b_cls", "b_cls")
+    pairs = load_pairs(metrics, scores)
+    got = [(p["per_class_metrics"]["method"], p["per_class_metrics"]["class"],
+            p["global_metrics"]["scope"]) for p in pairs]
+    assert got == [("padim", "a_cls", "global"), ("padim", "b_cls", "global"),
+                   ("patchcore", "a_cls", "global"), ("patchcore", "b_cls", "global")]
+    np.testing.assert_array_equal(pairs[0]["global_scores"]["test_labels"],
+                                  pairs[0]["per_class_scores"]["test_labels"])
+    assert set(gap_table(pairs, n_boot=0)["method"]) == {"patchcore", "padim"}
+    without = [f for f in metrics if f != tmp_path / "metrics" / "padim" / "global" / "a_cls.json"]
+    with pytest.raises(AdlocError, match="no metrics file for padim/global/a_cls"):
+        load_pairs(without, scores)

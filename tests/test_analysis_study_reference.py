@@ -119,3 +119,4 @@ def test_side_by_side():
     w = sr.wide_side_by_side(s)
     assert w.loc[0, "AUROC"] == "0.9700 / 0.9728 (-0.0028)"
     assert w.loc[0, "pixel AUROC"] == "N/A / 0.9880"
+    assert w.loc[0, "precision"] == ""  # the study published none for per-class models

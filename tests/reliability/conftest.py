@@ -229,7 +229,7 @@ def resumed_run(tmp_path_factory, dataset_cache):
         load_torch(wd / p, what="model file")
     # a killed snakemake leaves its lock: the next run refuses and says to --unlock
     state["locked"] = snakemake(wd, "--cores", "2", "--rerun-incomplete", check=False)
-    snakemake(wd, "--unlock", "--cores", "1")  # --cores: rules use threads: workflow.cores
+    snakemake(wd, "--unlock", "--cores", "1")
     t0 = time.perf_counter()
     rerun = snakemake(wd, "--cores", "2", "--rerun-incomplete")
     state.update(workdir=wd, rerun=rerun, rerun_seconds=time.perf_counter() - t0)

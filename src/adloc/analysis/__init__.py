@@ -12,7 +12,7 @@ from .confusion import (
     confusion_matrix, normal_scores_from_npz, plot_confusion, read_confusion, write_confusion,
 )
 from .figures import examples_figure, savefig, select_examples, style
-from .gap import gap_table, load_pair, plot_gap, read_gap_table, write_gap_table
+from .gap import gap_table, load_pair, load_pairs, plot_gap, read_gap_table, write_gap_table
 from .study_reference import load_study_reference, published_anchors, side_by_side
 from .summary import default_figures, render_summary, write_summary
 from .tables import metrics_table, read_metrics_table, write_metrics_table
@@ -24,7 +24,7 @@ from .tsne import (
 __all__ = [
     "confusion", "figures", "gap", "study_reference", "summary", "tables", "tsne",
     "confusion_matrix", "normal_scores_from_npz", "plot_confusion", "examples_figure", "savefig",
-    "select_examples", "style", "gap_table", "load_pair", "plot_gap", "load_study_reference",
+    "select_examples", "style", "gap_table", "load_pair", "load_pairs", "plot_gap", "load_study_reference",
     "published_anchors", "side_by_side", "render_summary", "write_summary", "metrics_table",
     "write_metrics_table", "embed_view", "memory_bank_composition", "plot_tsne", "tsne_embed",
     "read_confusion", "write_confusion", "read_gap_table", "write_gap_table", "default_figures",

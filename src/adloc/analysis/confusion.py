@@ -110,9 +110,9 @@ def write_confusion(path, df: pd.DataFrame) -> None:
 
 def read_confusion(path) -> pd.DataFrame:
     """Read a table written by :func:`write_confusion` (class names kept as text)."""
-    from .tables import _read_csv
+    from .tables import read_table_csv
 
-    df = _read_csv(path, "confusion table",
+    df = read_table_csv(path, "confusion table",
                    dtype={"threshold_class": str, "normals_class": str, "label": str})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:

@@ -8,6 +8,7 @@ interval of the difference. A positive gap means the per-class model is better.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 from ..errors import AdlocError
 from ..io import load_npz, read_json, write_csv
 from .figures import class_colors, method_label, new_figure, style
-from .tables import METHOD_ORDER, _order_key
+from .tables import METHOD_ORDER, order_key, read_table_csv, text_column
 
 #: Metrics in the gap table, with where to find the point value in a metrics dict.
 GAP_METRICS: dict[str, tuple[str, str]] = {
@@ -125,6 +126,38 @@ def load_pair(pc_metrics_path, gl_metrics_path, pc_scores_path, gl_scores_path) 
     }
 
 
+def result_key(path) -> tuple[str, str, str]:
+    """``(method, scope, class)`` of a file laid out as ``.../{method}/{scope}/{class}.{ext}``
+    (``results/<run>/metrics/...`` and ``results/<run>/scores/...``)."""
+    p = Path(path)
+    return p.parent.parent.name, p.parent.name, p.stem
+
+
+def load_pairs(metric_files: Iterable, score_files: Iterable) -> list[dict]:
+    """Every (method, class) pair of a per-class and a global model among the metrics and scores
+    files, read with :func:`load_pair`, in (method, class) order.
+
+    A per-class file is one whose scope folder is its class (``patchcore/hazelnut/hazelnut``); its
+    global partner is ``{method}/global/{class}``. A per-class result whose global partner or
+    scores file is missing from the inputs is an error naming the missing file.
+    """
+    metrics = {result_key(f): f for f in metric_files}
+    scores = {result_key(f): f for f in score_files}
+    pairs = []
+    for method, scope, cls in sorted(metrics):
+        if scope != cls:
+            continue
+        pc, gl = (method, cls, cls), (method, "global", cls)
+        for key, table, what in ((gl, metrics, "metrics"), (pc, scores, "scores"), (gl, scores, "scores")):
+            if key not in table:
+                raise AdlocError(
+                    f"gap: no {what} file for {'/'.join(key)} among the inputs (per-class "
+                    f"{'/'.join(pc)} has one); the gap rule needs both models of every method and class"
+                )
+        pairs.append(load_pair(metrics[pc], metrics[gl], scores[pc], scores[gl]))
+    return pairs
+
+
 def gap_table(
     pairs: Iterable[Any],
     n_boot: int = 1000,
@@ -226,7 +259,7 @@ def gap_table(
 def _sort(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df.reset_index(drop=True)
-    mk = _order_key(df["method"], METHOD_ORDER)
+    mk = order_key(df["method"], METHOD_ORDER)
     metric_order = {m: i for i, m in enumerate(GAP_METRICS)}
     key = pd.DataFrame({
         "m": df["method"].map(mk),
@@ -235,12 +268,10 @@ def _sort(df: pd.DataFrame) -> pd.DataFrame:
         "k": df["metric"].map(metric_order),
     })
     order = key.sort_values(["m", "macro", "c", "k"], kind="mergesort").index
-    from .tables import _text
-
     out = df.loc[order].reset_index(drop=True)
     out["ci_excludes_zero"] = out["ci_excludes_zero"].astype("boolean")
     for c in ("method", "class", "metric"):
-        out[c] = _text(out[c])
+        out[c] = text_column(out[c])
     for c in ("n_boot", "n_valid", "n_test"):
         out[c] = out[c].astype(int)
     return out
@@ -252,14 +283,12 @@ def write_gap_table(path, df: pd.DataFrame) -> None:
 
 def read_gap_table(path) -> pd.DataFrame:
     """Read a table written by :func:`write_gap_table` back with the same dtypes."""
-    from .tables import _read_csv, _text
-
-    df = _read_csv(path, "gap table", dtype={"class": str})
+    df = read_table_csv(path, "gap table", dtype={"class": str})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise AdlocError(f"gap table {path} lacks columns {missing}; delete it and rerun")
     for c in ("method", "class", "metric"):
-        df[c] = _text(df[c])
+        df[c] = text_column(df[c])
     for c in ("per_class", "global", "gap", "gap_low", "gap_high"):
         df[c] = df[c].astype(float)
     for c in ("n_boot", "n_valid", "n_test"):

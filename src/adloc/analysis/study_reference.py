@@ -192,7 +192,8 @@ def side_by_side(
 
 #: Metrics shown by :func:`wide_side_by_side`, with display names.
 WIDE_METRICS = {"threshold": "threshold", "auroc": "AUROC", "auprc": "AUPRC", "f1": "F1",
-                "accuracy": "accuracy", "pixel_auroc": "pixel AUROC", "au_pro": "AU-PRO"}
+                "accuracy": "accuracy", "precision": "precision", "recall": "recall",
+                "pixel_auroc": "pixel AUROC", "au_pro": "AU-PRO"}
 
 
 def wide_side_by_side(sbs: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:

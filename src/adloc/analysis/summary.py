@@ -334,8 +334,8 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
             lines += ["Each cell: ours / study (ours − study).", "",
                       _md(wide_side_by_side(sbs)), "",
                       "The study's per-class pixel AUROC is over all test images, its global "
-                      "pixel AUROC over anomalous images only; the full comparison (precision, "
-                      "recall included) is in the side-by-side CSV.", ""]
+                      "pixel AUROC over anomalous images only; it published precision and "
+                      "recall for the global model only (blank cells: nothing published).", ""]
 
     lines += ["## Protocol differences from the study", ""]
     lines += _protocol_differences(cfg, mt, bank is not None and len(bank) > 0)

@@ -121,7 +121,8 @@ def metrics_row(m: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _order_key(values: Iterable[str], preferred: tuple[str, ...]) -> dict[str, int]:
+def order_key(values: Iterable[str], preferred: tuple[str, ...]) -> dict[str, int]:
+    """Rank of each distinct value: those in ``preferred`` first, in that order, then the rest A-Z."""
     vals = sorted(set(values))
     ordered = [v for v in preferred if v in vals] + [v for v in vals if v not in preferred]
     return {v: i for i, v in enumerate(ordered)}
@@ -132,8 +133,8 @@ def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
     class A-Z with ``macro`` last."""
     if df.empty:
         return df.reset_index(drop=True)
-    mk = _order_key(df["method"], METHOD_ORDER)
-    sk = _order_key(df["scope"], SCOPE_ORDER)
+    mk = order_key(df["method"], METHOD_ORDER)
+    sk = order_key(df["scope"], SCOPE_ORDER)
     key = pd.DataFrame({
         "m": df["method"].map(mk),
         "s": df["scope"].map(sk),
@@ -185,7 +186,7 @@ def metrics_table(metric_dicts: Iterable[Mapping[str, Any]], macro: bool = True)
     for c in COUNT_COLUMNS:
         df[c] = df[c].astype("Float64").round().astype("Int64")
     for c in ["method", "scope", "class", "threshold_fallback"] + TEXT_COLUMNS:
-        df[c] = _text(df[c])
+        df[c] = text_column(df[c])
     return sort_rows(df)
 
 
@@ -206,27 +207,28 @@ def _fmt_threshold(t) -> str:
 def read_metrics_table(path) -> pd.DataFrame:
     """Read a table written by :func:`write_metrics_table` back with the same dtypes (counts as
     nullable Int64, blank text as None)."""
-    df = _read_csv(path, "metrics table", dtype={"class": str})
+    df = read_table_csv(path, "metrics table", dtype={"class": str})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise AdlocError(f"metrics table {path} lacks columns {missing}; delete it and rerun")
     for c in COUNT_COLUMNS:
         df[c] = df[c].astype("Float64").round().astype("Int64")
     for c in ["method", "scope", "class", "threshold_fallback"] + TEXT_COLUMNS:
-        df[c] = _text(df[c])
+        df[c] = text_column(df[c])
     for c in [c for c in COLUMNS if c not in COUNT_COLUMNS + TEXT_COLUMNS
               + ["method", "scope", "class", "threshold_fallback"]]:
         df[c] = df[c].astype(float)
     return df[COLUMNS]
 
 
-def _text(col: pd.Series) -> pd.Series:
+def text_column(col: pd.Series) -> pd.Series:
     """Text column as object dtype with None for missing (the same in memory and after CSV)."""
     return pd.Series([None if pd.isna(v) else str(v) for v in col], index=col.index,
                      dtype=object)
 
 
-def _read_csv(path, what: str, **kwargs) -> pd.DataFrame:
+def read_table_csv(path, what: str, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` whose missing or corrupt file is an :class:`AdlocError` naming ``what``."""
     try:
         return pd.read_csv(path, **kwargs)
     except FileNotFoundError:

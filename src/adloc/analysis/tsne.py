@@ -163,8 +163,8 @@ def write_bank_composition(path, df: pd.DataFrame) -> None:
 
 def read_bank_composition(path) -> pd.DataFrame:
     """Read a table written by :func:`write_bank_composition`."""
-    from .tables import _read_csv
+    from .tables import read_table_csv
 
-    df = _read_csv(path, "memory bank composition", dtype={"class": str})
+    df = read_table_csv(path, "memory bank composition", dtype={"class": str})
     df["class"] = df["class"].astype(object)
     return df
