@@ -49,9 +49,10 @@ rule gap:
 
 rule confusion:
     input:
-        metrics=expand(
-            f"{RESULTS}/metrics/{{{{method}}}}/{GLOBAL}/{{cls}}.json", cls=CLASSES
+        thresholds=expand(
+            f"{RESULTS}/thresholds/{{{{method}}}}/{GLOBAL}/{{cls}}.json", cls=CLASSES
         ),
+        pooled=f"{RESULTS}/thresholds/{{method}}/pooled.json",
         scores=expand(
             f"{RESULTS}/scores/{{{{method}}}}/{GLOBAL}/{{cls}}.npz", cls=CLASSES
         ),

@@ -25,11 +25,13 @@ CLASSES = list(config["classes"])
 METHODS = list(config["methods"])
 DATA_ROOT = config["dataset"]["root"]
 GLOBAL = "global"
-if GLOBAL in CLASSES:
-    raise WorkflowError(
-        "adloc: a class may not be named 'global' (config key classes): "
-        "that name is reserved for the model-unified scope"
-    )
+UNIFIED_ABS = "unified_abs"
+for _reserved in (GLOBAL, UNIFIED_ABS):
+    if _reserved in CLASSES:
+        raise WorkflowError(
+            f"adloc: a class may not be named {_reserved!r} (config key classes): "
+            "that name is reserved for the model-unified and absolute-unified scopes"
+        )
 SCOPES = CLASSES + [GLOBAL]
 IMAGE_SIZE = config["preprocess"]["crop"] or config["preprocess"]["resize"]
 USE_GPU = config["device"] == "cuda"
@@ -132,7 +134,7 @@ def metric_files():
         f"{RESULTS}/metrics/{m}/{s}/{c}.json"
         for m in METHODS
         for c in CLASSES
-        for s in (c, GLOBAL)
+        for s in (c, GLOBAL, UNIFIED_ABS)
     ]
 
 

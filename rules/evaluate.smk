@@ -1,23 +1,81 @@
-# Per-class threshold (F1-max on that class's val split) and test metrics, for every method,
-# scope (the class's own model, or the global one) and class.
+# Thresholds (rule calibrate: F1-max on the validation split, one file each) and test metrics,
+# for every method, scope and class. Scopes: per-class (the class's own model and threshold),
+# global or model-unified (one model, the class's threshold) and unified_abs or
+# absolute-unified (one model, ONE threshold from the pooled validation split of every class).
+
+
+rule calibrate:
+    input:
+        scores=scores_of("{method}", "{cls}", "{cls}"),
+    output:
+        f"{RESULTS}/thresholds/{{method}}/{{cls}}/{{cls}}.json",
+    log:
+        f"{RESULTS}/logs/calibrate/{{method}}/{{cls}}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        threshold=config["threshold"],
+    script:
+        "../scripts/calibrate.py"
+
+
+rule calibrate_global:
+    input:
+        scores=expand(scores_of("{{method}}", GLOBAL, "{cls}"), cls=CLASSES),
+    output:
+        per_class=expand(
+            f"{RESULTS}/thresholds/{{{{method}}}}/{GLOBAL}/{{cls}}.json", cls=CLASSES
+        ),
+        pooled=f"{RESULTS}/thresholds/{{method}}/pooled.json",
+    log:
+        f"{RESULTS}/logs/calibrate/{{method}}/{GLOBAL}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        threshold=config["threshold"],
+    script:
+        "../scripts/calibrate.py"
 
 
 rule evaluate:
     input:
-        scores=f"{RESULTS}/scores/{{method}}/{{scope}}/{{cls}}.npz",
+        scores=scores_of("{method}", "{cls}", "{cls}"),
+        threshold=f"{RESULTS}/thresholds/{{method}}/{{cls}}/{{cls}}.json",
         splits=f"{RESULTS}/splits/{{cls}}.json",
     output:
-        f"{RESULTS}/metrics/{{method}}/{{scope}}/{{cls}}.json",
+        f"{RESULTS}/metrics/{{method}}/{{cls}}/{{cls}}.json",
     log:
-        f"{RESULTS}/logs/evaluate/{{method}}/{{scope}}/{{cls}}.log",
+        f"{RESULTS}/logs/evaluate/{{method}}/{{cls}}/{{cls}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate/{{method}}/{{scope}}/{{cls}}.tsv"
+        f"{RESULTS}/benchmarks/evaluate/{{method}}/{{cls}}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
     params:
         root=DATA_ROOT,
         preprocess=config["preprocess"],
-        threshold=config["threshold"],
+        evaluation=config["evaluation"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule evaluate_global:
+    input:
+        scores=scores_of("{method}", GLOBAL, "{cls}"),
+        threshold=f"{RESULTS}/thresholds/{{method}}/{GLOBAL}/{{cls}}.json",
+        pooled=f"{RESULTS}/thresholds/{{method}}/pooled.json",
+        splits=f"{RESULTS}/splits/{{cls}}.json",
+    output:
+        unified=f"{RESULTS}/metrics/{{method}}/{GLOBAL}/{{cls}}.json",
+        pooled=f"{RESULTS}/metrics/{{method}}/{UNIFIED_ABS}/{{cls}}.json",
+    log:
+        f"{RESULTS}/logs/evaluate/{{method}}/{GLOBAL}/{{cls}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{{method}}/{GLOBAL}/{{cls}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    params:
+        root=DATA_ROOT,
+        preprocess=config["preprocess"],
         evaluation=config["evaluation"],
     script:
         "../scripts/evaluate.py"

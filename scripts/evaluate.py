@@ -1,4 +1,7 @@
-"""Rule evaluate: threshold from the class's val split, image + pixel metrics on its test split."""
+"""Rules evaluate / evaluate_global: image + pixel metrics on a class's test split at the
+calibrated threshold (rule calibrate). ``evaluate_global`` writes the global model's two scopes
+(model-unified: the class's own threshold; absolute-unified: the pooled one) from one scores
+file, computing the pixel metrics once."""
 
 import json
 
@@ -8,34 +11,41 @@ from _common import run_script
 def main(smk):
     from adloc.data.splits import read_splits
     from adloc.data.transforms import Preprocess
-    from adloc.errors import CalibrationError
     from adloc.io import load_npz, write_json
-    from adloc.pipeline import evaluate_scores
+    from adloc.pipeline import evaluate_scores, read_threshold
 
     p = smk.params
     w = smk.wildcards
-    scope = "global" if w.scope == "global" else "per_class"
     scores = load_npz(smk.input.scores, what="scores file")
-    try:
+    splits = read_splits(smk.input.splits)
+    pre = Preprocess(resize=p.preprocess["resize"], crop=p.preprocess["crop"])
+    if "pooled" in smk.input.keys():
+        jobs = [("global", smk.input.threshold, smk.output.unified), ("unified_abs", smk.input.pooled, smk.output.pooled)]
+        model = "global"
+    else:
+        jobs = [("per_class", smk.input.threshold, smk.output[0])]
+        model = w.cls
+    pixel = None
+    for scope, thr_file, out in jobs:
         result = evaluate_scores(
             scores,
-            read_splits(smk.input.splits),
+            splits,
             root=p.root,
-            pre=Preprocess(resize=p.preprocess["resize"], crop=p.preprocess["crop"]),
-            threshold_cfg=p.threshold,
+            pre=pre,
+            threshold=read_threshold(thr_file)["threshold"],
             eval_cfg=p.evaluation,
             scope=scope,
+            pixel=pixel,
         )
-    except CalibrationError as exc:  # say which class and model: the message alone does not
-        raise CalibrationError(f"class {w.cls}, {w.method} {scope} model ({smk.input.scores}): {exc}") from None
-    result.update(
-        method=w.method,
-        scope=scope,
-        model=w.scope,
-        provenance=json.loads(str(scores["provenance"])),
-    )
-    result["class"] = w.cls
-    write_json(smk.output[0], result)
+        pixel = result["pixel"]
+        result.update(
+            method=w.method,
+            scope=scope,
+            model=model,
+            provenance=json.loads(str(scores["provenance"])),
+        )
+        result["class"] = w.cls
+        write_json(out, result)
 
 
 run_script(snakemake, main)  # noqa: F821

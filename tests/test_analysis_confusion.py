@@ -69,3 +69,21 @@ def test_plot(tmp_path, variant, words):
     assert "PatchCore" in title and words in title
     out = savefig(fig, tmp_path / "c.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pooled_threshold_row(tmp_path):
+    from adloc.analysis.confusion import POOLED
+
+    df = confusion_matrix({"a": 0.5, "b": 0.65}, {"a": np.array([0.1, 0.6, 0.7]),
+                                                   "b": np.array([0.5, 0.2])}, pooled=0.55)
+    pooled = df[df["threshold_class"] == POOLED].set_index("normals_class")
+    assert pooled.loc["a", "label"] == "2/3" and pooled.loc["b", "label"] == "0/2"
+    w = wide(df)
+    assert list(w.index) == ["a", "b", POOLED] and list(w.columns) == ["a", "b"]
+    s = summarize(df)  # the pooled row is neither diagonal nor off-diagonal
+    assert s["max_off"]["threshold_class"] == "a" and s["max_pooled"]["normals_class"] == "a"
+    assert "one pooled threshold (absolute-unified) flags at most 66.7% (2/3, a)" in summary_sentence(df, "padim")
+    assert confusion_cells(df).iloc[2].tolist() == [POOLED, "66.7% (2/3)", "0.0% (0/2)"]
+    savefig(plot_confusion(df, "padim"), tmp_path / "c.png")
+    with pytest.raises(AdlocError, match="may not be named"):
+        confusion_matrix({POOLED: 0.5}, {POOLED: np.array([0.1])}, pooled=0.5)

@@ -175,3 +175,28 @@ def test_load_pairs_from_result_paths(tmp_path):
     without = [f for f in metrics if f != tmp_path / "metrics" / "padim" / "global" / "a_cls.json"]
     with pytest.raises(AdlocError, match="no metrics file for padim/global/a_cls"):
         load_pairs(without, scores)
+
+
+def test_absolute_unified_gap_differs_only_in_threshold_metrics(tmp_path):
+    pairs = []
+    for cls, seed in (("a", 0), ("b", 1)):
+        p = _pair("patchcore", cls, seed)
+        ab = dict(p["global_metrics"], scope="unified_abs")
+        ab["test"] = dict(ab["test"], f1=ab["test"]["f1"] - 0.1, accuracy=ab["test"]["accuracy"] - 0.05)
+        p["unified_abs_metrics"] = ab
+        pairs.append(p)
+    df = gap_table(pairs, n_boot=20).set_index(["class", "metric"])
+    f1 = df.loc[("a", "f1")]
+    assert f1["unified_abs"] == pytest.approx(f1["global"] - 0.1)
+    assert f1["gap_abs"] == pytest.approx(f1["gap"] + 0.1)
+    auroc_row = df.loc[("a", "auroc")]  # same scores: threshold-free metrics coincide
+    assert auroc_row["unified_abs"] == auroc_row["global"] and auroc_row["gap_abs"] == auroc_row["gap"]
+    assert df.loc[("macro", "accuracy"), "gap_abs"] == pytest.approx(df.loc[("macro", "accuracy"), "gap"] + 0.05)
+    w = wide_gap_table(df.reset_index())
+    assert "F1 vs one threshold" in w.columns
+    savefig(plot_gap(df.reset_index()), tmp_path / "gap_abs.png")
+    # an absolute-unified dict of another class is refused
+    bad = _pair("patchcore", "c", 2)
+    bad["unified_abs_metrics"] = dict(pairs[0]["unified_abs_metrics"])
+    with pytest.raises(AdlocError, match="absolute-unified metrics are for"):
+        gap_table([bad], n_boot=0)

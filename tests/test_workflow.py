@@ -61,7 +61,8 @@ def test_metrics_table_values_are_sane(run):
     r = wd / "results" / "tiny"
     df = pd.read_csv(r / "tables" / "metrics.csv")
     per = df[df["class"] != "macro"]
-    assert len(per) == 2 * 2 * len(CLASSES)  # methods x scopes x classes
+    assert len(per) == 2 * 3 * len(CLASSES)  # methods x scopes x classes
+    assert set(per["scope"]) == {"per_class", "global", "unified_abs"}
     assert per["auroc"].between(0, 1).all()
     assert per["pixel_auroc"].between(0, 1).all()
     assert per["au_pro"].between(0, 1).all()
@@ -73,6 +74,45 @@ def test_metrics_table_values_are_sane(run):
         assert (rows["n_test"] == s["counts"]["test"]["total"]).all()
         assert (rows["n_test_anomalous"] == s["counts"]["test"]["anomalous"]).all()
         assert (rows["n_val"] == s["counts"]["val"]["total"]).all()
+
+
+def test_thresholds_come_from_the_calibrate_rule(run):
+    """evaluate reads the threshold files; the absolute-unified scope shares ONE pooled threshold
+    (F1-max on the pooled validation split), the global model's scores and its pixel metrics."""
+    wd, _, _ = run
+    r = wd / "results" / "tiny"
+    for m in ("patchcore", "padim"):
+        pooled = json.loads((r / "thresholds" / m / "pooled.json").read_text())
+        assert pooled["classes"] == sorted(CLASSES) or set(pooled["classes"]) == set(CLASSES)
+        assert pooled["scope"] == "unified_abs"
+        for cls in CLASSES:
+            for scope, thr_file in ((cls, r / "thresholds" / m / cls / f"{cls}.json"),
+                                    ("global", r / "thresholds" / m / "global" / f"{cls}.json"),
+                                    ("unified_abs", r / "thresholds" / m / "pooled.json")):
+                metrics = json.loads((r / "metrics" / m / scope / f"{cls}.json").read_text())
+                assert metrics["threshold"] == json.loads(thr_file.read_text())["threshold"]
+            gl = json.loads((r / "metrics" / m / "global" / f"{cls}.json").read_text())
+            ab = json.loads((r / "metrics" / m / "unified_abs" / f"{cls}.json").read_text())
+            assert ab["pixel"] == gl["pixel"] and ab["test"]["auroc"] == gl["test"]["auroc"]
+        conf = pd.read_csv(r / "tables" / f"confusion_{m}.csv")
+        assert (conf["threshold_class"] == "one pooled threshold").sum() == len(CLASSES)
+    gap = pd.read_csv(r / "tables" / "gap.csv")
+    assert gap.loc[gap["metric"] == "f1", "gap_abs"].notna().all()
+    assert "What class identity at inference buys" in (r / "summary.md").read_text()
+
+
+def test_changed_threshold_mode_reruns_calibration_and_evaluation_only(run):
+    wd, _, _ = run
+    write_config(wd, threshold={"mode": "study"})
+    try:
+        jobs = planned_jobs(wd)
+    finally:
+        write_config(wd)
+    rules = {r for r, _ in jobs}
+    assert {"calibrate", "calibrate_global", "evaluate", "evaluate_global"} <= rules
+    upstream = {"splits", "preprocess_images", "extract_features", "fit_class", "fit_global",
+                "score", "score_global", "tsne"}
+    assert not rules & upstream
 
 
 def test_nothing_to_do_after_a_complete_run(run):

@@ -58,41 +58,87 @@ def _nan_to_none(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
+def calibrate_scores(
+    scores: Sequence[Mapping[str, np.ndarray]],
+    threshold_cfg: Mapping[str, Any],
+    classes: Sequence[str],
+) -> dict:
+    """F1-max threshold on the validation split of one or more classes' scores (pooled).
+
+    ``scores``: one scores file's arrays per class (``val_labels``, ``val_scores``), all from the
+    same model. One class gives that class's threshold; several give ONE threshold on their
+    pooled validation images (the absolute-unified scope). Returns the threshold-file dict:
+    ``{"threshold": ThresholdResult.to_dict(), "classes": [...], "val": {cls: {n,
+    n_anomalous}}}``. A degenerate pooled split follows ``threshold_cfg["on_degenerate"]``.
+    """
+    from . import metrics as M
+
+    if len(scores) != len(classes) or not classes:
+        raise AdlocError(f"calibrate: got {len(scores)} scores files for classes {list(classes)}")
+    labels = np.concatenate([np.asarray(s["val_labels"]).astype(np.int8) for s in scores])
+    values = np.concatenate([np.asarray(s["val_scores"], dtype=np.float64) for s in scores])
+    thr = M.calibrate_threshold(
+        labels,
+        values,
+        mode=threshold_cfg["mode"],
+        grid_size=threshold_cfg["grid_size"],
+        on_degenerate=threshold_cfg["on_degenerate"],
+    )
+    val = {}
+    for cls, s in zip(classes, scores):
+        lab = np.asarray(s["val_labels"]).astype(int)
+        val[str(cls)] = {"n": int(lab.size), "n_anomalous": int(lab.sum())}
+    return {"threshold": thr.to_dict(), "classes": [str(c) for c in classes], "val": val}
+
+
+def read_threshold(path) -> dict:
+    """A threshold file written by the calibrate rules; its ``threshold`` entry is checked."""
+    from .io import read_json
+
+    d = read_json(path, what="threshold file")
+    thr = d.get("threshold") if isinstance(d, Mapping) else None
+    value = thr.get("threshold") if isinstance(thr, Mapping) else None
+    if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise AdlocError(
+            f"threshold file {path} has no finite threshold.threshold ({value!r}); delete it and "
+            "rerun the calibrate rule"
+        )
+    return d
+
+
 def evaluate_scores(
     scores: Mapping[str, np.ndarray],
     splits: Mapping[str, Any],
     root,
     pre,
-    threshold_cfg: Mapping[str, Any],
+    threshold: Mapping[str, Any],
     eval_cfg: Mapping[str, Any],
     scope: str = "per_class",
+    pixel: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Calibrate on val, measure on test. Returns the metrics-file dict (see ARCHITECTURE.md).
+    """Test metrics at a calibrated threshold. Returns the metrics-file dict (ARCHITECTURE.md).
 
-    ``scope`` ("per_class" or "global") matters only for ``pixel_auroc_images: study``.
+    ``threshold``: the ``threshold`` entry of a threshold file (:func:`calibrate_scores`).
+    ``scope`` ("per_class", "global" or "unified_abs") matters only for
+    ``pixel_auroc_images: study`` (the global model's scopes count as global). ``pixel``: pixel
+    metrics already computed for the same scores (the two global scopes share them).
     """
     from . import metrics as M
 
-    thr = M.calibrate_threshold(
-        scores["val_labels"],
-        scores["val_scores"],
-        mode=threshold_cfg["mode"],
-        grid_size=threshold_cfg["grid_size"],
-        on_degenerate=threshold_cfg["on_degenerate"],
-    )
     labels, sc = scores["test_labels"], scores["test_scores"]
-    test = M.image_metrics(labels, sc, thr.threshold)
+    test = M.image_metrics(labels, sc, float(threshold["threshold"]))
     boot = eval_cfg["bootstrap"]
     if boot["n"] > 0:
         test["auroc_ci"] = M.bootstrap_ci(labels, sc, metric=M.auroc, n_boot=boot["n"], seed=boot["seed"])
     else:
         test["auroc_ci"] = None
-    pixel = pixel_metrics(scores, splits, root, pre, eval_cfg, scope)
+    if pixel is None:
+        pixel = pixel_metrics(scores, splits, root, pre, eval_cfg, "per_class" if scope == "per_class" else "global")
     vl = np.asarray(scores["val_labels"])
     return {
-        "threshold": thr.to_dict(),
+        "threshold": dict(threshold),
         "test": {k: (_nan_to_none(v) if isinstance(v, float) else v) for k, v in test.items()},
-        "pixel": pixel,
+        "pixel": dict(pixel),
         "val": {"n": int(vl.size), "n_anomalous": int(vl.sum()), "n_normal": int(vl.size - vl.sum())},
     }
 

@@ -226,12 +226,12 @@ def test_no_anomalies_in_val_error_then_fallback(tmp_path_factory, dataset_cache
          "splits.val_anomaly_fraction", "set threshold.on_degenerate: fallback"],
         [target],
     )
-    assert f"results/tiny/logs/evaluate/patchcore/{CLASS}/{CLASS}.log" in adloc_lines(proc.stderr)[0]
+    assert f"results/tiny/logs/calibrate/patchcore/{CLASS}.log" in adloc_lines(proc.stderr)[0]
     write_config(wd, **{**REFERENCE, **over, "threshold": {"on_degenerate": "fallback"}})
     snakemake(wd, "--cores", "2", "results/tiny/tables/metrics.csv")
     df = pd.read_csv(wd / "results" / "tiny" / "tables" / "metrics.csv")
     rows = df[df["class"] == CLASS]
-    assert len(rows) == 2  # per-class and global
+    assert len(rows) == 3  # per-class, global (model-unified) and unified_abs (one pooled threshold)
     assert (rows["threshold_fallback"] == "no_anomalies_in_val: max normal score").all()
     assert tmp_leftovers(wd) == []
 

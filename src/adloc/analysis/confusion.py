@@ -7,6 +7,9 @@ share of B's normal images whose global-model score is >= A's threshold (a false
 The study scored B's TRAINING normals, which the global model has memorised (its memory bank /
 Gaussian was fitted on them), so those scores are optimistically low; the default uses held-out
 normals (B's val + test good images).
+
+The absolute-unified scope adds one row, :data:`POOLED`: the one threshold calibrated on the
+pooled validation split of every class, applied to each class's normals.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ VARIANTS = {
     "heldout": "held-out normals (val+test good)",
     "train": "training normals — in-sample, memorised by the global model",
 }
+
+#: ``threshold_class`` of the absolute-unified row (the pooled threshold).
+POOLED = "one pooled threshold"
 
 COLUMNS = ["threshold_class", "normals_class", "threshold", "n_flagged", "n", "percent", "label"]
 
@@ -55,15 +61,20 @@ def normal_scores_from_npz(scores: Mapping[str, np.ndarray], variant: str = "hel
 
 
 def confusion_matrix(
-    thresholds: Mapping[str, float], normal_scores: Mapping[str, np.ndarray]
+    thresholds: Mapping[str, float],
+    normal_scores: Mapping[str, np.ndarray],
+    pooled: float | None = None,
 ) -> pd.DataFrame:
     """Long table, one row per (threshold class A, normals class B), in ``thresholds`` order.
 
     Columns :data:`COLUMNS`: ``threshold`` (A's), ``n_flagged`` = #{B normals with score >=
     threshold}, ``n`` = #B normals, ``percent`` = 100 k/n (NaN when B has no normals), ``label``
-    = ``"k/n"``. Use :func:`wide` for the matrix view.
+    = ``"k/n"``. ``pooled``: the absolute-unified threshold, added as the rows with
+    ``threshold_class ==`` :data:`POOLED`. Use :func:`wide` for the matrix view.
     """
     classes = list(thresholds)
+    if POOLED in classes:
+        raise AdlocError(f"confusion_matrix: a class may not be named {POOLED!r}")
     missing = [c for c in classes if c not in normal_scores]
     extra = [c for c in normal_scores if c not in thresholds]
     if missing or extra:
@@ -72,8 +83,9 @@ def confusion_matrix(
             f"(no normals for {missing}, no threshold for {extra})"
         )
     rows = []
-    for a in classes:
-        t = float(thresholds[a])
+    rows_of = [(a, thresholds[a]) for a in classes] + ([(POOLED, pooled)] if pooled is not None else [])
+    for a, t in rows_of:
+        t = float(t)
         if not np.isfinite(t):
             raise AdlocError(f"confusion_matrix: threshold of class {a!r} is not finite ({t})")
         for b in classes:
@@ -87,20 +99,23 @@ def confusion_matrix(
 
 
 def wide(df: pd.DataFrame, value: str = "percent") -> pd.DataFrame:
-    """Matrix view: rows = threshold class, columns = normals class (original order kept)."""
-    order = list(dict.fromkeys(df["threshold_class"]))
+    """Matrix view: rows = threshold class (then the pooled row), columns = normals class
+    (original order kept)."""
+    rows = list(dict.fromkeys(df["threshold_class"]))
+    cols = list(dict.fromkeys(df["normals_class"]))
     return (df.pivot(index="threshold_class", columns="normals_class", values=value)
-              .reindex(index=order, columns=order))
+              .reindex(index=rows, columns=cols))
 
 
 def confusion_cells(df: pd.DataFrame) -> pd.DataFrame:
     """Wide text view for reports: cells ``"12.5% (3/24)"``, first column ``threshold of``."""
-    order = list(dict.fromkeys(df["threshold_class"]))
+    rows_order = list(dict.fromkeys(df["threshold_class"]))
+    order = list(dict.fromkeys(df["normals_class"]))
     cells = {}
     for _, r in df.iterrows():
         pct = "n/a" if pd.isna(r["percent"]) else f"{r['percent']:.1f}%"
         cells[(r["threshold_class"], r["normals_class"])] = f"{pct} ({r['label']})"
-    rows = [[a] + [cells.get((a, b), "") for b in order] for a in order]
+    rows = [[a] + [cells.get((a, b), "") for b in order] for a in rows_order]
     return pd.DataFrame(rows, columns=["threshold of ↓ / normals of →"] + order)
 
 
@@ -125,10 +140,12 @@ def read_confusion(path) -> pd.DataFrame:
 
 def summarize(df: pd.DataFrame) -> dict:
     """The largest off-diagonal cell (and the largest diagonal one, for context)."""
+    pooled = df[df["threshold_class"] == POOLED]
+    df = df[df["threshold_class"] != POOLED]
     off = df[df["threshold_class"] != df["normals_class"]]
     diag = df[df["threshold_class"] == df["normals_class"]]
-    out: dict = {"max_off": None, "max_diag": None}
-    for key, part in (("max_off", off), ("max_diag", diag)):
+    out: dict = {"max_off": None, "max_diag": None, "max_pooled": None}
+    for key, part in (("max_off", off), ("max_diag", diag), ("max_pooled", pooled)):
         part = part.dropna(subset=["percent"])
         if len(part):
             r = part.sort_values(["percent", "threshold_class", "normals_class"],
@@ -154,6 +171,10 @@ def summary_sentence(df: pd.DataFrame, method: str) -> str:
         d = s["max_diag"]
         text += (f"; on the diagonal (each class's own threshold) at most {d['percent']:.1f}% "
                  f"({d['label']}, {d['normals_class']})")
+    if s["max_pooled"] is not None:
+        p = s["max_pooled"]
+        text += (f"; one pooled threshold (absolute-unified) flags at most {p['percent']:.1f}% "
+                 f"({p['label']}, {p['normals_class']})")
     return text + "."
 
 
@@ -161,23 +182,26 @@ def plot_confusion(df: pd.DataFrame, method: str, variant: str = "heldout"):
     """Heat map in % (0-100, fixed scale) with "k/n" under each percentage."""
     pct = wide(df, "percent")
     lab = wide(df, "label")
-    classes = list(pct.index)
-    n = len(classes)
+    classes = list(pct.columns)
+    rows = list(pct.index)
+    n, n_rows = len(classes), len(rows)
     desc = VARIANTS.get(variant, variant)
     with style():
-        fig = new_figure(max(4.6, 1.15 * n + 2.6), max(3.6, 0.95 * n + 2.0))
+        fig = new_figure(max(4.6, 1.15 * n + 2.6), max(3.6, 0.95 * n_rows + 2.0))
         ax = fig.subplots()
         im = ax.imshow(pct.to_numpy(float), cmap="Reds", vmin=0, vmax=100, aspect="equal")
-        for i in range(n):
+        for i in range(n_rows):
             for j in range(n):
                 v = pct.iat[i, j]
                 txt = "n/a" if pd.isna(v) else f"{v:.1f}%\n{lab.iat[i, j]}"
                 color = "white" if (not pd.isna(v) and v > 60) else "black"
-                weight = "bold" if i == j else "normal"
+                weight = "bold" if rows[i] == classes[j] else "normal"
                 ax.text(j, i, txt, ha="center", va="center", fontsize=8, color=color,
                         fontweight=weight)
+        if POOLED in rows:
+            ax.axhline(rows.index(POOLED) - 0.5, color="black", linewidth=1.5)
         ax.set_xticks(range(n), classes, rotation=30, ha="right")
-        ax.set_yticks(range(n), classes)
+        ax.set_yticks(range(n_rows), rows)
         ax.set_xlabel("normal images of class B\n(bold diagonal: each class's own threshold)")
         ax.set_ylabel("threshold of class A")
         for s in ax.spines.values():

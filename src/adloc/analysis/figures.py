@@ -29,7 +29,7 @@ DPI = 120
 METHOD_LABELS = {"patchcore": "PatchCore", "padim": "PaDiM"}
 
 #: Display names of the model scopes.
-SCOPE_LABELS = {"per_class": "per-class", "global": "global"}
+SCOPE_LABELS = {"per_class": "per-class", "global": "global", "unified_abs": "absolute-unified"}
 
 _RC = {
     "font.size": 10,

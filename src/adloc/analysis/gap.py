@@ -4,6 +4,12 @@ For each method and class, the per-class model and the global model score the SA
 Point differences come from the two metrics dicts; for AUROC and AUPRC a paired bootstrap
 (:func:`adloc.metrics.paired_gap_ci`: the same resampled images for both models) gives a 95%
 interval of the difference. A positive gap means the per-class model is better.
+
+The absolute-unified scope (the global model with ONE threshold, calibrated on the pooled
+validation split of every class) shares the global model's scores, so it differs from the
+model-unified scope only in threshold-dependent metrics (F1, accuracy): ``unified_abs`` and
+``gap_abs`` (per-class minus absolute-unified) hold them, and ``global - unified_abs`` is what
+knowing the class at inference buys.
 """
 
 from __future__ import annotations
@@ -38,10 +44,16 @@ METRIC_LABELS = {
 
 COLUMNS = [
     "method", "class", "metric", "per_class", "global", "gap", "gap_low", "gap_high",
-    "ci_excludes_zero", "n_boot", "n_valid", "n_test",
+    "ci_excludes_zero", "n_boot", "n_valid", "n_test", "unified_abs", "gap_abs",
 ]
+#: Metrics that depend on the threshold, so differ between model- and absolute-unified.
+THRESHOLD_METRICS = ("f1", "accuracy")
 
-TITLE = "Per-class minus global model (positive = per-class better)"
+#: Column / axis labels of the per-class minus absolute-unified gaps.
+ABS_LABELS = {"f1": "F1 vs one threshold", "accuracy": "accuracy vs one threshold"}
+
+TITLE = ("Per-class minus global model, per-class thresholds (model-unified) and one threshold "
+         "(absolute-unified); positive = per-class better")
 
 
 def _value(m: Mapping, section: str, key: str) -> float:
@@ -115,15 +127,29 @@ def _as_pair(pair: Any) -> tuple[Mapping, Mapping, Mapping, Mapping]:
     raise AdlocError("a gap pair is a dict or a 4-tuple (pc_metrics, gl_metrics, pc_scores, gl_scores)")
 
 
-def load_pair(pc_metrics_path, gl_metrics_path, pc_scores_path, gl_scores_path) -> dict:
-    """Read one pair from ``results/metrics/{m}/{cls}/{cls}.json``,
-    ``results/metrics/{m}/global/{cls}.json`` and the two matching ``results/scores`` files."""
-    return {
+def load_pair(pc_metrics_path, gl_metrics_path, pc_scores_path, gl_scores_path,
+              abs_metrics_path=None) -> dict:
+    """Read one pair from ``metrics/{m}/{cls}/{cls}.json``, ``metrics/{m}/global/{cls}.json``,
+    the two matching ``scores`` files and, optionally, ``metrics/{m}/unified_abs/{cls}.json``."""
+    pair = {
         "per_class_metrics": read_json(pc_metrics_path, "per-class metrics"),
         "global_metrics": read_json(gl_metrics_path, "global metrics"),
         "per_class_scores": load_npz(pc_scores_path, "per-class scores"),
         "global_scores": load_npz(gl_scores_path, "global scores"),
     }
+    if abs_metrics_path is not None:
+        pair["unified_abs_metrics"] = read_json(abs_metrics_path, "absolute-unified metrics")
+    return pair
+
+
+def _abs_metrics(pair: Any, method: str, cls: str) -> Mapping | None:
+    abs_m = pair.get("unified_abs_metrics") if isinstance(pair, Mapping) else None
+    if abs_m is not None and (str(abs_m.get("method")), str(abs_m.get("class"))) != (method, cls):
+        raise AdlocError(
+            f"gap {method}/{cls}: the absolute-unified metrics are for "
+            f"{abs_m.get('method')}/{abs_m.get('class')}"
+        )
+    return abs_m
 
 
 def result_key(path) -> tuple[str, str, str]:
@@ -138,8 +164,10 @@ def load_pairs(metric_files: Iterable, score_files: Iterable) -> list[dict]:
     files, read with :func:`load_pair`, in (method, class) order.
 
     A per-class file is one whose scope folder is its class (``patchcore/hazelnut/hazelnut``); its
-    global partner is ``{method}/global/{class}``. A per-class result whose global partner or
-    scores file is missing from the inputs is an error naming the missing file.
+    global partner is ``{method}/global/{class}``, and ``{method}/unified_abs/{class}`` (the
+    absolute-unified scope) joins the pair when it is among the metrics files. A per-class result
+    whose global partner or scores file is missing from the inputs is an error naming the
+    missing file.
     """
     metrics = {result_key(f): f for f in metric_files}
     scores = {result_key(f): f for f in score_files}
@@ -154,7 +182,8 @@ def load_pairs(metric_files: Iterable, score_files: Iterable) -> list[dict]:
                     f"gap: no {what} file for {'/'.join(key)} among the inputs (per-class "
                     f"{'/'.join(pc)} has one); the gap rule needs both models of every method and class"
                 )
-        pairs.append(load_pair(metrics[pc], metrics[gl], scores[pc], scores[gl]))
+        ab = metrics.get((method, "unified_abs", cls))
+        pairs.append(load_pair(metrics[pc], metrics[gl], scores[pc], scores[gl], ab))
     return pairs
 
 
@@ -211,12 +240,16 @@ def gap_table(
         seen.add((method, cls))
         check_same_test_images(pcs, gls, what)
         labels = np.asarray(pcs["test_labels"]).astype(int)
+        absm = _abs_metrics(pair, method, cls)
         for metric, (section, key) in GAP_METRICS.items():
             a, b = _value(pcm, section, key), _value(glm, section, key)
+            c = np.nan if absm is None else (
+                _value(absm, section, key) if metric in THRESHOLD_METRICS else b)
             row = {
                 "method": method, "class": cls, "metric": metric, "per_class": a, "global": b,
                 "gap": a - b, "gap_low": np.nan, "gap_high": np.nan, "ci_excludes_zero": pd.NA,
-                "n_boot": 0, "n_valid": 0, "n_test": int(labels.size),
+                "n_boot": 0, "n_valid": 0, "n_test": int(labels.size), "unified_abs": c,
+                "gap_abs": a - c,
             }
             if metric in CI_METRICS and n_boot > 0:
                 extra = {"stratify": True} if stratify else {}
@@ -250,7 +283,8 @@ def gap_table(
                 "per_class": mean(g["per_class"]), "global": mean(g["global"]),
                 "gap": mean(g["gap"]), "gap_low": np.nan, "gap_high": np.nan,
                 "ci_excludes_zero": pd.NA, "n_boot": 0, "n_valid": 0,
-                "n_test": int(g["n_test"].sum()),
+                "n_test": int(g["n_test"].sum()), "unified_abs": mean(g["unified_abs"]),
+                "gap_abs": mean(g["gap_abs"]),
             })
         df = pd.concat([df, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True)
     return _sort(df)
@@ -289,7 +323,7 @@ def read_gap_table(path) -> pd.DataFrame:
         raise AdlocError(f"gap table {path} lacks columns {missing}; delete it and rerun")
     for c in ("method", "class", "metric"):
         df[c] = text_column(df[c])
-    for c in ("per_class", "global", "gap", "gap_low", "gap_high"):
+    for c in ("per_class", "global", "gap", "gap_low", "gap_high", "unified_abs", "gap_abs"):
         df[c] = df[c].astype(float)
     for c in ("n_boot", "n_valid", "n_test"):
         df[c] = df[c].astype(int)
@@ -324,7 +358,11 @@ def wide_gap_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
         rec = records.setdefault((r["method"], r["class"]), {"method": ml(r["method"]),
                                                              "class": r["class"]})
         rec[METRIC_LABELS.get(r["metric"], r["metric"])] = cell(r)
+        if r["metric"] in THRESHOLD_METRICS and pd.notna(r.get("gap_abs", np.nan)):
+            rec[ABS_LABELS[r["metric"]]] = f"{r['gap_abs']:+.{decimals}f}"
     cols = ["method", "class"] + [METRIC_LABELS[m] for m in GAP_METRICS]
+    if "gap_abs" in df.columns and df["gap_abs"].notna().any():
+        cols += [ABS_LABELS[m] for m in THRESHOLD_METRICS]
     return pd.DataFrame(list(records.values())).reindex(columns=cols).fillna("N/A")
 
 
@@ -338,7 +376,10 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE):
     methods = list(dict.fromkeys(df["method"]))
     classes = sorted(c for c in df["class"].unique() if c != "macro")
     colors = class_colors(classes)
-    metrics = [m for m in GAP_METRICS if m in set(df["metric"])]
+    groups = [(m, "gap") for m in GAP_METRICS if m in set(df["metric"])]
+    if "gap_abs" in df.columns and df["gap_abs"].notna().any():
+        groups += [(m, "gap_abs") for m in THRESHOLD_METRICS if m in set(df["metric"])]
+    metrics = [m for m, _ in groups]
     has_macro = bool((df["class"] == "macro").any())
     slots = classes + (["macro"] if has_macro else [])
     width = 0.84 / max(1, len(slots))
@@ -348,18 +389,20 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE):
         axes = fig.subplots(len(methods), 1, squeeze=False, sharex=True)[:, 0]
         for ax, method in zip(axes, methods):
             d = df[df["method"] == method]
-            x0 = np.arange(len(metrics), dtype=float)
+            x0 = np.arange(len(groups), dtype=float)
             for j, cls in enumerate(slots):
                 dc = d[d["class"] == cls].set_index("metric").reindex(metrics)
                 xs = x0 - 0.42 + width * (j + 0.5)
-                y = dc["gap"].to_numpy(float)
+                y = np.array([dc[col].iloc[i] for i, (_, col) in enumerate(groups)], dtype=float)
                 if cls == "macro":
                     ax.bar(xs, np.nan_to_num(y), width=width * 0.92, color="0.85",
                            edgecolor="black", linewidth=0.4, hatch="///")
                 else:
                     ax.bar(xs, np.nan_to_num(y), width=width * 0.92, color=colors[cls],
                            edgecolor="black", linewidth=0.4)
-                lo, hi = dc["gap_low"].to_numpy(float), dc["gap_high"].to_numpy(float)
+                is_gap = np.array([col == "gap" for _, col in groups])
+                lo = np.where(is_gap, dc["gap_low"].to_numpy(float), np.nan)
+                hi = np.where(is_gap, dc["gap_high"].to_numpy(float), np.nan)
                 has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y)
                 if has.any():
                     ax.errorbar(xs[has], y[has], yerr=[y[has] - lo[has], hi[has] - y[has]],
@@ -372,7 +415,8 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE):
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_title(method_label(method))
             ax.set_ylabel("per-class − global")
-            ax.set_xticks(x0, [METRIC_LABELS[m] for m in metrics])
+            ax.set_xticks(x0, [METRIC_LABELS[m] if col == "gap" else ABS_LABELS[m].replace(" vs ", "\nvs ")
+                               for m, col in groups])
             ax.tick_params(axis="x", labelbottom=True)
             ax.grid(axis="y", color="0.9", linewidth=0.6)
             ax.set_axisbelow(True)

@@ -52,7 +52,7 @@ TEXT_COLUMNS = [
 
 #: Preferred display order; anything else follows alphabetically.
 METHOD_ORDER = ("patchcore", "padim")
-SCOPE_ORDER = ("per_class", "global")
+SCOPE_ORDER = ("per_class", "global", "unified_abs")
 MACRO = "macro"
 
 
