@@ -6,12 +6,14 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/fetch.smk"
 include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/models.smk"
 include: "rules/evaluate.smk"
 include: "rules/analysis.smk"
 include: "rules/report.smk"
+include: "rules/compare.smk"
 
 
 rule all:

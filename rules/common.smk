@@ -6,8 +6,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from snakemake.utils import validate
-from adloc.config import validate_config, feature_set_name, run_folder_name
+from adloc.config import validate_config, feature_set_name, run_folder_name, is_offline
+from adloc.data.fetch import (
+    MARKER,
+    LICENCE as DATA_LICENCE,
+    archive_for,
+    unfetched_copy,
+)
+from adloc.weights import missing_imagenet_weights, marker_path
+from adloc.weights import downloadable as weights_downloadable
 from adloc.errors import ConfigError
+from adloc.runtime import local_cuda_devices
+from adloc.workflow import run_tables
 
 try:
     # adloc's check first: its messages name the key and the allowed values.
@@ -24,6 +34,26 @@ RESULTS = f"results/{RUN}"
 CLASSES = list(config["classes"])
 METHODS = list(config["methods"])
 DATA_ROOT = config["dataset"]["root"]
+OFFLINE = is_offline(config)
+# dataset.source mvtec_ad / visa: rule fetch_dataset writes the data and this marker once.
+FETCH_DATASET = config["dataset"]["source"] != "folder"
+if FETCH_DATASET and unfetched_copy(DATA_ROOT, CLASSES):
+    print(
+        f"adloc: {DATA_ROOT} already holds every class but was not fetched by adloc (no "
+        f"{MARKER}): read as it is (dataset.source: folder), its archive not verified.",
+        file=sys.stderr,
+    )
+    FETCH_DATASET = False
+DATA_MARKER = f"{DATA_ROOT}/{MARKER}" if FETCH_DATASET else None
+DATASET_ARCHIVE = (
+    archive_for(
+        config["dataset"]["source"],
+        config["dataset"]["url"],
+        config["dataset"]["sha256"],
+    )
+    if FETCH_DATASET
+    else None
+)
 GLOBAL = "global"
 UNIFIED_ABS = "unified_abs"
 for _reserved in (GLOBAL, UNIFIED_ABS):
@@ -34,7 +64,24 @@ for _reserved in (GLOBAL, UNIFIED_ABS):
         )
 SCOPES = CLASSES + [GLOBAL]
 IMAGE_SIZE = config["preprocess"]["crop"] or config["preprocess"]["resize"]
-USE_GPU = config["device"] == "cuda"
+# device: cuda, or auto on a cluster (Slurm profile) or with CUDA visible here, makes the GPU
+# rules ask for resources gpu=1 and run with device cuda (a job that then sees no GPU fails
+# instead of running on the CPU unnoticed); auto without a visible GPU runs on the CPU, said here.
+ON_CLUSTER = workflow.non_local_exec or workflow.remote_exec
+LOCAL_GPUS = local_cuda_devices() if config["device"] != "cpu" and not ON_CLUSTER else 0
+USE_GPU = config["device"] == "cuda" or (
+    config["device"] == "auto" and (ON_CLUSTER or LOCAL_GPUS > 0)
+)
+DEVICE = "cuda" if USE_GPU else "cpu"
+if config["device"] == "auto" and not ON_CLUSTER:
+    print(
+        f"adloc: device auto: {LOCAL_GPUS} CUDA device(s) visible, GPU rules run on "
+        + (f"cuda, at most {LOCAL_GPUS} at a time" if USE_GPU else "the CPU"),
+        file=sys.stderr,
+    )
+if USE_GPU and not ON_CLUSTER and "gpu" not in workflow.global_resources:
+    # bound concurrent GPU jobs by the visible devices (--resources gpu=N overrides)
+    workflow.register_resource("gpu", max(LOCAL_GPUS, 1))
 # Threads of the torch rules: Snakemake caps them at --cores locally; on Slurm they become
 # --cpus-per-task. A constant (not workflow.cores) keeps --report and --lint usable without --cores.
 MAX_THREADS = 8
@@ -74,10 +121,21 @@ def fset_spec(wildcards):
     return FSETS[wildcards.fset]
 
 
+def weights_marker(backbone):
+    return marker_path(RESULTS, backbone)
+
+
 def weights_file(wildcards):
-    """A local weights file is an input, so replacing it reruns extraction."""
-    w = FSETS[wildcards.fset]["weights"]
-    return [os.path.expanduser(w)] if w not in ("imagenet", "random") else []
+    """A local weights file is an input, so replacing it reruns extraction. ImageNet weights
+    not cached when the run started come from the fetch_weights job (its marker is an ancient
+    input, so fetching again never reruns extraction)."""
+    spec = FSETS[wildcards.fset]
+    w = spec["weights"]
+    if w == "imagenet":
+        marker = weights_marker(spec["backbone"])
+        fetched = spec["backbone"] in WEIGHTS_MISSING or Path(marker).exists()
+        return [ancient(marker)] if fetched else []
+    return [os.path.expanduser(w)] if w != "random" else []
 
 
 def class_images(wildcards):
@@ -85,6 +143,10 @@ def class_images(wildcards):
     root = Path(DATA_ROOT) / wildcards.cls
     if config["dataset"]["generate"]:
         return [str(root)]
+    if (
+        FETCH_DATASET
+    ):  # fetched data is the verified archive's: its marker stands for it
+        return [DATA_MARKER]
     if not root.is_dir():
         return []  # the splits script reports the missing folder clearly
     return sorted(str(p) for p in root.rglob("*") if p.is_file())

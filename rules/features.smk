@@ -49,7 +49,7 @@ rule extract_features:
     params:
         spec=fset_spec,
         features=config["features"],
-        device=config["device"],
+        device=DEVICE,
         seed=config["seed"],
     script:
         "../scripts/extract_features.py"

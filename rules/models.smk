@@ -21,7 +21,7 @@ rule fit_class:
     params:
         model=lambda w: model_params(w.method, w.cls),
         image_size=IMAGE_SIZE,
-        device=config["device"],
+        device=DEVICE,
         seed=config["seed"],
     script:
         "../scripts/fit.py"
@@ -48,7 +48,7 @@ rule fit_global:
     params:
         model=lambda w: model_params(w.method),
         image_size=IMAGE_SIZE,
-        device=config["device"],
+        device=DEVICE,
         seed=config["seed"],
         classes=CLASSES,
     script:
@@ -72,7 +72,7 @@ rule score:
         mem_mb=16000,
         runtime=60,
     params:
-        device=config["device"],
+        device=DEVICE,
     script:
         "../scripts/score.py"
 
@@ -96,7 +96,7 @@ rule score_global:
         mem_mb=32000,
         runtime=120,
     params:
-        device=config["device"],
+        device=DEVICE,
         classes=CLASSES,
     script:
         "../scripts/score.py"

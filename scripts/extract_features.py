@@ -16,7 +16,7 @@ def main(smk):
     from adloc.data.cache import check_cache_paths, load_image_cache
     from adloc.data.splits import read_splits
     from adloc.features import FeatureExtractor, save_features
-    from adloc.runtime import resolve_device
+    from adloc.runtime import device_label, resolve_device
 
     p = smk.params
     cache = load_image_cache(smk.input.images, mmap=True)
@@ -30,6 +30,7 @@ def main(smk):
         channels_last=p.features["channels_last"],
         seed=p.seed,
     )
+    extractor.provenance["extract_device"] = device_label(extractor.device)
     for name in ("train", "val", "test"):
         paths = cache.paths[name]
         t0 = time.perf_counter()

@@ -12,18 +12,20 @@ def main(smk):
     from adloc.features import load_features
     from adloc.models import build_model
     from adloc.pipeline import training_set
-    from adloc.runtime import resolve_device
+    from adloc.runtime import device_label, resolve_device
 
     p = smk.params
     sets = [load_features(f) for f in as_list(smk.input.train)]
     classes = list(getattr(p, "classes", None) or [smk.wildcards.get("cls")])
     train, sources = training_set(sets, classes)
+    device = resolve_device(p.device)
     model = build_model(
         smk.wildcards.method,
-        {**p.model, "image_size": p.image_size, "seed": p.seed, "device": resolve_device(p.device)},
+        {**p.model, "image_size": p.image_size, "seed": p.seed, "device": device},
     )
     t0 = time.perf_counter()
     model.fit(train, sources=sources)
+    model.provenance["fit_device"] = device_label(device)
     log.info("fit %s on %d images in %.2f s", smk.wildcards.method, len(sources), time.perf_counter() - t0)
     model.save(smk.output[0])
 

@@ -21,10 +21,11 @@ def main(smk):
     from adloc.io import save_npz
     from adloc.models import load_model
     from adloc.pipeline import split_labels
-    from adloc.runtime import resolve_device
+    from adloc.runtime import device_label, resolve_device
 
-    model = load_model(smk.wildcards.method, smk.input.model, device=resolve_device(smk.params.device))
-    provenance = np.array(json.dumps(model.provenance, sort_keys=True))
+    device = resolve_device(smk.params.device)
+    model = load_model(smk.wildcards.method, smk.input.model, device=device)
+    provenance = np.array(json.dumps({**model.provenance, "score_device": device_label(device)}, sort_keys=True))
     splits_present = [s for s in ("val", "test", "train") if s in smk.input.keys()]
     for k, out in enumerate(smk.output):
         splits = read_splits(as_list(smk.input.splits)[k])

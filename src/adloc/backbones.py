@@ -148,7 +148,7 @@ def build_backbone(name: str, weights: str = "imagenet", seed: int = 0) -> tuple
     if weights == "random":
         prov.update(weights="random", source=f"random init ({BACKBONES[name][0]} default initialisers)", seed=int(seed))
     elif weights == "imagenet":
-        path, source = _imagenet_file(name)
+        path, source = imagenet_file(name)
         state = _read_state_dict(path, name)
         prov.update(weights="imagenet", source=f"{source}: {path}")
     else:
@@ -180,7 +180,11 @@ def torch_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _imagenet_file(name: str) -> tuple[Path, str]:
+def imagenet_file(name: str) -> tuple[Path, str]:
+    """``(path, source)`` of backbone ``name``'s ImageNet weights in the local caches.
+
+    Raises WeightsError naming the file, its URL and the folder to put it in when absent.
+    """
     lib, ctor, wid = BACKBONES[name]
     if name == "efficientnet_lite0":
         try:
@@ -208,7 +212,8 @@ def _imagenet_file(name: str) -> tuple[Path, str]:
         raise WeightsError(
             f"ImageNet weights for backbone {name} ({wid}) are not in the local cache: put the file "
             f"{fname} (from {url}) in {folder}/ (set TORCH_HOME to use another cache folder), or use "
-            "weights 'random' or a weights file path. adloc never downloads weights."
+            "weights 'random' or a weights file path. Loading never downloads: the workflow "
+            "fetches missing weights before any job starts unless offline."
         )
     # timm
     from timm.models import get_pretrained_cfg
@@ -219,7 +224,7 @@ def _imagenet_file(name: str) -> tuple[Path, str]:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        hf_cache = _hf_cache_dir()
+        hf_cache = hf_cache_dir()
         for fn in ("model.safetensors", "pytorch_model.bin"):
             hit = try_to_load_from_cache(hub_id, fn, cache_dir=str(hf_cache))
             if isinstance(hit, str) and Path(hit).is_file():
@@ -238,11 +243,12 @@ def _imagenet_file(name: str) -> tuple[Path, str]:
         + " or ".join(tried)
         + " there (the legacy file comes from "
         + (url or f"https://huggingface.co/{hub_id}")
-        + "), or use weights 'random' or a weights file path. adloc never downloads weights."
+        + "), or use weights 'random' or a weights file path. Loading never downloads: the workflow "
+        "fetches missing weights before any job starts unless offline."
     )
 
 
-def _hf_cache_dir() -> Path:
+def hf_cache_dir() -> Path:
     """The Hugging Face hub cache, read from the environment at call time."""
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])

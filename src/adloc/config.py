@@ -8,6 +8,7 @@ with a message that names the offending key (as a dotted path) and the allowed v
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -128,6 +129,11 @@ def _cross_checks(cfg: dict, source: str) -> None:
                 f"dataset.generate: true the allowed classes are {', '.join(EMBEDDED_CLASS_NAMES)}. "
                 "For real data set dataset.generate: false and dataset.root to the MVTec AD folder."
             )
+    if cfg["dataset"]["generate"] and cfg["dataset"]["source"] != "folder":
+        raise ConfigError(
+            f"config key dataset.source{where} is {cfg['dataset']['source']!r} but dataset.generate is "
+            "true; set dataset.generate: false to fetch the real dataset"
+        )
     unknown = sorted(set(cfg["class_overrides"]) - set(cfg["classes"]))
     if unknown:
         raise ConfigError(
@@ -204,6 +210,17 @@ def run_folder_name(cfg: Mapping[str, Any]) -> str:
     tag = cfg.get("run_tag", "default")
     name = dataset_name(cfg)
     return name if tag == "default" else f"{name}-{tag}"
+
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def is_offline(cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> bool:
+    """No downloads: config key ``offline``, or HF_HUB_OFFLINE / ADLOC_OFFLINE set to 1/true."""
+    env = os.environ if environ is None else environ
+    return bool(cfg.get("offline")) or any(
+        env.get(k, "").strip().lower() in _TRUE for k in ("ADLOC_OFFLINE", "HF_HUB_OFFLINE")
+    )
 
 
 def feature_set_name(backbone: str, weights: str) -> str:

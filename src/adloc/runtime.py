@@ -26,3 +26,21 @@ def resolve_device(device: str) -> str:
             )
         return "cuda"
     raise ConfigError(f"config key device has value {device!r}; allowed values: 'cpu', 'cuda', 'auto'")
+
+
+def local_cuda_devices() -> int:
+    """CUDA devices torch sees in this process (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def device_label(device) -> str:
+    """What a job actually ran on, for provenance: ``"cpu"`` or ``"cuda:0 (NVIDIA H200)"``."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return dev.type
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"

@@ -15,7 +15,9 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+from .errors import ConfigError
 
 log = logging.getLogger("adloc")
 
@@ -70,3 +72,19 @@ def run_script(smk: Any, main: Callable[[Any], None]) -> None:
             stream.close()
     if code:
         sys.exit(code)
+
+
+def run_tables(runs: Sequence[str], current_run: str, results: str = "results") -> list[str]:
+    """``results/<run>/tables/metrics.csv`` of each run compared by rule compare; a run other
+    than ``current_run`` (the one the workflow's config can still make) must be finished, else
+    ConfigError naming its file."""
+    if len(runs) < 2 or len(set(runs)) != len(runs):
+        raise ConfigError(f"compare needs two or more different runs (results/compare/<a>_vs_<b>/), got {list(runs)}")
+    paths = [f"{results}/{r}/tables/metrics.csv" for r in runs]
+    missing = [p for r, p in zip(runs, paths) if r != current_run and not Path(p).is_file()]
+    if missing:
+        raise ConfigError(
+            f"compare: run(s) not finished: {', '.join(missing)} missing. Run each first with its "
+            "own config (e.g. --configfile presets/mvtec.yaml presets/study.yaml), then compare."
+        )
+    return paths

@@ -92,6 +92,9 @@ def _provenance(mt: pd.DataFrame) -> list[str]:
             text += f", weights {', '.join(wt) or 'unknown'}"
             if sh:
                 text += " (sha256 " + ", ".join(s[:12] for s in sh) + "…)"
+        dev = sorted({str(v) for v in r["device"] if v is not None and not pd.isna(v)})
+        if dev:
+            text += f", ran on: {' | '.join(dev)}"
         out.append(text)
     return out
 

@@ -31,7 +31,7 @@ COLUMNS = [
     "auroc", "auroc_low", "auroc_high", "auprc", "f1", "accuracy", "precision", "recall",
     "specificity", "tp", "fp", "tn", "fn", "pixel_auroc", "pixel_auroc_images", "au_pro",
     "pro_mode", "n_test", "n_test_anomalous", "n_test_normal", "n_val", "n_val_anomalous",
-    "n_val_normal", "backbone", "weights", "weights_sha256",
+    "n_val_normal", "backbone", "weights", "weights_sha256", "device",
 ]
 
 #: Averaged (NaN-aware) in the macro row.
@@ -48,6 +48,7 @@ COUNT_COLUMNS = [
 BLANK_IN_MACRO = ["threshold", "auroc_low", "auroc_high", "threshold_fallback"]
 TEXT_COLUMNS = [
     "threshold_mode", "pixel_auroc_images", "pro_mode", "backbone", "weights", "weights_sha256",
+    "device",
 ]
 
 #: Preferred display order; anything else follows alphabetically.
@@ -118,7 +119,15 @@ def metrics_row(m: Mapping[str, Any]) -> dict[str, Any]:
         "backbone": prov.get("backbone"),
         "weights": prov.get("weights"),
         "weights_sha256": prov.get("sha256"),
+        "device": device_summary(prov),
     }
+
+
+def device_summary(prov: Mapping[str, Any]) -> str | None:
+    """Where the chain behind a metrics file actually ran, from its provenance:
+    ``"extract cpu, fit cpu, score cpu"`` (None for files written before devices were recorded)."""
+    parts = [f"{step} {prov[f'{step}_device']}" for step in ("extract", "fit", "score") if prov.get(f"{step}_device")]
+    return ", ".join(parts) or None
 
 
 def order_key(values: Iterable[str], preferred: tuple[str, ...]) -> dict[str, int]:

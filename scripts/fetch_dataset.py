@@ -1,0 +1,21 @@
+"""Rule fetch_dataset: download, verify and extract a public dataset archive once."""
+
+from _common import run_script
+
+
+def main(smk):
+    from adloc.data.fetch import fetch_dataset
+
+    p = smk.params
+    fetch_dataset(
+        p.source,
+        p.root,
+        downloads=p.downloads,
+        classes=p.classes,
+        url=p.url,
+        sha256=p.sha256,
+        offline=p.offline,
+    )
+
+
+run_script(snakemake, main)  # noqa: F821

@@ -1,0 +1,13 @@
+"""Rule fetch_weights: download one backbone's ImageNet weights into the library's cache."""
+
+from _common import run_script
+
+
+def main(smk):
+    from adloc.io import write_json
+    from adloc.weights import fetch_imagenet_weights
+
+    write_json(smk.output[0], fetch_imagenet_weights(smk.wildcards.backbone))
+
+
+run_script(snakemake, main)  # noqa: F821

@@ -1,0 +1,88 @@
+"""Two or more finished runs side by side: one table and one figure.
+
+Each run is read from its ``results/<run>/tables/metrics.csv``. The table has one row per
+method x model scope x class (``macro`` included) x metric and one column per run; when the
+classes include the study's (hazelnut, carpet, zipper), the study's published numbers are a
+further column, ``study (published)`` (blank where the study published nothing). The figure
+shows image AUROC and pixel AUROC per class, one bar per run (and the study), one panel per
+method x scope.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AdlocError
+from .figures import method_label, new_figure, savefig, scope_label, style
+from .study_reference import STUDY_CLASSES, load_study_reference
+
+#: Metrics compared, with display names.
+COMPARED = {"auroc": "AUROC", "f1": "F1", "auprc": "AUPRC", "pixel_auroc": "pixel AUROC", "au_pro": "AU-PRO"}
+STUDY_COLUMN = "study (published)"
+KEYS = ["method", "scope", "class"]
+
+
+def compare_runs(tables: Mapping[str, pd.DataFrame], study: bool | None = None) -> pd.DataFrame:
+    """Side-by-side table of ``{run name: metrics table}`` (at least two runs).
+
+    ``study``: add the study's published column (None: when any run has a study class).
+    Rows are the union of every run's (method, scope, class); a run without a row shows NaN.
+    """
+    if len(tables) < 2:
+        raise AdlocError(f"compare needs two or more runs, got {list(tables)}")
+    long = []
+    for run, mt in tables.items():
+        m = mt.melt(id_vars=KEYS, value_vars=list(COMPARED), var_name="metric", value_name=run)
+        long.append(m.set_index(KEYS + ["metric"]))
+    out = pd.concat(long, axis=1, join="outer")
+    classes = {c for mt in tables.values() for c in mt["class"]}
+    if study is None:
+        study = bool(classes & set(STUDY_CLASSES))
+    if study:
+        ref = load_study_reference().melt(id_vars=KEYS, value_vars=list(COMPARED), var_name="metric",
+                                          value_name=STUDY_COLUMN)
+        ref = ref[ref["class"].isin(classes)].set_index(KEYS + ["metric"])
+        out = out.join(ref, how="left")
+    out = out.reset_index()
+    out["_m"] = out["metric"].map({m: i for i, m in enumerate(COMPARED)})
+    out["_c"] = (out["class"] == "macro").astype(int)
+    out["_mo"] = out["method"].map({"patchcore": 0, "padim": 1}).fillna(9)
+    out["_so"] = out["scope"].map({"per_class": 0, "global": 1}).fillna(9)
+    out = out.sort_values(["_mo", "method", "_so", "scope", "_c", "class", "_m"], kind="stable")
+    return out.drop(columns=["_m", "_c", "_mo", "_so"]).reset_index(drop=True)
+
+
+def compare_figure(table: pd.DataFrame, runs: Sequence[str], path, metrics=("auroc", "pixel_auroc")) -> None:
+    """Grouped bars per class (macro last): one bar per run (and the study), panels = method x
+    scope (rows) x metric (columns)."""
+    cols = list(runs) + ([STUDY_COLUMN] if STUDY_COLUMN in table.columns else [])
+    panels = [(m, s) for m in dict.fromkeys(table["method"]) for s in dict.fromkeys(table["scope"])]
+    with style():
+        fig = new_figure(4.2 * len(metrics) + 1.5, 2.9 * len(panels) + 0.6)
+        axes = fig.subplots(len(panels), len(metrics), squeeze=False)
+        colors = {c: f"C{i}" for i, c in enumerate(cols)}
+        for r, (method, scope) in enumerate(panels):
+            for k, metric in enumerate(metrics):
+                ax = axes[r][k]
+                t = table[(table["method"] == method) & (table["scope"] == scope) & (table["metric"] == metric)]
+                classes = list(t["class"])
+                x = np.arange(len(classes))
+                width = 0.8 / max(len(cols), 1)
+                for j, c in enumerate(cols):
+                    vals = t[c].astype(float).to_numpy()
+                    ok = np.isfinite(vals)  # no bar where a run has no value (N/A)
+                    ax.bar((x + (j - (len(cols) - 1) / 2) * width)[ok], vals[ok], width,
+                           label=c, color=colors[c])
+                ax.set_xticks(x, classes, rotation=45 if len(classes) > 4 else 0, ha="right" if len(classes) > 4 else "center")
+                ax.set_ylim(0, 1.05)
+                ax.set_ylabel(COMPARED[metric])
+                ax.set_title(f"{method_label(method)}, {scope_label(scope)}: {COMPARED[metric]}")
+                ax.grid(axis="y", alpha=0.3)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(cols))
+        fig.suptitle(f"Runs side by side: {' vs '.join(runs)} (no bar: N/A)")
+        savefig(fig, path)
+
