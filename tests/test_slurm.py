@@ -282,6 +282,7 @@ def test_failure_names_slurm_log_and_rerun_resumes(slurm, tmp_path):
 # The smallest run that still exercises every rule family: two classes (so the model-unified
 # scope differs from the per-class ones), few images, one method, few bootstrap resamples.
 TINY_CONFIG = """\
+run_name: tiny
 classes: [synth_nut, synth_carpet]
 methods: [patchcore]
 dataset:
@@ -344,3 +345,27 @@ def test_real_workflow_on_slurm_matches_local_run(slurm, tmp_path):
     assert names == sorted(p.relative_to(tables_r) for p in tables_r.rglob("*") if p.is_file())
     differ = [str(n) for n in names if not filecmp.cmp(tables_l / n, tables_r / n, shallow=False)]
     assert not differ, f"tables differ between the local and the Slurm run: {differ}"
+
+
+def test_device_auto_asks_slurm_for_a_gpu_and_never_falls_back_to_cpu(slurm, tmp_path):
+    """device: auto (the real-data presets) with no --config device=cuda: the GPU rule's sbatch
+    line asks for a GPU, and the job, which sees only the CI's fake GPU, stops with the CUDA
+    error instead of running on the CPU."""
+    (tmp_path / "tiny.yaml").write_text(TINY_CONFIG + "device: auto\n")
+    target = "results/tiny/features/efficientnet_lite0-imagenet/synth_nut/train.pt"
+    rc, out = run_snakemake(
+        [*slurm_profile_args(tmp_path, SNAKEFILE), "--configfile", str(tmp_path / "tiny.yaml"),
+         "--retries", "0", "--verbose", target],
+        tmp_path / "snakemake.log",
+        timeout=600,
+    )
+    extract = sbatch_calls(out, "extract_features")
+    assert len(extract) == 1, _tail(out)
+    assert " --gpus=1" in extract[0]
+    for rule in ("splits", "preprocess_images"):
+        calls = sbatch_calls(out, rule)
+        assert calls and all("--gpus" not in c for c in calls), _tail(out)
+    assert rc != 0, "the extract job cannot have run: the CI GPU is fake"
+    log = tmp_path / "results" / "tiny" / "logs" / "extract_features" / "efficientnet_lite0-imagenet" / "synth_nut.log"
+    assert "torch sees no CUDA device" in log.read_text()
+    assert not (tmp_path / target).exists()
