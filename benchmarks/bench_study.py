@@ -62,6 +62,12 @@ def parse_args(argv=None):
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--workers", type=int, default=0, help="generation processes (0: one per CPU)")
     ap.add_argument("--reuse-data", action="store_true", help="keep WORK/data if it is already there")
+    ap.add_argument("--preset", action="append", default=[], metavar="NAME",
+                    help="layer presets/NAME.yaml onto the config (repeatable; e.g. paper: WRN50-2, "
+                         "1024-d PatchCore, 550-d PaDiM)")
+    ap.add_argument("--weights", default=None,
+                    help="backbone weights of both methods: imagenet, random, or a file (e.g. random for "
+                         "timing WRN50-2 offline); both methods then share one feature set")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--bf16", action="store_true", help="features.bf16: bf16 autocast in extraction")
     ap.add_argument("--channels-last", action="store_true", help="features.channels_last")
@@ -104,8 +110,25 @@ def generate(args, data: Path, size: int) -> tuple[int, float]:
     return n_img, time.perf_counter() - t0
 
 
+def layer(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base`` key by key (nested mappings merged, other values replaced)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = layer(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def write_config(args, work: Path, data: Path) -> Path:
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    for name in args.preset:
+        preset = REPO / "presets" / f"{name}.yaml"
+        if not preset.is_file():
+            sys.exit(f"--preset {name}: {preset} does not exist; choose one of "
+                     f"{sorted(p.stem for p in (REPO / 'presets').glob('*.yaml'))}")
+        cfg = layer(cfg, yaml.safe_load(preset.read_text()) or {})
+    if args.weights:
+        for method in ("patchcore", "padim"):
+            cfg[method]["weights"] = args.weights
     cfg["run_name"] = f"bench-{args.scale}"
     cfg["device"] = args.device
     cfg["classes"] = list(args.classes)
@@ -144,10 +167,18 @@ def run_snakemake(args, work: Path, cfg: Path) -> tuple[float, int, float]:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     print("+", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
-    rc = subprocess.call(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env)
+    loads = [os.getloadavg()[0]]
+    while True:  # the 1-minute load average every 30 s: the machine may be shared
+        try:
+            rc = proc.wait(timeout=30)
+            break
+        except subprocess.TimeoutExpired:
+            loads.append(os.getloadavg()[0])
+    loads.append(os.getloadavg()[0])
     wall = time.perf_counter() - t0
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, rc, peak_kb / 1024.0
+    return wall, rc, peak_kb / 1024.0, loads
 
 
 def rule_key(rel: Path) -> str:
@@ -209,7 +240,10 @@ def table(args, info: dict, stats: dict) -> str:
     lines = [
         f"adloc study benchmark: scale {args.scale}, {info['n_img']} images at {info['size']} px, "
         f"{len(args.classes)} classes, device {info['device_name']}, cores {args.cores}, bf16 {args.bf16}, "
-        f"channels_last {args.channels_last}, GPU jobs at once {args.gpu_jobs}, torch {info['torch']}",
+        f"channels_last {args.channels_last}, GPU jobs at once {args.gpu_jobs}, torch {info['torch']}, "
+        f"presets {args.preset or 'none'}, weights {args.weights or 'config'}",
+        "",
+        info["load"],
         "",
         "| step | jobs | time (s) | max RSS (MB) | note |",
         "|---|---|---|---|---|",
@@ -235,7 +269,47 @@ def table(args, info: dict, stats: dict) -> str:
             add(f"| fit {method} global | 1 | {s:.2f} | | model fit only |")
     add(f"| peak RSS, largest single process | | | {info['peak_mb']:.0f} | |")
     add(f"| **end to end (snakemake)** | | **{info['wall']:.1f}** | | exit code {info['rc']} |")
+    lines += ["", *profile(stats, info["wall"])]
     return "\n".join(lines)
+
+
+#: profile parts: (name, rule keys of collect()["rules"])
+PARTS = [
+    ("image decoding (preprocess_images)", ["preprocess_images"]),
+    ("feature extraction (extract_features)", ["extract_features"]),
+    ("PatchCore fit, per class + global (coreset inside)", ["fit_class (patchcore)", "fit_global (patchcore)"]),
+    ("PatchCore scoring (k-NN inside)", ["score (patchcore)"]),
+    ("PaDiM fit, per class + global (covariance, inverse)", ["fit_class (padim)", "fit_global (padim)"]),
+    ("PaDiM scoring (Mahalanobis)", ["score (padim)"]),
+    ("metrics (evaluate)", ["evaluate (patchcore)", "evaluate (padim)"]),
+]
+
+
+def profile(stats: dict, wall: float) -> list[str]:
+    """Where the time goes: rule time summed per part, its share of all rule time, largest RSS."""
+    rules = stats["rules"]
+    total = sum(r["s"] for r in rules.values()) or float("nan")
+    rows, seen = [], set()
+    for name, keys in PARTS:
+        rs = [rules[k] for k in keys if k in rules]
+        seen.update(keys)
+        if rs:
+            rows.append((name, sum(r["s"] for r in rs), max(r["rss"] for r in rs)))
+    rest = [k for k in rules if k not in seen]
+    if rest:
+        rows.append(("analysis and the rest (" + ", ".join(sorted(rest)) + ")",
+                     sum(rules[k]["s"] for k in rest), max(rules[k]["rss"] for k in rest)))
+    out = ["| part | time (s) | share of rule time | max RSS (MB) |", "|---|---|---|---|"]
+    out += [f"| {n} | {t:.1f} | {100 * t / total:.1f} % | {m:.0f} |" for n, t, m in rows]
+    cs = sum(v[3] for v in stats["coreset"].values())
+    if cs:
+        out.append(f"| of which coreset (all PatchCore fits) | {cs:.1f} | {100 * cs / total:.1f} % | |")
+    kn = sum(stats["knn"].values())
+    if kn:
+        out.append(f"| of which k-NN search (all PatchCore scoring) | {kn:.1f} | {100 * kn / total:.1f} % | |")
+    out.append(f"| all rules with a benchmark file (summed; jobs may overlap) | {total:.1f} | 100 % | |")
+    out.append(f"| end to end wall time | {wall:.1f} | | |")
+    return out
 
 
 def main(argv=None) -> int:
@@ -249,7 +323,8 @@ def main(argv=None) -> int:
 
         n_img = sum(sum(class_counts(args, c).values()) for c in args.classes)
         info = {"n_img": n_img, "size": size, "gen_s": float("nan"), "wall": float("nan"), "rc": "n/a (collect only)",
-                "peak_mb": float("nan"), "device_name": args.device, "torch": torch.__version__, "workers": args.workers}
+                "peak_mb": float("nan"), "device_name": args.device, "torch": torch.__version__, "workers": args.workers,
+                "load": f"1-min load average now: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)"}
         text = table(args, info, collect(work, f"bench-{args.scale}"))
         print(text)
         if args.out:
@@ -262,7 +337,7 @@ def main(argv=None) -> int:
     cfg = write_config(args, work, data)
     for stale in (work / "results", work / ".snakemake"):
         shutil.rmtree(stale, ignore_errors=True)
-    wall, rc, peak = run_snakemake(args, work, cfg)
+    wall, rc, peak, loads = run_snakemake(args, work, cfg)
     import torch
 
     dev_name = "CPU"
@@ -270,7 +345,9 @@ def main(argv=None) -> int:
         dev_name = torch.cuda.get_device_name(0)
     info = {"n_img": n_img, "size": size, "gen_s": gen_s, "wall": wall, "rc": rc, "peak_mb": peak,
             "device_name": dev_name, "torch": torch.__version__,
-            "workers": args.workers or os.cpu_count()}
+            "workers": args.workers or os.cpu_count(),
+            "load": f"1-min load average during the run: mean {sum(loads) / len(loads):.1f}, "
+                    f"min {min(loads):.1f}, max {max(loads):.1f} ({len(loads)} samples, {os.cpu_count()} CPUs)"}
     text = table(args, info, collect(work, f"bench-{args.scale}"))
     print(text)
     if args.out:

@@ -88,6 +88,35 @@ def test_pruned_coreset_equals_plain_loop(data, proj, block):
     assert len(set(pruned.tolist())) == n
 
 
+@pytest.mark.parametrize("data,block", [("gauss", 64), ("manifold", 7), ("clustered", 64), ("clustered", 100000)])
+def test_pruned_coreset_two_threads_equals_plain_loop(monkeypatch, data, block):
+    """Splitting each iteration's distance calls over two threads (down to every iteration,
+    cutting runs mid-way) selects exactly what the one-thread plain loop selects."""
+    import adloc.models.coreset as coreset
+
+    monkeypatch.setattr(coreset, "_PAR_MIN_ROWS", 0)
+    x = {
+        "gauss": lambda: torch.randn(3000, 48, generator=torch.Generator().manual_seed(5)),
+        "manifold": lambda: _manifold(4000, 64, seed=4),
+        "clustered": _clustered,
+    }[data]()
+    n = len(x) // 4
+    plain = greedy_coreset(x, n, proj_dim=None, seed=3, method="plain")
+    two = greedy_coreset(x, n, proj_dim=None, seed=3, method="pruned", block_size=block, threads=2)
+    assert torch.equal(plain, two)
+    assert torch.equal(two, greedy_coreset(x, n, proj_dim=None, seed=3, method="pruned", block_size=block, threads=1))
+
+
+def test_split_runs_halves_block_counts():
+    from adloc.models.coreset import _split_runs
+
+    st, en = np.array([0, 10, 30]), np.array([4, 20, 31])
+    head, tail = _split_runs(st, en, en - st)
+    assert head == [(0, 4), (10, 13)] and tail == [(13, 20), (30, 31)]
+    covered = [b for s0, e0 in head + tail for b in range(s0, e0)]
+    assert covered == [0, 1, 2, 3, *range(10, 20), 30]
+
+
 def test_pruned_coreset_matches_dense_loop():
     """The CPU loop and the CUDA-style dense loop differ only in float32 rounding of distances."""
     x = _manifold(2000, 32, seed=6)

@@ -27,7 +27,8 @@ Three implementations of step 3 (``method``):
 * ``"plain"`` (CPU reference): every iteration computes all N squared distances directly,
   ``sum_i (x_i - c_i)^2``, with faiss' SIMD kernel (``fvec_L2sqr_ny``, one row at a time, so a
   row's value never depends on which other rows are computed with it).
-* ``"pruned"`` (the CPU default): the same computation as ``"plain"``, skipping the points
+* ``"pruned"`` (the CPU default; with 2+ torch threads an iteration's distance calls are split
+  between two threads): the same computation as ``"plain"``, skipping the points
   whose distance provably cannot go down. The projected points are split once into blocks of
   ``block_size`` nearby points (a balanced binary tree: median splits along the direction
   between two far-apart points) and stored contiguously per block; each block keeps its centre
@@ -57,6 +58,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -70,6 +72,9 @@ DEFAULT_BLOCK_SIZE = 64
 #: relative slack on a block's largest distance before it is skipped (faiss float32 round-off
 #: on a sum of 128 squares is below 1e-5 relative)
 _REL_TOL = 1e-4
+#: an iteration computes its distances in two threads only when it touches at least this many
+#: rows (below, handing work to the second thread costs more than it saves)
+_PAR_MIN_ROWS = 16384
 #: neighbouring active blocks separated by at most this many inactive ones are computed in one
 #: call (computing an extra block changes nothing; one call less saves more than it costs)
 _MERGE_GAP = 4
@@ -115,6 +120,7 @@ def greedy_coreset(
     block_size: int = DEFAULT_BLOCK_SIZE,
     dtype: str = "float32",
     graph_chunk: int = DEFAULT_GRAPH_CHUNK,
+    threads: int | None = None,
 ) -> torch.Tensor:
     """Indices (n,) int64 of an approximate greedy k-center coreset of ``x`` (N, D), in selection order.
 
@@ -126,7 +132,8 @@ def greedy_coreset(
     (the greedy loop then selects among the rounded points, on every device and method; on
     CUDA the matrix-vector product reads half the bytes). ``graph_chunk``: on CUDA, iterations
     per captured CUDA graph (0: launch every iteration's kernels from Python); the selection is
-    the same either way. Returned indices are on the CPU.
+    the same either way. ``threads``: threads of the pruned CPU loop (default: torch's thread
+    count; the selection is the same for any value). Returned indices are on the CPU.
     """
     if x.ndim != 2:
         raise ModelError(f"coreset input must be (N, D), got {tuple(x.shape)}")
@@ -168,7 +175,8 @@ def greedy_coreset(
             if method == "plain":
                 sel = torch.from_numpy(_greedy_plain(zn, min_d, n))
             else:
-                out, frac = _greedy_pruned(zn, min_d, n, int(block_size))
+                nthreads = torch.get_num_threads() if threads is None else int(threads)
+                out, frac = _greedy_pruned(zn, min_d, n, int(block_size), max(1, nthreads))
                 sel = torch.from_numpy(out)
                 info = f", {100 * frac:.1f}% of point distances computed"
     log.info(
@@ -320,8 +328,45 @@ def _partition(z: np.ndarray, block_size: int) -> list[np.ndarray]:
     return leaves
 
 
-def _greedy_pruned(z: np.ndarray, min_d: np.ndarray, n: int, block_size: int) -> tuple[np.ndarray, float]:
-    """Exact ``_greedy_plain`` with triangle-inequality block pruning; also the computed fraction."""
+def _dist_runs(faiss, dptr, zptr, cp, dim: int, size: int, runs) -> None:
+    """Squared distances to the centre ``cp`` for the block runs ``[(first, end), ...]``."""
+    for s0, e0 in runs:
+        faiss.fvec_L2sqr_ny(dptr[s0], cp, zptr[s0], dim, (e0 - s0) * size)
+
+
+def _split_runs(st: np.ndarray, en: np.ndarray, lens: np.ndarray) -> tuple[list, list]:
+    """The block runs cut into two lists of (almost) equal block counts, for two threads."""
+    half = int(lens.sum()) // 2
+    head, tail, acc = [], [], 0
+    for s0, e0 in zip(st.tolist(), en.tolist()):
+        if acc >= half:
+            tail.append((s0, e0))
+        elif acc + (e0 - s0) <= half:
+            head.append((s0, e0))
+        else:
+            cut = s0 + (half - acc)
+            head.append((s0, cut))
+            tail.append((cut, e0))
+        acc += e0 - s0
+    return head, tail
+
+
+def _greedy_pruned(z: np.ndarray, min_d: np.ndarray, n: int, block_size: int,
+                   threads: int = 1) -> tuple[np.ndarray, float]:
+    """Exact ``_greedy_plain`` with triangle-inequality block pruning; also the computed fraction.
+
+    ``threads > 1``: an iteration's distance computations are split between the calling thread
+    and one worker (faiss releases the GIL); each row is computed by the same kernel either
+    way, so the selection does not depend on ``threads``.
+    """
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return _greedy_pruned_loop(z, min_d, n, block_size, pool)
+    return _greedy_pruned_loop(z, min_d, n, block_size, None)
+
+
+def _greedy_pruned_loop(z: np.ndarray, min_d: np.ndarray, n: int, block_size: int,
+                        pool: ThreadPoolExecutor | None) -> tuple[np.ndarray, float]:
     faiss = _faiss()
     sp = faiss.swig_ptr
     num, dim = z.shape
@@ -390,9 +435,14 @@ def _greedy_pruned(z: np.ndarray, min_d: np.ndarray, n: int, block_size: int) ->
         else:
             st, en = a, a + 1
         cp = sp(c)
-        for s0, e0 in zip(st.tolist(), en.tolist()):
-            faiss.fvec_L2sqr_ny(dptr[s0], cp, zptr[s0], dim, (e0 - s0) * size)
         lens = en - st
+        if pool is not None and int(lens.sum()) * size >= _PAR_MIN_ROWS:
+            head, tail = _split_runs(st, en, lens)
+            job = pool.submit(_dist_runs, faiss, dptr, zptr, cp, dim, size, head)
+            _dist_runs(faiss, dptr, zptr, cp, dim, size, tail)
+            job.result()
+        else:
+            _dist_runs(faiss, dptr, zptr, cp, dim, size, zip(st.tolist(), en.tolist()))
         if len(st) == 1:
             blk = np.arange(int(st[0]), int(en[0]))
         else:
