@@ -162,6 +162,7 @@ def model_params(method, cls=None):
             "coreset_ratio",
             "coreset_projection_dim",
             "coreset_dtype",
+            "embedding_dtype",
             "num_neighbors",
             "scoring",
             "blur_sigma",

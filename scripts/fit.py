@@ -9,15 +9,13 @@ log = logging.getLogger("adloc.fit")
 
 
 def main(smk):
-    from adloc.features import load_features
     from adloc.models import build_model
-    from adloc.pipeline import training_set
+    from adloc.pipeline import load_training_set
     from adloc.runtime import device_label, resolve_device
 
     p = smk.params
-    sets = [load_features(f) for f in as_list(smk.input.train)]
     classes = list(getattr(p, "classes", None) or [smk.wildcards.get("cls")])
-    train, sources = training_set(sets, classes)
+    train, sources = load_training_set(as_list(smk.input.train), classes)
     device = resolve_device(p.device)
     model = build_model(
         smk.wildcards.method,

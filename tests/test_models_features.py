@@ -186,3 +186,25 @@ def test_staged_loop_logic_on_cpu(monkeypatch):
     got = staged([x[:3], normalize_images(x[3:6]), x[6:]], 7, torch.float32)
     ref = fx.extract([x[:3], x[3:6], x[6:]])
     assert all(torch.equal(got[k], ref[k]) for k in fx.layers)
+
+
+def test_concat_release_and_float16_files_kept(tmp_path):
+    from adloc.pipeline import load_training_set, training_set
+
+    g = torch.Generator().manual_seed(0)
+    sets = []
+    for k, n in enumerate((3, 2)):
+        layers = {"layer2": torch.rand(n, 4, 4, 4, generator=g), "layer3": torch.rand(n, 8, 2, 2, generator=g)}
+        save_features(tmp_path / f"c{k}.pt", layers, [f"c{k}/{i}.png" for i in range(n)], {"backbone": "x"}, 16,
+                      storage_dtype="float16")
+        sets.append(load_features(tmp_path / f"c{k}.pt"))
+    assert sets[0].layers["layer2"].dtype == torch.float32
+    want = concat_features(sets)  # the inputs stay usable
+    assert torch.equal(want.layers["layer3"][3:], sets[1].layers["layer3"])
+    merged, sources = load_training_set([tmp_path / "c0.pt", tmp_path / "c1.pt"], ["c0", "c1"])
+    assert sources == ["c0"] * 3 + ["c1"] * 2 and merged.paths == want.paths
+    for k in ("layer2", "layer3"):
+        assert merged.layers[k].dtype == torch.float16 and torch.equal(merged.layers[k].float(), want.layers[k])
+    # release=True empties the given sets instead of keeping a second copy
+    again, _ = training_set(sets, ["c0", "c1"], release=True)
+    assert torch.equal(again.layers["layer2"], want.layers["layer2"]) and all(not s.layers for s in sets)

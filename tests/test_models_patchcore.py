@@ -195,3 +195,28 @@ def test_config_validation():
         from adloc.features import FeatureSet
 
         PatchCore(PatchCoreConfig(image_size=224)).fit(FeatureSet(_feats(2), ["a", "b"], {}, 256))
+
+
+def test_float16_store_is_the_float32_fit_of_the_rounded_embeddings():
+    """embedding_dtype float16 selects the coreset of, and keeps, the float16-rounded patches;
+    float16 input features give the same model as their float32 values."""
+    feats = _feats(8, seed=3)
+    base = dict(layers=("layer2", "layer3"), pretrain_embed_dim=None, target_embed_dim=None,
+                coreset_ratio=0.25, blur_sigma=0.0, image_size=16)
+    half = PatchCore(PatchCoreConfig(**base, embedding_dtype="float16")).fit(feats)
+    emb = patchcore_embedding(feats, ["layer2", "layer3"], 3, None, None)
+    rounded = emb.half().float()
+    # a float32 fit on a model whose embedding returns the rounded values
+    ref = PatchCore(PatchCoreConfig(**base))
+    ref._embed = lambda f, s, e: rounded[s:e]
+    ref.fit(feats)
+    assert half.bank.dtype == torch.float32 and torch.equal(half.bank, ref.bank)
+    # float16 features (as a float16 feature file keeps them) fit exactly as their float32 values
+    f16 = {k: v.half() for k, v in feats.items()}
+    a = PatchCore(PatchCoreConfig(**base)).fit(f16)
+    b = PatchCore(PatchCoreConfig(**base)).fit({k: v.float() for k, v in f16.items()})
+    assert torch.equal(a.bank, b.bank)
+    with pytest.raises(ModelError, match="embedding_dtype"):
+        PatchCoreConfig(embedding_dtype="bfloat16")
+    with pytest.raises(ModelError, match="overflows float16"):
+        PatchCore(PatchCoreConfig(**base, embedding_dtype="float16")).fit({k: v * 1e6 for k, v in feats.items()})

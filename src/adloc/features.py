@@ -329,10 +329,13 @@ class FeatureSet:
         )
 
 
-def concat_features(sets: Sequence[FeatureSet]) -> FeatureSet:
+def concat_features(sets: Sequence[FeatureSet], release: bool = False) -> FeatureSet:
     """Concatenate feature sets (e.g. several classes' train splits for a global model).
 
-    All sets must come from the same backbone weights, layers and input size.
+    All sets must come from the same backbone weights, layers and input size; the result has
+    the first set's dtype. ``release=True`` empties the given sets' layer dicts as they are
+    copied, so the process never holds two copies of the features (peak: the result plus one
+    layer of one set); the sets are unusable afterwards.
     """
     if not sets:
         raise AdlocError("concat_features needs at least one feature set")
@@ -346,12 +349,19 @@ def concat_features(sets: Sequence[FeatureSet]) -> FeatureSet:
                 + (", ".join(diff) if diff else "input size or layers")
                 + "; extract all of them with the same backbone, weights and layers"
             )
-    return FeatureSet(
-        {k: torch.cat([s.layers[k] for s in sets]) for k in first.layers},
-        [p for s in sets for p in s.paths],
-        dict(first.provenance),
-        first.input_size,
-    )
+    paths = [p for s in sets for p in s.paths]
+    layers = {}
+    for k in list(first.layers):
+        ref = first.layers[k]
+        out = torch.empty((len(paths), *ref.shape[1:]), dtype=ref.dtype)
+        at = 0
+        for s in sets:
+            v = s.layers.pop(k) if release else s.layers[k]
+            out[at : at + v.shape[0]] = v
+            at += v.shape[0]
+            del v
+        layers[k] = out
+    return FeatureSet(layers, paths, dict(first.provenance), first.input_size)
 
 
 def save_features(
@@ -392,8 +402,12 @@ def save_features(
     )
 
 
-def load_features(path) -> FeatureSet:
-    """Read a feature file written by :func:`save_features`; layers come back as float32."""
+def load_features(path, keep_dtype: bool = False) -> FeatureSet:
+    """Read a feature file written by :func:`save_features`; layers come back as float32.
+
+    ``keep_dtype=True``: layers keep their stored dtype (float16 files stay float16, half the
+    memory; the models convert each chunk to float32 as they embed it).
+    """
     obj = load_torch(path, what="feature file")
     if not isinstance(obj, dict) or obj.get("kind") != "features":
         raise AdlocError(f"{path} is not an adloc feature file. Delete it and rerun the workflow.")
@@ -403,7 +417,7 @@ def load_features(path) -> FeatureSet:
             f"{FEATURES_FORMAT_VERSION}. Delete it and rerun the workflow."
         )
     paths = list(obj["paths"])
-    layers = {k: v.float() for k, v in obj["layers"].items()}
+    layers = {k: (v if keep_dtype else v.float()) for k, v in obj["layers"].items()}
     for k, v in layers.items():
         if v.shape[0] != len(paths):
             raise AdlocError(f"{path}: layer {k} holds {v.shape[0]} images but {len(paths)} paths; the file is corrupt. Delete it and rerun.")

@@ -16,19 +16,32 @@ from .errors import AdlocError
 # --------------------------------------------------------------------------------------------
 # models
 # --------------------------------------------------------------------------------------------
-def training_set(sets: Sequence, classes: Sequence[str]):
+def training_set(sets: Sequence, classes: Sequence[str], release: bool = False):
     """Concatenate per-class train feature sets into one FeatureSet plus per-image class labels.
 
     Returns ``(FeatureSet, sources: list[str])``; the sets must share backbone, weights, layers
-    and input size (:func:`adloc.features.concat_features` checks).
+    and input size (:func:`adloc.features.concat_features` checks). ``release=True``: the sets'
+    tensors are freed as they are copied (never two copies of the features in memory).
     """
     from .features import concat_features
 
     if len(sets) != len(classes):
         raise AdlocError(f"got {len(sets)} feature files for {len(classes)} classes")
-    merged = sets[0] if len(sets) == 1 else concat_features(list(sets))
     sources = [cls for fs, cls in zip(sets, classes) for _ in fs.paths]
+    merged = sets[0] if len(sets) == 1 else concat_features(list(sets), release=release)
     return merged, sources
+
+
+def load_training_set(paths: Sequence, classes: Sequence[str]):
+    """Load per-class train feature files and concatenate them, as :func:`training_set`.
+
+    Features keep their stored dtype (a float16 file stays float16) and each file's tensors are
+    freed as they are copied, so the peak is the concatenated features plus one layer of one
+    class. The models cast every chunk to float32 when they embed it.
+    """
+    from .features import load_features
+
+    return training_set([load_features(p, keep_dtype=True) for p in paths], classes, release=True)
 
 
 # --------------------------------------------------------------------------------------------

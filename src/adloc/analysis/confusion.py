@@ -186,21 +186,25 @@ def plot_confusion(df: pd.DataFrame, method: str, variant: str = "heldout"):
     rows = list(pct.index)
     n, n_rows = len(classes), len(rows)
     desc = VARIANTS.get(variant, variant)
+    # up to 6 classes: roomy cells; more (MVTec AD's 15): smaller cells and text, so the figure
+    # stays about 12 x 10 inches at 15 classes and every "100.0%" still fits its cell
+    cell_w, cell_h, fs = (1.15, 0.95, 8) if n <= 6 else (0.66, 0.5, 7)
     with style():
-        fig = new_figure(max(4.6, 1.15 * n + 2.6), max(3.6, 0.95 * n_rows + 2.0))
+        fig = new_figure(max(4.6, cell_w * n + 2.6), max(3.6, cell_h * n_rows + 2.0))
         ax = fig.subplots()
-        im = ax.imshow(pct.to_numpy(float), cmap="Reds", vmin=0, vmax=100, aspect="equal")
+        im = ax.imshow(pct.to_numpy(float), cmap="Reds", vmin=0, vmax=100,
+                       aspect="equal" if n <= 6 else "auto")
         for i in range(n_rows):
             for j in range(n):
                 v = pct.iat[i, j]
                 txt = "n/a" if pd.isna(v) else f"{v:.1f}%\n{lab.iat[i, j]}"
                 color = "white" if (not pd.isna(v) and v > 60) else "black"
                 weight = "bold" if rows[i] == classes[j] else "normal"
-                ax.text(j, i, txt, ha="center", va="center", fontsize=8, color=color,
+                ax.text(j, i, txt, ha="center", va="center", fontsize=fs, color=color,
                         fontweight=weight)
         if POOLED in rows:
             ax.axhline(rows.index(POOLED) - 0.5, color="black", linewidth=1.5)
-        ax.set_xticks(range(n), classes, rotation=30, ha="right")
+        ax.set_xticks(range(n), classes, rotation=30 if n <= 6 else 45, ha="right")
         ax.set_yticks(range(n_rows), rows)
         ax.set_xlabel("normal images of class B\n(bold diagonal: each class's own threshold)")
         ax.set_ylabel("threshold of class A")

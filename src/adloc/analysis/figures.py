@@ -66,10 +66,23 @@ def scope_label(scope: str) -> str:
     return SCOPE_LABELS.get(str(scope), str(scope))
 
 
+def class_palette(n: int) -> list[tuple]:
+    """``n`` distinct colours: tab10 up to 10; beyond, tab20's ten strong colours then its ten
+    light ones (so neighbours in class order never get a hue and its light twin), then tab20b
+    and tab20c (60 in all; more classes repeat colours)."""
+    if n <= 10:
+        return [mpl.colormaps["tab10"](i) for i in range(n)]
+    t20 = mpl.colormaps["tab20"]
+    colors = [t20(i) for i in range(0, 20, 2)] + [t20(i) for i in range(1, 20, 2)]
+    for name in ("tab20b", "tab20c"):
+        colors += [mpl.colormaps[name](i) for i in range(20)]
+    return [colors[i % len(colors)] for i in range(n)]
+
+
 def class_colors(classes: Sequence[str]) -> dict[str, tuple]:
-    """A fixed colour per class (tab10 order of ``classes``), shared by every figure."""
-    cmap = mpl.colormaps["tab10" if len(classes) <= 10 else "tab20"]
-    return {c: cmap(i % cmap.N) for i, c in enumerate(classes)}
+    """A fixed colour per class (:func:`class_palette` in the order of ``classes``), shared by
+    every figure."""
+    return dict(zip(classes, class_palette(len(classes))))
 
 
 def new_figure(width: float, height: float) -> Figure:

@@ -366,9 +366,15 @@ def wide_gap_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
     return pd.DataFrame(list(records.values())).reindex(columns=cols).fillna("N/A")
 
 
+#: up to this many classes plot_gap groups the classes' bars per metric; beyond, one panel per
+#: metric and method with the classes along x (:func:`adloc.analysis.gap_panels.plot_gap_by_class`)
+GROUPED_MAX_CLASSES = 6
+
+
 def plot_gap(df: pd.DataFrame, title: str = TITLE):
     """One panel per method: grouped bars (one bar per class) for each metric, bootstrap error
-    bars where available, a hatched bar for the mean over classes, and a zero line."""
+    bars where available, a hatched bar for the mean over classes, and a zero line. More than
+    GROUPED_MAX_CLASSES classes: one panel per metric and method instead, classes along x."""
     from matplotlib.patches import Patch
 
     if df.empty:
@@ -380,6 +386,11 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE):
     if "gap_abs" in df.columns and df["gap_abs"].notna().any():
         groups += [(m, "gap_abs") for m in THRESHOLD_METRICS if m in set(df["metric"])]
     metrics = [m for m, _ in groups]
+    if len(classes) > GROUPED_MAX_CLASSES:
+        from .gap_panels import plot_gap_by_class
+
+        labels = [METRIC_LABELS[m] if col == "gap" else ABS_LABELS[m] for m, col in groups]
+        return plot_gap_by_class(df, groups, labels, title)
     has_macro = bool((df["class"] == "macro").any())
     slots = classes + (["macro"] if has_macro else [])
     width = 0.84 / max(1, len(slots))

@@ -316,8 +316,9 @@ def _partition(z: np.ndarray, block_size: int) -> list[np.ndarray]:
         if k == 1 or len(idx) < 2:
             leaves.append(np.sort(idx))
             continue
-        x = z[idx]
-        q = zsq[idx]
+        whole = len(idx) == num  # the root: the points themselves, not a copy of all of them
+        x = z if whole else z[idx]
+        q = zsq if whole else zsq[idx]
         a = x[int(np.argmax(q - 2 * (x @ x.mean(0))))]
         b = x[int(np.argmax(q - 2 * (x @ a)))]
         order = np.argsort(x @ (b - a), kind="stable")

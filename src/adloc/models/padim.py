@@ -129,7 +129,7 @@ class Padim(FeatureModel):
         self.n_features: int | None = None
 
     def _embed(self, feats, s: int, e: int) -> torch.Tensor:
-        part = {layer: feats[layer][s:e].to(self.device) for layer in self.config.layers}
+        part = {layer: feats[layer][s:e].to(self.device, torch.float32) for layer in self.config.layers}
         return padim_embedding(part, list(self.config.layers), self.idx)
 
 

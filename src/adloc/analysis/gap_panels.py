@@ -1,0 +1,75 @@
+"""The gap figure for many classes (MVTec AD's 15): one panel per metric and method.
+
+:func:`adloc.analysis.gap.plot_gap` groups one bar per class inside each metric, which is
+readable up to about six classes; beyond that it draws this layout instead: a grid with one row
+per metric and one column per method, the classes along the x axis (named under the bottom row,
+so no colour legend is needed), the mean over classes as a hatched last bar.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .figures import class_colors, method_label, new_figure, style
+
+#: x-axis label of the bottom row
+XLABEL = "class (error bars: paired bootstrap 95% interval, AUROC and AUPRC only)"
+
+
+def _panel(ax, d: pd.DataFrame, slots: Sequence[str], colors: dict, column: str) -> None:
+    """Bars of one method and metric: one per slot (class, then "macro" if present), the value
+    in ``column`` ("gap"; "gap_abs": per-class minus absolute-unified, no interval)."""
+    d = d.set_index("class").reindex(list(slots))
+    x = np.arange(len(slots), dtype=float)
+    y = d[column].to_numpy(float)
+    face = [("0.85" if c == "macro" else colors[c]) for c in slots]
+    hatch = ["///" if c == "macro" else None for c in slots]
+    for xi, yi, fc, h in zip(x, y, face, hatch):
+        ax.bar(xi, np.nan_to_num(yi), width=0.8, color=fc, edgecolor="black", linewidth=0.4,
+               hatch=h)
+    lo, hi = d["gap_low"].to_numpy(float), d["gap_high"].to_numpy(float)
+    has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y) & (column == "gap")
+    if has.any():
+        ax.errorbar(x[has], y[has], yerr=[y[has] - lo[has], hi[has] - y[has]], fmt="none",
+                    ecolor="black", elinewidth=0.9, capsize=2)
+    for xi, yi in zip(x, y):
+        if not np.isfinite(yi):
+            ax.annotate("N/A", (xi, 0), xytext=(0, 3), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=7, rotation=90, color="0.4")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.grid(axis="y", color="0.9", linewidth=0.6)
+    ax.set_axisbelow(True)
+
+
+def plot_gap_by_class(df: pd.DataFrame, groups: Sequence[tuple[str, str]],
+                      labels: Sequence[str], title: str):
+    """Rows = ``groups`` ((metric, column) pairs as :func:`adloc.analysis.gap.plot_gap` builds
+    them, named by ``labels``), columns = methods, x = classes (+ "mean" when the table has
+    macro rows); every panel of a row shares its y axis, so methods compare directly."""
+    methods = list(dict.fromkeys(df["method"]))
+    classes = sorted(c for c in df["class"].unique() if c != "macro")
+    colors = class_colors(classes)
+    slots = classes + (["macro"] if (df["class"] == "macro").any() else [])
+    names = [("mean over classes" if c == "macro" else c) for c in slots]
+    with style():
+        fig = new_figure(len(methods) * (0.3 * len(slots) + 1.6) + 0.6,
+                         1.55 * len(groups) + 1.6)
+        axes = fig.subplots(len(groups), len(methods), squeeze=False, sharex=True, sharey="row")
+        for r, ((metric, column), label) in enumerate(zip(groups, labels)):
+            other = "global" if column == "gap" else "unified"
+            for c, method in enumerate(methods):
+                ax = axes[r, c]
+                d = df[(df["method"] == method) & (df["metric"] == metric)]
+                _panel(ax, d, slots, colors, column)
+                if r == 0:
+                    ax.set_title(method_label(method))
+                if c == 0:
+                    ax.set_ylabel(f"{label}\nper-class − {other}", fontsize=9)
+        for ax in axes[-1]:
+            ax.set_xticks(np.arange(len(slots)), names, rotation=60, ha="right", fontsize=8)
+        fig.supxlabel(XLABEL, fontsize=9)
+        fig.suptitle(title)
+    return fig
