@@ -9,7 +9,7 @@ import pytest
 
 from adloc.data.mvtec import scan_class
 from adloc.data.splits import make_splits, read_splits, verify_hashes
-from adloc.data.synthetic import EMBEDDED_CLASSES, generate_class, mvtec_counts
+from adloc.data.synthetic import STUDY_CLASSES, generate_class, mvtec_counts
 from adloc.errors import DatasetError
 from adloc.io import write_json
 
@@ -119,7 +119,7 @@ def test_split_sizes_on_generated_data_with_mvtec_counts(tmp_path):
         "synth_carpet": (224, 56, 26, 28, 63),
         "synth_zipper": (192, 48, 35, 32, 84),
     }
-    for cls in EMBEDDED_CLASSES:
+    for cls in STUDY_CLASSES:
         generate_class(tmp_path, cls, mvtec_counts(cls), image_size=16, seed=0)
         idx = scan_class(tmp_path, cls)
         s = make_splits(idx, seed=42, hash_files=False)

@@ -33,11 +33,15 @@ def test_sources_ship_with_scikit_image():
 
 
 def test_api_constants():
-    assert sy.EMBEDDED_CLASSES == {
-        "synth_nut": "object",
-        "synth_carpet": "texture",
-        "synth_zipper": "structure",
-    }
+    # the study's three classes first, then one class per other MVTec AD class
+    assert list(sy.EMBEDDED_CLASSES)[:3] == list(sy.STUDY_CLASSES) == [
+        "synth_nut", "synth_carpet", "synth_zipper"
+    ]
+    assert [sy.EMBEDDED_CLASSES[c] for c in sy.STUDY_CLASSES] == ["object", "texture", "structure"]
+    mirrored = sorted(row[2] for row in sy.CLASS_TABLE.values())
+    assert mirrored == sorted(sy.MVTEC_COUNTS) and len(mirrored) == 15
+    assert sum(sy.mvtec_counts(c)["train_good"] for c in sy.EMBEDDED_CLASSES) == 3629
+    assert sy.mvtec_counts("synth_toothbrush") == {"train_good": 60, "test_good": 12, "anomalies": 30}
     assert sy.DEFAULT_COUNTS == {"train_good": 50, "test_good": 12, "anomalies": 30}
     assert sy.mvtec_counts("synth_nut") == {"train_good": 391, "test_good": 40, "anomalies": 70}
     assert sy.mvtec_counts("synth_carpet") == {"train_good": 280, "test_good": 28, "anomalies": 89}
@@ -54,10 +58,11 @@ def test_api_constants():
         sy.resolve_counts("lots", "synth_nut")
 
 
-@pytest.mark.parametrize("kind", sy.KINDS)
-def test_masks_cover_exactly_the_changed_pixels(kind):
+@pytest.mark.parametrize("cls", list(sy.EMBEDDED_CLASSES))
+def test_masks_cover_exactly_the_changed_pixels(cls):
+    kind, style = sy.kind_of(cls), sy.style_of(cls)
     for i, defect in enumerate(sy.DEFECTS[kind] * 2):
-        good, bad, mask = sy.render_pair(kind, 96, np.random.default_rng([11, i]), defect)
+        good, bad, mask = sy.render_pair(kind, 96, np.random.default_rng([11, i]), defect, style)
         assert good.shape == bad.shape and mask.shape == (96, 96) and mask.dtype == bool
         diff = np.abs(good.astype(np.int16) - bad.astype(np.int16))
         if diff.ndim == 3:
@@ -123,6 +128,28 @@ def test_deterministic_bytes_and_class_independence(tmp_path):
     sy.generate_class(b, "synth_carpet", more, image_size=40, seed=5)
     hm = _hashes(b / "synth_carpet")
     assert all(hm[k] == ha[k] for k in ha if k.startswith(("train/", "test/", "ground_truth/")))
+
+
+def test_styles_differ_and_custom_classes_use_the_default_style(tmp_path):
+    rng = lambda: np.random.default_rng([3, 0])  # noqa: E731
+    looks = {
+        c: sy.render_pair(sy.kind_of(c), 48, rng(), style=sy.style_of(c))[0].astype(float)
+        for c in sy.EMBEDDED_CLASSES
+    }
+    names = list(looks)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if looks[a].shape == looks[b].shape:
+                assert np.abs(looks[a] - looks[b]).mean() > 3, (a, b)
+    assert sy.style_of("widget", "object") == "nut" and sy.style_of("synth_pill") == "pill"
+    assert sy.style_of("synth_pill", "texture") == "carpet"  # another kind: that kind's default
+    with pytest.raises(DatasetError, match="unknown style"):
+        sy.render_pair("object", 16, rng(), style="carpet")
+    sy.generate_class(tmp_path, "synth_wood", SMALL, image_size=24)
+    meta = json.loads((tmp_path / "synth_wood" / "synthetic.json").read_text())
+    assert meta["style"] == "wood" and meta["analogue"] == "wood" and meta["kind"] == "texture"
+    sy.generate_class(tmp_path, "synth_carpet", SMALL, image_size=24)
+    assert "style" not in json.loads((tmp_path / "synth_carpet" / "synthetic.json").read_text())
 
 
 def test_good_images_vary(tmp_path):

@@ -2,7 +2,7 @@
 
 Built from photographs shipped inside scikit-image's wheel (no download; see ``SOURCES``)
 plus procedural variation, so the workflow runs offline on a laptop with realistic-looking
-images. Three classes mirror the study's three MVTec classes:
+images. Three classes mirror the study's three MVTec classes (``STUDY_CLASSES``, the default):
 
 ========================  ==========  =========  ================================================
 class                     kind        analogue   look
@@ -15,6 +15,15 @@ class                     kind        analogue   look
                                                  zipper): a vertical band of interlocking teeth
                                                  between two fabric tapes
 ========================  ==========  =========  ================================================
+
+Twelve more (``CLASS_TABLE``) mirror the other MVTec AD classes, so that a 15-class run needs no
+download: ``synth_<name>`` for bottle, cable, capsule, metal_nut, pill, screw, toothbrush and
+transistor (objects: the nut's renderer with another ``OBJECT_STYLES`` entry: size, elongation,
+colours, surface photo, a second colour at one end, background) and grid, leather, tile and wood
+(textures: the carpet's renderer with another ``TEXTURE_STYLES`` entry: photos, scale, weave,
+tint). They look only loosely like their analogues; their counts with ``counts: mvtec`` are
+the analogue's. A style adds no random draws, so the three original classes are byte-identical
+to before the styles existed.
 
 Defect types (4 per class; anomalies are assigned round-robin over them):
 
@@ -48,16 +57,21 @@ folders) and :mod:`.cli`.
 from importlib import import_module
 
 from .counts import (
+    CLASS_TABLE,
     DEFAULT_COUNTS,
+    DEFAULT_STYLE,
     DEFECTS,
     EMBEDDED_CLASSES,
     KIND_ANALOGUE,
     KINDS,
     MVTEC_COUNTS,
+    STUDY_CLASSES,
+    analogue_of,
     class_seed,
     kind_of,
     mvtec_counts,
     resolve_counts,
+    style_of,
 )
 
 # the renderers import scipy and PIL: loaded on first use, so that the class table (read by
@@ -80,7 +94,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "CLASS_TABLE",
     "DEFAULT_COUNTS",
+    "DEFAULT_STYLE",
     "DEFECTS",
     "EMBEDDED_CLASSES",
     "GENERATOR_VERSION",
@@ -89,6 +105,8 @@ __all__ = [
     "MIN_DELTA",
     "MVTEC_COUNTS",
     "SOURCES",
+    "STUDY_CLASSES",
+    "analogue_of",
     "class_seed",
     "generate_class",
     "generate_dataset",
@@ -97,4 +115,5 @@ __all__ = [
     "mvtec_counts",
     "render_pair",
     "resolve_counts",
+    "style_of",
 ]

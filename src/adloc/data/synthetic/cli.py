@@ -7,7 +7,7 @@ import sys
 import time
 
 from ...errors import DatasetError
-from .counts import DEFAULT_COUNTS, EMBEDDED_CLASSES, mvtec_counts
+from .counts import DEFAULT_COUNTS, EMBEDDED_CLASSES, STUDY_CLASSES, mvtec_counts
 from .writer import generate_class
 
 
@@ -20,8 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--classes",
         nargs="+",
-        default=list(EMBEDDED_CLASSES),
-        help=f"classes (default: {' '.join(EMBEDDED_CLASSES)})",
+        default=list(STUDY_CLASSES),
+        help=f"classes (default: {' '.join(STUDY_CLASSES)}; all: {' '.join(EMBEDDED_CLASSES)})",
     )
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)

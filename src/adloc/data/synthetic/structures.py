@@ -81,7 +81,8 @@ def render_zipper(
     return img.astype(np.float32)
 
 
-def good_structure(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict]:
+def good_structure(rng: np.random.Generator, size: int, style: dict) -> tuple[np.ndarray, dict]:
+    """A good zipper (the structure kind has one style; ``style`` is empty)."""
     P = zipper_params(rng)
     img = render_zipper(size, P)
     light = rng.uniform(0.94, 1.06)

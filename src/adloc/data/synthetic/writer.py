@@ -13,14 +13,16 @@ from PIL import Image
 
 from ...errors import DatasetError
 from .counts import (
+    DEFAULT_STYLE,
     DEFECTS,
-    EMBEDDED_CLASSES,
-    KIND_ANALOGUE,
+    STUDY_CLASSES,
+    analogue_of,
     check_counts,
     class_seed,
     image_rng,
     kind_of,
     mvtec_counts,
+    style_of,
 )
 from .primitives import SOURCES
 from .render import render_pair
@@ -34,8 +36,9 @@ def save_png(path: Path, arr: np.ndarray) -> None:
 
 def write_image(task: tuple) -> None:
     """Render and write one image (and its mask): a task of :func:`generate_class`."""
-    kind, size, cseed, group, index, defect, image_path, mask_path = task
-    good, bad, mask = render_pair(kind, size, image_rng(cseed, group, index), defect=defect)
+    kind, style, size, cseed, group, index, defect, image_path, mask_path = task
+    rng = image_rng(cseed, group, index)
+    good, bad, mask = render_pair(kind, size, rng, defect=defect, style=style)
     if defect is None:
         save_png(image_path, good)
     else:
@@ -88,6 +91,7 @@ def generate_class(
     image has its own seed, so the files are byte-identical for any number of workers.
     """
     kind = kind_of(cls, kind)
+    style = style_of(cls, kind)
     c = check_counts(counts)
     size = int(image_size)
     if not 8 <= size <= 4096:
@@ -109,7 +113,7 @@ def generate_class(
         for f in folders.values():
             f.mkdir(parents=True)
         tasks = [
-            (kind, size, cseed, group, i, None, folders[group] / f"{i:03d}.png", None)
+            (kind, style, size, cseed, group, i, None, folders[group] / f"{i:03d}.png", None)
             for group in ("train_good", "test_good")
             for i in range(c[group])
         ]
@@ -122,6 +126,7 @@ def generate_class(
             tasks.append(
                 (
                     kind,
+                    style,
                     size,
                     cseed,
                     "anomalies",
@@ -135,7 +140,7 @@ def generate_class(
         meta = {
             "class": cls,
             "kind": kind,
-            "analogue": KIND_ANALOGUE[kind],
+            "analogue": analogue_of(cls, kind),
             "counts": c,
             "image_size": size,
             "seed": int(seed),
@@ -143,6 +148,8 @@ def generate_class(
             "defects": list(defects),
             "sources": [f"skimage.data.{s}" for s in SOURCES],
         }
+        if style != DEFAULT_STYLE[kind]:  # (the original three classes' files stay as they were)
+            meta["style"] = style
         (tmp / "synthetic.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{cls}.old-", dir=root))
@@ -166,9 +173,10 @@ def generate_dataset(
     counts: dict[str, int] | None = None,
     workers: int = 1,
 ) -> list[Path]:
-    """Generate several classes (default: all EMBEDDED_CLASSES); ``workers`` as :func:`generate_class`."""
+    """Generate several classes (default: STUDY_CLASSES, the study's three); ``workers`` as
+    :func:`generate_class`."""
     out = []
-    for cls in classes or list(EMBEDDED_CLASSES):
+    for cls in classes or list(STUDY_CLASSES):
         cnt = mvtec_counts(cls) if use_mvtec_counts else counts
         out.append(
             generate_class(root, cls, cnt, image_size=image_size, seed=seed, workers=workers)
