@@ -7,7 +7,8 @@ pretrain/target embedding 1024, coreset ratio 0.1, projection 128) that is 3,629
 machine, and the memory of the fit does not depend on what the stage maps show, so this script
 synthesises stage maps of exactly those shapes (per class a few random prototype maps plus
 noise, non-negative like ReLU outputs: clustered, as real features are) and calls
-``PatchCore.fit`` on them, as ``scripts/fit.py`` does after ``load_training_set``.
+``PatchCore.fit`` on them as ``scripts/fit.py`` does after ``load_training_set``
+(``release_features=True``: the stage maps are freed once embedded).
 
 It prints the resident memory after the features exist and the process's peak (``ru_maxrss``,
 which counts torch's allocations, unlike tracemalloc), and the time of the embedding and of the
@@ -77,6 +78,8 @@ def main() -> None:
     ap.add_argument("--embedding-dtype", choices=["float16", "float32"], default="float16")
     ap.add_argument("--coreset-ratio", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep-features", action="store_true",
+                    help="keep the stage maps through the coreset (fit.py frees them after the embedding)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -108,7 +111,7 @@ def main() -> None:
     )
     model = PatchCore(cfg)
     t_fit = time.perf_counter()
-    model.fit(feats, sources=sources)
+    model.fit(feats, sources=sources, release_features=not args.keep_features)
     fit_s = time.perf_counter() - t_fit
     patches = args.images * 28 * 28
     print(f"patches: {patches:,} x 1024 ({args.embedding_dtype} store: {_gb(patches * 1024 * (2 if args.embedding_dtype == 'float16' else 4))}); "

@@ -22,7 +22,7 @@ def main(smk):
         {**p.model, "image_size": p.image_size, "seed": p.seed, "device": device},
     )
     t0 = time.perf_counter()
-    model.fit(train, sources=sources)
+    model.fit(train, sources=sources, release_features=True)  # the maps are not needed after
     model.provenance["fit_device"] = device_label(device)
     log.info("fit %s on %d images in %.2f s", smk.wildcards.method, len(sources), time.perf_counter() - t0)
     model.save(smk.output[0])

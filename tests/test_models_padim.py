@@ -56,6 +56,17 @@ def test_channel_subset_is_seeded_and_n_features_resolves():
     b = Padim(PadimConfig(layers=("layer1", "layer2"), n_features=3, seed=5, image_size=16)).fit(train)
     c = Padim(PadimConfig(layers=("layer1", "layer2"), n_features=3, seed=6, image_size=16)).fit(train)
     assert torch.equal(a.idx, b.idx) and not torch.equal(a.idx, c.idx)
+    # release_features empties the caller's dict; the model is the same; float16 maps fit as
+    # their float32 values
+    given = {k: v.clone() for k, v in train.items()}
+    r = Padim(PadimConfig(layers=("layer1", "layer2"), n_features=3, seed=5, image_size=16))
+    r.fit(given, release_features=True)
+    assert given == {} and torch.equal(r.inv_covariance, a.inv_covariance)
+    half = {k: v.half() for k, v in train.items()}
+    h1 = Padim(PadimConfig(layers=("layer1", "layer2"), n_features=3, seed=5, image_size=16)).fit(half)
+    h2 = Padim(PadimConfig(layers=("layer1", "layer2"), n_features=3, seed=5, image_size=16)).fit(
+        {k: v.float() for k, v in half.items()})
+    assert torch.equal(h1.mean, h2.mean) and torch.equal(h1.inv_covariance, h2.inv_covariance)
     assert resolve_n_features(None, "wide_resnet50_2", 1792) == 550
     assert resolve_n_features(None, "resnet50_timm", 1792) == 100
     assert resolve_n_features(None, "efficientnet_lite0", 176) == 100

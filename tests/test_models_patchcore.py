@@ -216,6 +216,10 @@ def test_float16_store_is_the_float32_fit_of_the_rounded_embeddings():
     a = PatchCore(PatchCoreConfig(**base)).fit(f16)
     b = PatchCore(PatchCoreConfig(**base)).fit({k: v.float() for k, v in f16.items()})
     assert torch.equal(a.bank, b.bank)
+    # release_features empties the caller's container after the embedding; same model
+    given = {k: v.clone() for k, v in feats.items()}
+    c = PatchCore(PatchCoreConfig(**base)).fit(given, release_features=True)
+    assert given == {} and torch.equal(c.bank, PatchCore(PatchCoreConfig(**base)).fit(feats).bank)
     with pytest.raises(ModelError, match="embedding_dtype"):
         PatchCoreConfig(embedding_dtype="bfloat16")
     with pytest.raises(ModelError, match="overflows float16"):

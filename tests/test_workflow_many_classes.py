@@ -27,7 +27,7 @@ def test_seven_embedded_classes_run_end_to_end(tmp_path):
         patchcore={"embedding_dtype": "float16"},
         features={"storage_dtype": "float16"},
     )
-    snakemake(tmp_path, "--cores", "2")
+    snakemake(tmp_path, "--cores", "2", timeout=2400)  # 7 classes: allow a loaded machine
     r = tmp_path / "results" / "tiny"
     for cls in CLASSES:
         meta = json.loads((tmp_path / "data" / cls / "synthetic.json").read_text())

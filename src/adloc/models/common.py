@@ -210,6 +210,15 @@ def unpack_features(features, provenance: Mapping | None, layers) -> tuple[dict,
     return {layer: feats[layer] for layer in layers}, prov, input_size
 
 
+def release_features(features) -> None:
+    """Empty the caller's feature container (a FeatureSet's ``layers`` or a layer dict) so that
+    its tensors are freed once the model holds no reference either (``fit(...,
+    release_features=True)``: the stage maps are not needed after the embedding)."""
+    layers = features.layers if hasattr(features, "layers") else features
+    if isinstance(layers, dict):
+        layers.clear()
+
+
 def count_sources(sources, n_images: int) -> list[str] | None:
     if sources is None:
         return None

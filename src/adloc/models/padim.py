@@ -40,6 +40,7 @@ from .common import (
     chunks,
     count_sources,
     load_model_file,
+    release_features as release_features_of,
     resolve_device,
     save_model_file,
     score_maps,
@@ -134,7 +135,10 @@ class Padim(FeatureModel):
 
 
     # ------------------------------------------------------------------ fit
-    def fit(self, features, sources=None, provenance: Mapping[str, Any] | None = None) -> "Padim":
+    def fit(self, features, sources=None, provenance: Mapping[str, Any] | None = None,
+            release_features: bool = False) -> "Padim":
+        """Mean and inverse covariance per position. ``release_features=True``: ``features`` is
+        emptied after the second pass, before the inversion (as :meth:`PatchCore.fit`)."""
         c = self.config
         feats, prov, input_size = unpack_features(features, provenance, c.layers)
         self._check_input_size(input_size)
@@ -160,6 +164,9 @@ class Padim(FeatureModel):
                 xc = (self._embed(feats, s, e).reshape(e - s, d, p) - mean).permute(2, 0, 1)  # (P, B, D)
                 cov.baddbmm_(xc.transpose(1, 2), xc)
                 del xc
+            if release_features:
+                del feats
+                release_features_of(features)
             cov.div_(n - 1)
             cov.diagonal(dim1=1, dim2=2).add_(float(c.covariance_eps))
             _invert_in_place(cov, self.position_chunk)

@@ -21,7 +21,8 @@ Memory bank: approximate greedy k-center coreset (:mod:`adloc.models.coreset`) o
 patches, ``max(1, int(N_patches * coreset_ratio))`` entries.
 
 Memory of a fit: the training features as given (keep them float16 with
-``load_features(..., keep_dtype=True)``: every chunk is cast to float32 as it is embedded), one
+``load_features(..., keep_dtype=True)``: every chunk is cast to float32 as it is embedded;
+``fit(..., release_features=True)`` frees them once every image is embedded), one
 store of all patch embeddings (N_patches x D), the coreset's projection (N_patches x 128
 float32, about three copies at the peak of the CPU loop) and the float32 bank. With
 ``embedding_dtype="float16"`` the store is float16 (half the memory: 2.8 M patches x 1024 take
@@ -68,6 +69,7 @@ from .common import (
     chunks,
     count_sources,
     load_model_file,
+    release_features as release_features_of,
     resolve_device,
     save_model_file,
     score_maps,
@@ -219,11 +221,14 @@ class PatchCore(FeatureModel):
 
 
     # ------------------------------------------------------------------ fit
-    def fit(self, features, sources=None, provenance: Mapping[str, Any] | None = None) -> "PatchCore":
+    def fit(self, features, sources=None, provenance: Mapping[str, Any] | None = None,
+            release_features: bool = False) -> "PatchCore":
         """Build the memory bank from training images' stage maps.
 
         ``sources``: one class label per image (global models); the bank then records how many
-        entries came from each class (``bank_sources``).
+        entries came from each class (``bank_sources``). ``release_features=True``: ``features``
+        (the FeatureSet or dict given) is emptied once every image is embedded, so the stage maps
+        are freed before the coreset (the caller must not need them afterwards).
         """
         c = self.config
         feats, prov, input_size = unpack_features(features, provenance, c.layers)
@@ -243,6 +248,9 @@ class PatchCore(FeatureModel):
                     continue
                 store[s * per : e * per] = _store_rows(self._embed(feats, s, e), store.dtype)
             del first
+        if release_features:
+            del feats
+            release_features_of(features)
         n_keep = max(1, int(total * float(c.coreset_ratio)))
         if n_keep >= total:
             sel = torch.arange(total)
