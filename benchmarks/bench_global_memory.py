@@ -101,6 +101,7 @@ def main() -> None:
     def timed_coreset(*a, **kw):  # the embedding ends where the coreset starts
         phases["embedding"] = time.perf_counter() - t_fit
         phases["rss_before_coreset"] = _rss()
+        phases["peak_before_coreset"] = _peak()  # the embedding's peak (its chunk temporaries)
         t = time.perf_counter()
         out = real_coreset(*a, **kw)
         phases["coreset"] = time.perf_counter() - t
@@ -121,7 +122,8 @@ def main() -> None:
     print(f"patches: {patches:,} x 1024 ({args.embedding_dtype} store: {_gb(patches * 1024 * (2 if args.embedding_dtype == 'float16' else 4))}); "
           f"bank {tuple(model.bank.shape)}")
     print(f"embedding {phases['embedding']:.1f} s, coreset {phases['coreset']:.1f} s, fit total {fit_s:.1f} s")
-    print(f"RSS before the coreset {_gb(phases['rss_before_coreset'])}; peak after the coreset "
+    print(f"RSS before the coreset {_gb(phases['rss_before_coreset'])} (peak until then "
+          f"{_gb(phases['peak_before_coreset'])}); peak after the coreset "
           f"{_gb(phases['peak_after_coreset'])}; peak of the whole process {_gb(_peak())}")
 
 

@@ -57,9 +57,9 @@ def test_confusion_heatmap_at_15_classes():
 def test_gap_figure_at_15_classes_has_one_panel_per_metric_and_method():
     df = gap_rows()
     fig = plot_gap(df)
-    assert len(fig.axes) == 6 * 2
+    assert len(fig.axes) == (6 + 2) * 2  # six metrics + F1 and accuracy vs one threshold
     w, h = fig.get_size_inches()
-    assert w <= 16 and h <= 12
+    assert w <= 16 and h <= 15
     r = _draw(fig)
     bottom = fig.axes[-1]
     labels = [t for t in bottom.get_xticklabels() if t.get_text()]
