@@ -23,7 +23,4 @@ rule all:
 
 
 onsuccess:
-    print(
-        f"\nadloc: done. Summary: {RESULTS}/summary.md; tables: {RESULTS}/tables/; "
-        f"figures: {RESULTS}/figures/.\nHTML report: snakemake --report {RESULTS}/report.html\n"
-    )
+    print(done_message(RESULTS, workflow.dag_settings.targets, RUN_STARTED))

@@ -83,6 +83,7 @@ rule tsne:
             f"{RESULTS}/models/patchcore/{GLOBAL}.pt" if "patchcore" in METHODS else []
         ),
         features=expand(f"{RESULTS}/features/{TSNE_FSET}/{{cls}}/train.pt", cls=CLASSES),
+        splits=expand(f"{RESULTS}/splits/{{cls}}.json", cls=CLASSES),
     output:
         figure=report(
             f"{RESULTS}/figures/tsne.png",

@@ -1,6 +1,8 @@
 # Validation, derived settings and input functions shared by all rules.
 import os
+import re
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
@@ -15,9 +17,12 @@ from adloc.data.fetch import (
 )
 from adloc.weights import missing_imagenet_weights, marker_path
 from adloc.weights import downloadable as weights_downloadable
-from adloc.errors import ConfigError
+from adloc.errors import ConfigError, DatasetError
+from adloc.data.mvtec import check_class_folders, class_files
 from adloc.runtime import local_cuda_devices
-from adloc.workflow import run_tables
+from adloc.workflow import done_message, run_tables
+
+RUN_STARTED = time.time()  # the onsuccess message names only what this run built
 
 try:
     # adloc's check first: its messages name the key and the allowed values.
@@ -33,7 +38,7 @@ config["run_name"] = RUN
 RESULTS = f"results/{RUN}"
 CLASSES = list(config["classes"])
 METHODS = list(config["methods"])
-DATA_ROOT = config["dataset"]["root"]
+DATA_ROOT = config["dataset"]["root"]  # ~ expanded by validate_config
 OFFLINE = is_offline(config)
 # dataset.source mvtec_ad / visa: rule fetch_dataset writes the data and this marker once.
 FETCH_DATASET = config["dataset"]["source"] != "folder"
@@ -54,6 +59,11 @@ DATASET_ARCHIVE = (
     if FETCH_DATASET
     else None
 )
+if not config["dataset"]["generate"] and not FETCH_DATASET:
+    try:  # a missing class stops the DAG build (and snakemake -n), not its first job
+        check_class_folders(DATA_ROOT, CLASSES)
+    except DatasetError as exc:
+        raise WorkflowError(f"adloc: dataset error: {exc}") from None
 GLOBAL = "global"
 UNIFIED_ABS = "unified_abs"
 for _reserved in (GLOBAL, UNIFIED_ABS):
@@ -87,8 +97,8 @@ if USE_GPU and not ON_CLUSTER and "gpu" not in workflow.global_resources:
 MAX_THREADS = 8
 GPU = 1 if USE_GPU else 0
 
-CLASS_RE = "|".join(CLASSES)
-SCOPE_RE = "|".join(SCOPES)
+CLASS_RE = "|".join(map(re.escape, CLASSES))
+SCOPE_RE = "|".join(map(re.escape, SCOPES))
 
 
 wildcard_constraints:
@@ -139,7 +149,8 @@ def weights_file(wildcards):
 
 
 def class_images(wildcards):
-    """Every file of a class folder (real data), so a changed image reruns that class only."""
+    """Every file of a class folder (real data), links followed, so a changed image reruns
+    that class only, also inside a linked folder."""
     root = Path(DATA_ROOT) / wildcards.cls
     if config["dataset"]["generate"]:
         return [str(root)]
@@ -147,9 +158,7 @@ def class_images(wildcards):
         FETCH_DATASET
     ):  # fetched data is the verified archive's: its marker stands for it
         return [DATA_MARKER]
-    if not root.is_dir():
-        return []  # the splits script reports the missing folder clearly
-    return sorted(str(p) for p in root.rglob("*") if p.is_file())
+    return class_files(root)
 
 
 def model_params(method, cls=None):

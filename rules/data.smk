@@ -29,5 +29,6 @@ rule splits:
     params:
         root=DATA_ROOT,
         splits=config["splits"],
+        bit_depth=config["dataset"]["bit_depth"],
     script:
         "../scripts/splits.py"

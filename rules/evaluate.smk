@@ -7,6 +7,7 @@
 rule calibrate:
     input:
         scores=scores_of("{method}", "{cls}", "{cls}"),
+        splits=f"{RESULTS}/splits/{{cls}}.json",
     output:
         f"{RESULTS}/thresholds/{{method}}/{{cls}}/{{cls}}.json",
     log:
@@ -22,6 +23,7 @@ rule calibrate:
 rule calibrate_global:
     input:
         scores=expand(scores_of("{{method}}", GLOBAL, "{cls}"), cls=CLASSES),
+        splits=expand(f"{RESULTS}/splits/{{cls}}.json", cls=CLASSES),
     output:
         per_class=expand(
             f"{RESULTS}/thresholds/{{{{method}}}}/{GLOBAL}/{{cls}}.json", cls=CLASSES

@@ -11,6 +11,7 @@ from _common import as_list, run_script
 
 
 def main(smk):
+    from adloc.data.splits import read_splits, val_anomaly_advice
     from adloc.errors import CalibrationError
     from adloc.io import load_npz, write_json
     from adloc.pipeline import calibrate_scores
@@ -20,6 +21,8 @@ def main(smk):
     files = as_list(smk.input.scores)
     scores = [load_npz(f, what="scores file") for f in files]
     classes = [Path(f).stem for f in files]
+    # each class's fix for a validation split without anomalies, from its split file's counts
+    advice = {Path(f).stem: val_anomaly_advice(read_splits(f)) for f in as_list(smk.input.splits)}
     model = w.get("cls", "global")
     jobs = []  # (output, scope, classes, scores)
     if model == "global":
@@ -30,7 +33,7 @@ def main(smk):
         jobs.append((smk.output[0], "per_class", classes, scores))
     for out, scope, cls, sc in jobs:
         try:
-            result = calibrate_scores(sc, cfg, cls)
+            result = calibrate_scores(sc, cfg, cls, advice=advice.get(cls[0]) if len(cls) == 1 else None)
         except CalibrationError as exc:  # say which classes and model: the message alone does not
             if scope == "unified_abs":
                 what = f"pooled validation split of {', '.join(cls)}, {w.method} global model"

@@ -9,7 +9,7 @@ from _common import run_script
 
 
 def main(smk):
-    from adloc.data.splits import read_splits
+    from adloc.data.splits import check_unchanged, read_splits
     from adloc.data.transforms import Preprocess
     from adloc.io import load_npz, write_json
     from adloc.pipeline import evaluate_scores, read_threshold
@@ -18,6 +18,8 @@ def main(smk):
     w = smk.wildcards
     scores = load_npz(smk.input.scores, what="scores file")
     splits = read_splits(smk.input.splits)
+    # the masks are read here, long after the images were: they must be the split's
+    check_unchanged(p.root, splits, smk.input.splits, names=("test",), keys=("mask",))
     pre = Preprocess(resize=p.preprocess["resize"], crop=p.preprocess["crop"])
     if "pooled" in smk.input.keys():
         jobs = [("global", smk.input.threshold, smk.output.unified), ("unified_abs", smk.input.pooled, smk.output.pooled)]

@@ -10,7 +10,7 @@ from _common import as_list, run_script
 def main(smk):
     from adloc.analysis import examples_figure, savefig, select_examples
     from adloc.analysis.figures import method_label
-    from adloc.data.splits import read_splits
+    from adloc.data.splits import check_unchanged, read_splits
     from adloc.data.transforms import Preprocess, load_split_masks
     from adloc.io import load_npz, read_json
     from adloc.pipeline import display_images
@@ -27,10 +27,12 @@ def main(smk):
     first = next(iter(runs.values()))
     idx = select_examples(first["test_labels"], p.n, seed=0)
     paths = [str(first["test_paths"][i]) for i in idx]
-    entries = {e["path"]: e for e in read_splits(smk.input.splits)["splits"]["test"]}
+    splits = read_splits(smk.input.splits)
+    check_unchanged(p.root, splits, smk.input.splits, names=("test",))  # images and masks drawn
+    entries = {e["path"]: e for e in splits["splits"]["test"]}
     chosen = [entries[q] for q in paths]
     fig = examples_figure(
-        display_images(p.root, chosen, pre),
+        display_images(p.root, chosen, pre, bit_depth=splits.get("bit_depth")),
         load_split_masks(p.root, chosen, pre),
         {k: v["test_maps"][idx] for k, v in runs.items()},
         titles=[f"{e['defect']} · {Path(e['path']).name}" for e in chosen],

@@ -14,13 +14,14 @@ log = logging.getLogger("adloc.preprocess_images")
 
 def main(smk):
     from adloc.data.cache import save_image_cache
-    from adloc.data.splits import SPLIT_NAMES, read_splits, split_entries
+    from adloc.data.splits import SPLIT_NAMES, check_unchanged, read_splits, split_entries
     from adloc.data.transforms import Preprocess, load_split_images
     from torchvision.transforms.v2 import functional  # noqa: F401  (import cost outside the timings)
 
     p = smk.params
     pre = Preprocess(resize=p.preprocess["resize"], crop=p.preprocess["crop"])
     splits = read_splits(smk.input.splits)
+    check_unchanged(p.root, splits, smk.input.splits, keys=("path",))  # the images the split named
     workers = max(1, int(smk.threads))
     images, paths = {}, {}
     total_n, total_s = 0, 0.0
@@ -29,7 +30,8 @@ def main(smk):
         t0 = time.perf_counter()
         # uint8 (N, 3, S, S): the tensors extract_features used to decode itself
         images[name], _ = load_split_images(
-            p.root, entries, pre, with_masks=False, workers=workers, as_uint8=True
+            p.root, entries, pre, with_masks=False, workers=workers, as_uint8=True,
+            bit_depth=splits.get("bit_depth"),
         )
         dt = time.perf_counter() - t0
         total_n, total_s = total_n + len(entries), total_s + dt

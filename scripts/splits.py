@@ -1,6 +1,10 @@
 """Rule splits: scan one class folder and write the study's train/val/test split with sha256s."""
 
+import logging
+
 from _common import run_script
+
+log = logging.getLogger("adloc.splits")
 
 
 def main(smk):
@@ -16,7 +20,10 @@ def main(smk):
         train_fraction=p.splits["train_fraction"],
         val_anomaly_fraction=p.splits["val_anomaly_fraction"],
         stratify_by_defect=p.splits["stratify_by_defect"],
+        bit_depth=p.bit_depth,
     )
+    for w in splits["warnings"]:  # also repeated in the summary's Warnings section
+        log.warning("%s", w)
     write_json(smk.output[0], splits)
 
 

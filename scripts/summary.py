@@ -21,9 +21,11 @@ def main(smk):
 
     cfg = smk.params.config
     mt = read_metrics_table(smk.input.metrics)
-    splits = {}
+    splits, warnings = {}, []
     for f in as_list(smk.input.splits):
-        c = read_splits(f)["counts"]
+        sp = read_splits(f)
+        warnings += sp.get("warnings", [])
+        c = sp["counts"]
         splits[Path(f).stem] = {
             "train": c["train"]["total"],
             "val_normal": c["val"]["normal"],
@@ -39,6 +41,7 @@ def main(smk):
         "bank_composition": read_bank_composition(smk.input.composition) if smk.input.composition else None,
         "splits": splits,
         "figures": default_figures(cfg),
+        "warnings": warnings,
     }
     if cfg["study_reference"]:
         ctx["side_by_side"] = side_by_side(mt, class_map=STUDY_CLASS_MAP)

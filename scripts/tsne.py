@@ -11,7 +11,8 @@ def main(smk):
     import torch
 
     from adloc.analysis import embed_view, memory_bank_composition, plot_tsne, savefig, write_bank_composition
-    from adloc.analysis.tsne import BACKBONE_TITLE, BANK_TITLE
+    from adloc.analysis.tsne import BACKBONE_TITLE, BANK_TITLE, duplicate_train_images
+    from adloc.data.splits import read_splits
     from adloc.features import load_features
 
     p = smk.params
@@ -32,7 +33,12 @@ def main(smk):
         bank_source = np.asarray(model.source_names, dtype=object)[origin]
         per_image = model.grid[0] * model.grid[1]
         patches = {c: n * per_image for c, n in model.train_sources.items()}
-        write_bank_composition(smk.output.composition, memory_bank_composition(bank_source, patches))
+        hashes = {}  # class -> sha256 of its training images: exact duplicates across classes
+        for f in as_list(smk.input.splits):
+            sp = read_splits(f)
+            hashes[sp["class"]] = [e["sha256"] for e in sp["splits"]["train"]]
+        composition = memory_bank_composition(bank_source, patches, duplicate_train_images(hashes))
+        write_bank_composition(smk.output.composition, composition)
         views.append((BANK_TITLE, *embed_view(model.bank.numpy(), bank_source, **kw)))
     views.append((BACKBONE_TITLE, *embed_view(np.concatenate(pooled), np.asarray(labels, dtype=object), **kw)))
     savefig(plot_tsne(views), smk.output.figure)

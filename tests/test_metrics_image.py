@@ -57,9 +57,9 @@ def test_confusion_metrics_match_sklearn(seed):
         assert (m["tp"], m["tn"], m["fp"], m["fn"]) == (tp, tn, fp, fn)
         assert confusion_at(labels, scores, thr) == {"tp": tp, "tn": tn, "fp": fp, "fn": fn}
         assert m["accuracy"] == pytest.approx(accuracy_score(labels, pred), abs=1e-12)
-        assert m["precision"] == pytest.approx(precision_score(labels, pred, zero_division=0), abs=1e-12)
-        assert m["recall"] == pytest.approx(recall_score(labels, pred, zero_division=0), abs=1e-12)
-        assert m["f1"] == pytest.approx(f1_score(labels, pred, zero_division=0), abs=1e-12)
+        assert m["precision"] == pytest.approx(precision_score(labels, pred, zero_division=np.nan), abs=1e-12, nan_ok=True)
+        assert m["recall"] == pytest.approx(recall_score(labels, pred, zero_division=np.nan), abs=1e-12, nan_ok=True)
+        assert m["f1"] == pytest.approx(f1_score(labels, pred, zero_division=np.nan), abs=1e-12, nan_ok=True)
         assert m["specificity"] == pytest.approx(tn / (tn + fp), abs=1e-12)
         assert m["n"] == labels.size and m["n_anomalous"] == labels.sum()
         assert m["n_normal"] == (labels == 0).sum() and m["note"] is None
@@ -74,16 +74,21 @@ def test_prediction_is_score_greater_or_equal():
     assert (m["tp"], m["fp"]) == (1, 1)
 
 
-def test_zero_over_zero_is_zero():
-    # nothing predicted anomalous: precision 0/0 -> 0, f1 0/(0+0+fn) -> 0
+def test_zero_over_zero_is_undefined():
+    # nothing predicted anomalous: precision 0/0 -> NaN, but f1 0/(0+0+fn) = 0 is measured
     m = image_metrics([0, 1, 1], [0.1, 0.2, 0.3], threshold=5.0)
-    assert m["precision"] == 0.0 and m["recall"] == 0.0 and m["f1"] == 0.0 and m["specificity"] == 1.0
-    # only normal images: recall 0/0 -> 0, f1 0/0 -> 0 (tp = fp = fn = 0 when nothing predicted)
+    assert math.isnan(m["precision"]) and m["recall"] == 0.0 and m["f1"] == 0.0
+    assert m["specificity"] == 1.0
+    # only normal images: recall and f1 are 0/0 -> NaN (N/A), not a 0 that reads as a failure
     m = image_metrics([0, 0], [0.1, 0.2], threshold=5.0)
-    assert m["recall"] == 0.0 and m["f1"] == 0.0 and m["precision"] == 0.0 and m["accuracy"] == 1.0
-    # only anomalous images: specificity 0/0 -> 0
+    assert math.isnan(m["recall"]) and math.isnan(m["f1"]) and math.isnan(m["precision"])
+    assert m["accuracy"] == 1.0
+    # ... also with false positives: no anomaly to find, so recall and F1 stay undefined
+    m = image_metrics([0, 0], [0.1, 0.2], threshold=0.15)
+    assert math.isnan(m["recall"]) and m["precision"] == 0.0 and math.isnan(m["f1"])
+    # only anomalous images: specificity 0/0 -> NaN
     m = image_metrics([1, 1], [0.1, 0.2], threshold=0.0)
-    assert m["specificity"] == 0.0 and m["f1"] == 1.0
+    assert math.isnan(m["specificity"]) and m["f1"] == 1.0
 
 
 @pytest.mark.parametrize("labels", [[0, 0, 0], [1, 1], []])

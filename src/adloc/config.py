@@ -99,6 +99,11 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
         return _describe(jsonschema.exceptions.best_match(relevant), source)
     desc = error.schema.get("description") if isinstance(error.schema, dict) else None
     hint = f" ({desc.strip()})" if desc else ""
+    if v == "pattern":
+        return (
+            f"config key {key}{where} has value {error.instance!r}, which does not match "
+            f"{error.validator_value!r}" + (f": {desc.strip()}" if desc else "")
+        )
     return f"config key {key}{where} is invalid: {error.message}{hint}"
 
 
@@ -121,6 +126,7 @@ def validate_config(config: Mapping[str, Any], source: str = "") -> dict:
 
 def _cross_checks(cfg: dict, source: str) -> None:
     where = f" in {source}" if source else ""
+    cfg["dataset"]["root"] = os.path.expanduser(cfg["dataset"]["root"])  # as weights paths
     if cfg["dataset"]["generate"]:
         bad = [c for c in cfg["classes"] if c not in EMBEDDED_CLASS_NAMES]
         if bad:

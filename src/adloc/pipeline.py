@@ -59,12 +59,13 @@ def split_labels(splits: Mapping[str, Any], split: str, paths: Sequence[str]) ->
     return np.asarray([table[p] for p in paths], dtype=np.int8)
 
 
-def display_images(root, entries: Sequence[Mapping[str, Any]], pre) -> np.ndarray:
-    """uint8 ``(N, S, S, 3)`` images with the model's resize/crop geometry (for figures)."""
+def display_images(root, entries: Sequence[Mapping[str, Any]], pre, bit_depth: int | None = None) -> np.ndarray:
+    """uint8 ``(N, S, S, 3)`` images with the model's resize/crop geometry (for figures);
+    ``bit_depth``: the split file's, for 16-bit images."""
     from .data.mvtec import load_image
     from .data.transforms import image_uint8
 
-    return np.stack([image_uint8(load_image(root, e["path"]), pre) for e in entries])
+    return np.stack([image_uint8(load_image(root, e["path"], bit_depth=bit_depth), pre) for e in entries])
 
 
 def _nan_to_none(x: float | None) -> float | None:
@@ -75,6 +76,7 @@ def calibrate_scores(
     scores: Sequence[Mapping[str, np.ndarray]],
     threshold_cfg: Mapping[str, Any],
     classes: Sequence[str],
+    advice: str | None = None,
 ) -> dict:
     """F1-max threshold on the validation split of one or more classes' scores (pooled).
 
@@ -82,7 +84,9 @@ def calibrate_scores(
     same model. One class gives that class's threshold; several give ONE threshold on their
     pooled validation images (the absolute-unified scope). Returns the threshold-file dict:
     ``{"threshold": ThresholdResult.to_dict(), "classes": [...], "val": {cls: {n,
-    n_anomalous}}}``. A degenerate pooled split follows ``threshold_cfg["on_degenerate"]``.
+    n_anomalous}}}``. A degenerate pooled split follows ``threshold_cfg["on_degenerate"]``;
+    ``advice``: the fix its error gives when the split has no anomalous image (one class:
+    :func:`adloc.data.splits.val_anomaly_advice` of its split file).
     """
     from . import metrics as M
 
@@ -96,6 +100,7 @@ def calibrate_scores(
         mode=threshold_cfg["mode"],
         grid_size=threshold_cfg["grid_size"],
         on_degenerate=threshold_cfg["on_degenerate"],
+        advice=advice,
     )
     val = {}
     for cls, s in zip(classes, scores):

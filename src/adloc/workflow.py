@@ -88,3 +88,25 @@ def run_tables(runs: Sequence[str], current_run: str, results: str = "results") 
             "own config (e.g. --configfile presets/mvtec.yaml presets/study.yaml), then compare."
         )
     return paths
+
+
+def done_message(results: str, targets, started: float) -> str:
+    """What the workflow prints when it ends well: where the summary is, only if it exists and
+    is this run's (built by it, or the run asked for everything: no target, or ``all``).
+
+    ``targets``: the targets given on the command line (empty: the default target);
+    ``started``: the run's start time (``time.time()``), against the summary's mtime.
+    """
+    summary = Path(results) / "summary.md"
+    full = not targets or "all" in targets
+    fresh = summary.is_file() and (full or summary.stat().st_mtime >= started)
+    if fresh:
+        return (
+            f"\nadloc: done. Summary: {summary}; tables: {results}/tables/; figures: "
+            f"{results}/figures/.\nHTML report: snakemake --report {results}/report.html\n"
+        )
+    asked = ", ".join(sorted(map(str, targets)))
+    return (
+        f"\nadloc: done: built {asked} and what it needs (outputs under {results}/). "
+        f"{summary} was not built by this run: snakemake --cores all builds the summary.\n"
+    )

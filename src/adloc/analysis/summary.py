@@ -17,6 +17,9 @@ with identical inputs produce identical bytes. ``ctx`` keys:
 ``protocol``                  protocol name; default derived from the config (paper/study/custom)
 ``version``, ``config_hash``  footer; defaults: ``adloc.__version__``, :func:`config_hash`
 ``notes``                     optional list of extra sentences appended to the setup
+``warnings``                  sentences on how inputs were interpreted (the split files'
+                              ``warnings``: EXIF orientation applied, bit depth inferred, ...),
+                              shown in a Warnings section before the results when any
 ============================  =====================================================================
 """
 
@@ -35,6 +38,7 @@ from .figures import method_label, scope_label
 from .gap import METRIC_LABELS, significant_gaps, wide_gap_table
 from .study_reference import wide_side_by_side
 from .tables import display_table
+from .tsne import covered_sentences
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -290,12 +294,20 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
     for note in ctx.get("notes") or []:
         setup += " " + str(note)
     lines += [setup, "", _md(_splits_table(ctx, mt)), ""]
+    warnings = list(ctx.get("warnings") or [])
+    if warnings:
+        lines += ["## Warnings", "",
+                  "The reader interpreted these inputs instead of reading them verbatim; check "
+                  "that this is what the data means:", ""]
+        lines += [f"- {w}" for w in warnings] + [""]
 
     # --- results
     lines += ["## Results", "", "### Per-class vs global models (test split)", "",
               _md(display_table(mt)), "",
-              "N/A: not defined (e.g. a class without ground-truth masks). Macro rows average "
-              "the classes (thresholds and intervals left blank).", ""]
+              "N/A: not defined (a class without ground-truth masks has no pixel metrics, one "
+              "without anomalous test images no AUROC, AUPRC or F1). Macro rows average the "
+              "classes where a metric is defined; (k/n) marks a mean over k of the n classes "
+              "(thresholds and intervals left blank).", ""]
     fb = mt[(mt["class"] != "macro") & mt["threshold_fallback"].notna()]
     if len(fb):
         lines += ["**Threshold fallbacks** (the validation split could not calibrate an F1 "
@@ -357,8 +369,11 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
         b = bank.copy()
         b["bank_share"] = b["bank_share"].map(lambda x: _fmt(x, 3))
         b["kept_share"] = b["kept_share"].map(lambda x: _fmt(x, 4))
-        b = b.astype(str)
+        b = b.astype(object).where(b.notna(), "").astype(str)
         lines += [_md(b), ""]
+        covered = covered_sentences(bank)
+        if covered:
+            lines += ["Duplicated training images: " + " ".join(covered), ""]
 
     figs = ctx.get("figures") or []
     if figs:

@@ -7,7 +7,10 @@ Macro rows (``class == "macro"``), one per method x scope:
 
 * rate metrics (AUROC, AUPRC, F1, accuracy, precision, recall, specificity, pixel AUROC,
   AU-PRO) are the unweighted mean over classes, ignoring N/A values (a class without masks has
-  no pixel metrics; the mean is over the classes that have them, NaN if none);
+  no pixel metrics, a class without test anomalies no AUROC or F1; the mean is over the classes
+  that have them, NaN if none). ``n_classes`` says how many classes the row summarises and
+  ``n_classes_<metric>`` over how many of them each mean was taken, so a mean over 2 of 4
+  classes never passes for one over all 4 (both blank in class rows);
 * counts (tp, fp, tn, fn, n_test, n_test_anomalous, n_test_normal, n_val, ...) are summed;
 * threshold and the AUROC interval are left blank (NaN): a mean of per-class thresholds means
   nothing and a mean of interval bounds is not an interval;
@@ -39,6 +42,11 @@ RATE_COLUMNS = [
     "auroc", "auprc", "f1", "accuracy", "precision", "recall", "specificity", "pixel_auroc",
     "au_pro",
 ]
+#: Macro rows: how many classes the row summarises, and how many of them define each rate.
+N_CLASSES = "n_classes"
+MACRO_N_COLUMNS = [N_CLASSES] + [f"n_classes_{c}" for c in RATE_COLUMNS]
+COLUMNS += MACRO_N_COLUMNS
+
 #: Summed in the macro row.
 COUNT_COLUMNS = [
     "tp", "fp", "tn", "fn", "n_test", "n_test_anomalous", "n_test_normal", "n_val",
@@ -156,9 +164,11 @@ def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def _macro(group: pd.DataFrame, method: str, scope: str) -> dict[str, Any]:
     row: dict[str, Any] = {"method": method, "scope": scope, "class": MACRO}
+    row[N_CLASSES] = len(group)
     for c in RATE_COLUMNS:
         vals = group[c].astype(float)
         row[c] = float(vals.mean(skipna=True)) if vals.notna().any() else float("nan")
+        row[f"n_classes_{c}"] = int(vals.notna().sum())
     for c in COUNT_COLUMNS:
         vals = group[c].astype(float)
         row[c] = float(vals.sum()) if vals.notna().all() else float("nan")
@@ -192,7 +202,7 @@ def metrics_table(metric_dicts: Iterable[Mapping[str, Any]], macro: bool = True)
             for (method, scope), g in df.groupby(["method", "scope"], sort=True)
         ]
         df = pd.concat([df, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True)
-    for c in COUNT_COLUMNS:
+    for c in COUNT_COLUMNS + MACRO_N_COLUMNS:
         df[c] = df[c].astype("Float64").round().astype("Int64")
     for c in ["method", "scope", "class", "threshold_fallback"] + TEXT_COLUMNS:
         df[c] = text_column(df[c])
@@ -220,11 +230,11 @@ def read_metrics_table(path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise AdlocError(f"metrics table {path} lacks columns {missing}; delete it and rerun")
-    for c in COUNT_COLUMNS:
+    for c in COUNT_COLUMNS + MACRO_N_COLUMNS:
         df[c] = df[c].astype("Float64").round().astype("Int64")
     for c in ["method", "scope", "class", "threshold_fallback"] + TEXT_COLUMNS:
         df[c] = text_column(df[c])
-    for c in [c for c in COLUMNS if c not in COUNT_COLUMNS + TEXT_COLUMNS
+    for c in [c for c in COLUMNS if c not in COUNT_COLUMNS + MACRO_N_COLUMNS + TEXT_COLUMNS
               + ["method", "scope", "class", "threshold_fallback"]]:
         df[c] = df[c].astype(float)
     return df[COLUMNS]
@@ -248,7 +258,11 @@ def read_table_csv(path, what: str, **kwargs) -> pd.DataFrame:
 
 def display_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
     """Compact view for reports: method, scope, class, threshold, AUROC [95% CI], AUPRC, F1,
-    accuracy, pixel AUROC, AU-PRO, all as strings (``N/A`` for missing pixel metrics)."""
+    accuracy, pixel AUROC, AU-PRO, all as strings (``N/A`` where undefined).
+
+    A macro row's class reads ``macro (n classes)``; a mean over fewer classes than that (the
+    others have the metric undefined) carries ``(k/n)``, e.g. ``0.9500 (2/4)``.
+    """
     from .figures import method_label, scope_label
 
     def f(x):
@@ -256,19 +270,34 @@ def display_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
             f"{float(x):.{decimals}f}"
         )
 
+    def col(metric):
+        n_all = df[N_CLASSES] if N_CLASSES in df else pd.Series(pd.NA, index=df.index)
+        n_def = df.get(f"n_classes_{metric}", pd.Series(pd.NA, index=df.index))
+        out = []
+        for v, k, n in zip(df[metric], n_def, n_all):
+            text = f(v)
+            if not pd.isna(k) and not pd.isna(n) and 0 < int(k) < int(n):
+                text += f" ({int(k)}/{int(n)})"
+            out.append(text)
+        return out
+
+    classes = [
+        f"{c} ({int(n)} classes)" if c == MACRO and not pd.isna(n) else c
+        for c, n in zip(df["class"], df[N_CLASSES] if N_CLASSES in df else [pd.NA] * len(df))
+    ]
     out = pd.DataFrame({
         "method": df["method"].map(method_label),
         "model": df["scope"].map(scope_label),
-        "class": df["class"],
+        "class": classes,
         "threshold": [_fmt_threshold(t) for t in df["threshold"]],
         "AUROC [95% CI]": [
-            f(a) + ("" if pd.isna(lo) or pd.isna(hi) else f" [{f(lo)}, {f(hi)}]")
-            for a, lo, hi in zip(df["auroc"], df["auroc_low"], df["auroc_high"])
+            a + ("" if pd.isna(lo) or pd.isna(hi) else f" [{f(lo)}, {f(hi)}]")
+            for a, lo, hi in zip(col("auroc"), df["auroc_low"], df["auroc_high"])
         ],
-        "AUPRC": df["auprc"].map(f),
-        "F1": df["f1"].map(f),
-        "accuracy": df["accuracy"].map(f),
-        "pixel AUROC": df["pixel_auroc"].map(f),
-        "AU-PRO": df["au_pro"].map(f),
+        "AUPRC": col("auprc"),
+        "F1": col("f1"),
+        "accuracy": col("accuracy"),
+        "pixel AUROC": col("pixel_auroc"),
+        "AU-PRO": col("au_pro"),
     })
     return out.reset_index(drop=True)

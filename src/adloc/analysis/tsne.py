@@ -119,8 +119,29 @@ def plot_tsne(views: Sequence[tuple[str, np.ndarray, Sequence]], classes: Sequen
     return fig
 
 
+def duplicate_train_images(train_sha256: Mapping[str, Sequence[str]]) -> dict[str, tuple[int, list[str]]]:
+    """Class -> (how many of its training images are byte-identical to a training image of
+    another class, those classes sorted), from the sha256s the split files record.
+
+    The coreset never picks a patch twice, so of two classes sharing images only one gets
+    bank entries for them: the other's patches are covered, not missing.
+    """
+    owners: dict[str, set[str]] = {}
+    for cls, hashes in train_sha256.items():
+        for h in hashes:
+            if h:
+                owners.setdefault(h, set()).add(str(cls))
+    out = {}
+    for cls, hashes in train_sha256.items():
+        others = [owners.get(h, set()) - {str(cls)} for h in hashes if h]
+        out[str(cls)] = (sum(1 for o in others if o), sorted(set().union(*others)) if others else [])
+    return out
+
+
 def memory_bank_composition(
-    bank_source: Sequence, n_train_patches_per_class: Mapping[str, int]
+    bank_source: Sequence,
+    n_train_patches_per_class: Mapping[str, int],
+    duplicates: Mapping[str, tuple[int, Sequence[str]]] | None = None,
 ) -> pd.DataFrame:
     """Where the global memory bank's entries came from.
 
@@ -128,10 +149,14 @@ def memory_bank_composition(
         bank_source: (M,) class name of each memory-bank entry.
         n_train_patches_per_class: class -> number of training patches the coreset was drawn
             from (train images x patches per image). Its order is the row order.
+        duplicates: :func:`duplicate_train_images` output (None: not known, columns blank).
 
     Returns:
         columns ``class``, ``bank_entries``, ``bank_share`` (of the bank), ``train_patches``,
-        ``kept_share`` (entries / training patches); a last ``total`` row.
+        ``kept_share`` (entries / training patches), ``duplicate_train_images`` (training images
+        byte-identical to another class's: their patches can be in the bank under that class's
+        name, so few or 0 entries then mean "covered", not "not represented") and
+        ``duplicate_of``; a last ``total`` row.
     """
     src = np.asarray(bank_source).astype(str)
     unknown = sorted(set(src.tolist()) - set(map(str, n_train_patches_per_class)))
@@ -144,17 +169,45 @@ def memory_bank_composition(
     rows = []
     for cls, n_train in n_train_patches_per_class.items():
         k = int((src == str(cls)).sum())
+        dup = None if duplicates is None else duplicates.get(str(cls), (0, []))
         rows.append({
             "class": str(cls), "bank_entries": k, "bank_share": k / m if m else float("nan"),
             "train_patches": int(n_train),
             "kept_share": k / n_train if n_train else float("nan"),
+            "duplicate_train_images": None if dup is None else int(dup[0]),
+            "duplicate_of": None if dup is None else ";".join(dup[1]),
         })
     total_train = int(sum(int(v) for v in n_train_patches_per_class.values()))
     rows.append({
         "class": "total", "bank_entries": m, "bank_share": 1.0 if m else float("nan"),
         "train_patches": total_train, "kept_share": m / total_train if total_train else float("nan"),
+        "duplicate_train_images": None if duplicates is None else int(
+            sum(int(v[0]) for v in duplicates.values())),
+        "duplicate_of": None,
     })
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df["duplicate_train_images"] = df["duplicate_train_images"].astype("Int64")
+    return df
+
+
+def covered_sentences(df: pd.DataFrame) -> list[str]:
+    """One sentence per class of a composition table whose training images duplicate another
+    class's (so its bank entries undercount what the bank covers of it)."""
+    out = []
+    if "duplicate_train_images" not in df:
+        return out
+    for _, r in df[df["class"] != "total"].iterrows():
+        n = r["duplicate_train_images"]
+        if pd.isna(n) or int(n) == 0:
+            continue
+        of = str(r["duplicate_of"]).replace(";", ", ") if isinstance(r["duplicate_of"], str) else "?"
+        out.append(
+            f"{r['class']}: {int(n)} of its training images are byte-identical to training images "
+            f"of {of}, so their patches were already covered in the bank (counted under whichever "
+            f"class the coreset met first); its {int(r['bank_entries'])} bank entries do not mean "
+            "it is not represented."
+        )
+    return out
 
 
 def write_bank_composition(path, df: pd.DataFrame) -> None:
@@ -165,6 +218,9 @@ def read_bank_composition(path) -> pd.DataFrame:
     """Read a table written by :func:`write_bank_composition`."""
     from .tables import read_table_csv
 
-    df = read_table_csv(path, "memory bank composition", dtype={"class": str})
+    df = read_table_csv(path, "memory bank composition", dtype={"class": str, "duplicate_of": str})
     df["class"] = df["class"].astype(object)
+    if "duplicate_train_images" in df:
+        df["duplicate_train_images"] = df["duplicate_train_images"].astype("Int64")
+        df["duplicate_of"] = [None if pd.isna(v) else v for v in df["duplicate_of"]]
     return df

@@ -22,17 +22,24 @@ defect order.
 
 Result (paths relative to the dataset root; ``sha256`` of each file when ``hash_files``)::
 
-    {"class": "carpet", "has_masks": true,
+    {"class": "carpet", "has_masks": true, "bit_depth": null, "warnings": [],
      "protocol": {"seed": 42, "train_fraction": 0.8, "val_anomaly_fraction": 0.3,
                   "stratify_by_defect": false},
      "splits": {"train": [entry, ...], "val": [...], "test": [...]},
      "counts": {"train": {"good": 224, "total": 224, "normal": 224, "anomalous": 0}, ...}}
     entry = {"path": "carpet/train/good/000.png", "label": 0, "defect": "good", "mask": null,
              "sha256": "<hex>", "mask_sha256": null}
+
+``bit_depth``: what the class's 16-bit images are read with (null: none);
+``warnings``: what the reader interpreted rather than read verbatim (EXIF orientation applied,
+bit depth inferred), one sentence each; the summary repeats them. Jobs that read the images or
+masks again check them against the recorded sha256 (:func:`check_unchanged`), so a file edited
+after the split was written stops the run instead of mixing old features with new labels.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections import Counter
@@ -41,7 +48,7 @@ from typing import Any
 
 from ..errors import AdlocError, DatasetError
 from ..io import read_json, sha256_file
-from .mvtec import ClassIndex, Sample, image_size
+from .mvtec import ClassIndex, Sample, image_header, image_size, infer_bit_depth
 
 SPLIT_NAMES = ("train", "val", "test")
 ENTRY_KEYS = ("path", "label", "defect", "mask", "sha256", "mask_sha256")
@@ -87,6 +94,27 @@ def _counts(entries: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
+def reading_notes(index: ClassIndex, bit_depth: int | None = None) -> tuple[int | None, list[str]]:
+    """The class's bit depth (:func:`adloc.data.mvtec.infer_bit_depth`) and the warnings about
+    how its images are read (EXIF orientations applied, bit depth inferred), from the headers."""
+    root = Path(index.root)
+    samples = list(index.train) + list(index.test)
+    headers = {s.path: image_header(root, s.path) for s in samples}
+    warnings: list[str] = []
+    turned = [p for p, h in headers.items() if h.orientation != 1]
+    if turned:
+        h = headers[turned[0]]
+        warnings.append(
+            f"class {index.name}: {len(turned)} image(s) carry an EXIF orientation (e.g. "
+            f"{turned[0]}: {h.orientation_text}), applied to images and masks as photo viewers "
+            "do; draw masks on the image as displayed."
+        )
+    depth, note = infer_bit_depth(root, [p for p, h in headers.items() if h.high_bit], bit_depth)
+    if note:
+        warnings.append(f"class {index.name}: {note}")
+    return depth, warnings
+
+
 def make_splits(
     index: ClassIndex,
     seed: int = 42,
@@ -94,12 +122,15 @@ def make_splits(
     val_anomaly_fraction: float = 0.3,
     stratify_by_defect: bool = False,
     hash_files: bool = True,
+    bit_depth: int | None = None,
 ) -> dict[str, Any]:
     """Split one class by the study's protocol (module docstring); returns the JSON-able dict.
 
     With the defaults and real MVTec AD this yields exactly the study's file lists. Raises
     DatasetError when the train split would be empty, and (``hash_files``) when a mask's size
     differs from its image's (read from the file headers), so both stop the splits rule.
+    ``bit_depth``: the declared depth of 16-bit images (``dataset.bit_depth``); None infers it
+    (:func:`reading_notes`).
     """
     if not 0.0 < train_fraction <= 1.0:
         raise DatasetError(f"train_fraction must be in (0, 1], got {train_fraction}.")
@@ -138,6 +169,8 @@ def make_splits(
         val_anom, test_anom = pooled[:k], pooled[k:]
 
     root = Path(index.root)
+    # hash_files=False opens no file at all (file lists only): no header is read either
+    depth, warnings = reading_notes(index, bit_depth) if hash_files else (bit_depth, [])
     splits = {
         "train": [_entry(s, root, hash_files) for s in train],
         "val": [_entry(s, root, hash_files) for s in val_normal + val_anom],
@@ -146,6 +179,8 @@ def make_splits(
     return {
         "class": index.name,
         "has_masks": bool(index.has_masks),
+        "bit_depth": depth,
+        "warnings": warnings,
         "protocol": {
             "seed": int(seed),
             "train_fraction": float(train_fraction),
@@ -173,6 +208,8 @@ def validate_splits(obj: Any, name: str = "splits") -> dict[str, Any]:
     splits = obj["splits"]
     if not isinstance(splits, dict):
         raise bad("'splits' is not an object")
+    if not isinstance(obj.get("warnings", []), list):
+        raise bad("'warnings' is not a list")
     for sname in SPLIT_NAMES:
         entries = splits.get(sname)
         if not isinstance(entries, list):
@@ -194,18 +231,24 @@ def read_splits(path: PathLike) -> dict[str, Any]:
     return validate_splits(obj, str(path))
 
 
-def verify_hashes(root: PathLike, splits: dict[str, Any]) -> list[str]:
-    """Relative paths (images and masks) whose current sha256 differs from the split file's.
+def verify_hashes(
+    root: PathLike,
+    splits: dict[str, Any],
+    names: tuple[str, ...] = SPLIT_NAMES,
+    keys: tuple[str, ...] = ("path", "mask"),
+) -> list[str]:
+    """Relative paths whose current sha256 differs from the split file's, over the splits
+    ``names`` and the entry ``keys`` (``"path"``: images, ``"mask"``: masks).
 
     Missing files are reported too; entries written with ``hash_files=False`` are skipped.
     """
     root = Path(root)
     changed: list[str] = []
     seen: set[str] = set()
-    for sname in SPLIT_NAMES:
+    for sname in names:
         for e in splits["splits"][sname]:
-            for pkey, hkey in (("path", "sha256"), ("mask", "mask_sha256")):
-                rel, want = e.get(pkey), e.get(hkey)
+            for pkey in keys:
+                rel, want = e.get(pkey), e.get(f"{'sha256' if pkey == 'path' else 'mask_sha256'}")
                 if rel is None or want is None or rel in seen:
                     continue
                 seen.add(rel)
@@ -216,6 +259,59 @@ def verify_hashes(root: PathLike, splits: dict[str, Any]) -> list[str]:
                 if got != want:
                     changed.append(rel)
     return changed
+
+
+def check_unchanged(
+    root: PathLike,
+    splits: dict[str, Any],
+    splits_path: PathLike = "",
+    names: tuple[str, ...] = SPLIT_NAMES,
+    keys: tuple[str, ...] = ("path", "mask"),
+) -> None:
+    """DatasetError unless the files (``keys`` of the splits ``names``) still have the sha256
+    the split file recorded: a file edited (or replaced, keeping its old time stamp) after the
+    split was written would otherwise mix old features with new labels or masks."""
+    changed = verify_hashes(root, splits, names, keys)
+    if changed:
+        src = f" {splits_path}" if splits_path else ""
+        raise DatasetError(
+            f"{len(changed)} file(s) of class {splits.get('class')} changed since the split "
+            f"file{src} was written (e.g. {changed[0]} under {root}, sha256 differs or the file "
+            "is gone): results made from the old files would mix with the new ones. Rerun the "
+            "class from its split: snakemake --forcerun splits (with your usual arguments)."
+        )
+
+
+def val_anomaly_advice(splits: dict[str, Any]) -> str:
+    """What can put an anomalous image into the validation split of this class (the fix of a
+    "no anomalous validation images" calibration error), from its split file's counts."""
+    c, proto, cls = splits["counts"], splits["protocol"], splits["class"]
+    n = int(c["val"]["anomalous"]) + int(c["test"]["anomalous"])
+    f = float(proto["val_anomaly_fraction"])
+    fallback = "or set threshold.on_degenerate: fallback (threshold = max normal validation score)"
+    if n == 0:
+        return f"class {cls} has no anomalous images at all: add some, {fallback}."
+    if n == 1:
+        least = max(2, math.ceil(1 / f)) if f > 0 else 2
+        return (
+            f"class {cls} has 1 anomalous image, which cannot be in both validation and test (no "
+            f"splits.val_anomaly_fraction below 1 moves it: int(f x 1) = 0). Add anomalous test "
+            f"images (with fraction {f:g}: at least {least}), {fallback}."
+        )
+    largest = n
+    if proto.get("stratify_by_defect"):  # the floor is taken per defect type
+        per = Counter()
+        for sname in ("val", "test"):
+            for k, v in c[sname].items():
+                if k not in ("good", "total", "normal", "anomalous"):
+                    per[k] += int(v)
+        largest = max(per.values(), default=n)
+    return (
+        f"class {cls} has {n} anomalous images: raise splits.val_anomaly_fraction to at least "
+        f"{1.0 / largest:.3g} (int(f x {largest}) >= 1"
+        + (f", {largest} being its largest defect type with stratify_by_defect" if largest != n else "")
+        + f"), add anomalous test images, {fallback}."
+    )
 
 
 def split_entries(splits: dict[str, Any], name: str) -> list[dict[str, Any]]:

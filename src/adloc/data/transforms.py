@@ -191,6 +191,7 @@ def load_split_images(
     with_masks: bool = True,
     workers: int | None = None,
     as_uint8: bool = False,
+    bit_depth: int | None = None,
 ) -> tuple["torch.Tensor", np.ndarray | None]:
     """Load and preprocess split entries (dicts with ``path``, ``label``, ``mask``).
 
@@ -204,6 +205,8 @@ def load_split_images(
     good images; ``None`` when ``with_masks`` is False or no entry has a mask (a class without
     ground truth). An anomalous entry with no mask in a split that has masks raises, as does a
     mask whose size differs from its image's (the error names both files' sizes).
+    ``bit_depth``: what 16-bit images are scaled by (the split file's ``bit_depth``; see
+    :func:`adloc.data.mvtec.load_image`).
     """
     root = Path(root)
     entries = list(entries)
@@ -214,7 +217,7 @@ def load_split_images(
     convert = image_uint8_tensor if as_uint8 else image_tensor
 
     def one(i: int) -> None:
-        imgs[i] = convert(load_image(root, entries[i]["path"]), pre)
+        imgs[i] = convert(load_image(root, entries[i]["path"], bit_depth=bit_depth), pre)
 
     n_workers = min(8, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     if n_workers == 1 or len(entries) < 2:

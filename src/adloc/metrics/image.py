@@ -115,7 +115,8 @@ def _ap_unchecked(lab: np.ndarray, sc: np.ndarray) -> float:
 
 
 def _safe_div(a: float, b: float) -> float:
-    return float(a) / float(b) if b else 0.0
+    """``a / b``; NaN (undefined, reported N/A) when ``b`` is 0."""
+    return float(a) / float(b) if b else math.nan
 
 
 def confusion_at(labels, scores, threshold: float) -> dict:
@@ -136,14 +137,17 @@ def confusion_at(labels, scores, threshold: float) -> dict:
 
 
 def rates_from_counts(tp: int, tn: int, fp: int, fn: int) -> dict:
-    """accuracy, precision, recall, specificity, f1 from counts; 0/0 -> 0.0."""
+    """accuracy, precision, recall, specificity, f1 from counts; 0/0 -> NaN (undefined: e.g.
+    recall and F1 of a test split without anomalous images, precision when nothing is
+    predicted anomalous), never a 0 that would read as a measured failure."""
     n = tp + tn + fp + fn
     return {
         "accuracy": _safe_div(tp + tn, n),
         "precision": _safe_div(tp, tp + fp),
         "recall": _safe_div(tp, tp + fn),
         "specificity": _safe_div(tn, tn + fp),
-        "f1": _safe_div(2 * tp, 2 * tp + fp + fn),
+        # F1 is about finding anomalies: undefined (not 0) when there is none to find
+        "f1": _safe_div(2 * tp, 2 * tp + fp + fn) if tp + fn else math.nan,
     }
 
 
@@ -152,7 +156,7 @@ def image_metrics(labels, scores, threshold: float) -> dict:
 
     Keys: ``auroc``, ``auprc`` (NaN if one class only), ``threshold``, ``tp``, ``tn``,
     ``fp``, ``fn``, ``accuracy``, ``precision``, ``recall``, ``specificity``, ``f1``
-    (prediction ``score >= threshold``; 0/0 -> 0.0), ``n``, ``n_anomalous``, ``n_normal`` and
+    (prediction ``score >= threshold``; 0/0 -> NaN), ``n``, ``n_anomalous``, ``n_normal`` and
     ``note`` (None, or why AUROC/AUPRC are NaN).
     """
     lab, sc = check_labels_scores(labels, scores)

@@ -76,7 +76,9 @@ class ThresholdResult:
     n_normal: int = 0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain dict; undefined validation rates (NaN) become None (N/A in JSON)."""
+        return {k: None if isinstance(v, float) and math.isnan(v) else v
+                for k, v in asdict(self).items()}
 
 
 def _f1_from_counts(tp: np.ndarray, fp: np.ndarray, n_pos: int) -> np.ndarray:
@@ -136,7 +138,8 @@ def study_f1_grid(labels, scores, grid_size: int = 1000) -> tuple[np.ndarray, np
     return thr, f1
 
 
-def _degenerate(lab: np.ndarray, sc: np.ndarray, mode: str, on_degenerate: str) -> ThresholdResult | None:
+def _degenerate(lab: np.ndarray, sc: np.ndarray, mode: str, on_degenerate: str,
+                advice: str | None = None) -> ThresholdResult | None:
     n_pos = int(lab.sum())
     n_neg = int(lab.size - n_pos)
     if lab.size == 0:
@@ -150,9 +153,10 @@ def _degenerate(lab: np.ndarray, sc: np.ndarray, mode: str, on_degenerate: str) 
         if on_degenerate == "error":
             raise CalibrationError(
                 f"cannot calibrate an F1 threshold: the validation split has no anomalous images "
-                f"({n_neg} normal, 0 anomalous). Fix: put anomalous images in validation (raise "
-                f"splits.val_anomaly_fraction, or give the class more anomalous test images), or set "
-                f"threshold.on_degenerate: fallback to use the max normal validation score + epsilon."
+                f"({n_neg} normal, 0 anomalous). Fix: "
+                + (advice or "put anomalous images in validation (raise splits.val_anomaly_fraction, "
+                   "or give the class more anomalous test images), or set threshold.on_degenerate: "
+                   "fallback to use the max normal validation score + epsilon.")
             )
         m = float(sc.max())
         thr = m + max(abs(m), 1.0) * 1e-6
@@ -194,10 +198,13 @@ def calibrate_threshold(
     mode: str = "exact",
     grid_size: int = 1000,
     on_degenerate: str = "error",
+    advice: str | None = None,
 ) -> ThresholdResult:
     """F1-maximising threshold on validation ``(labels, scores)``; see the module docstring.
 
-    ``grid_size`` is used by ``mode="study"`` only. Raises ``ValueError`` for bad arguments
+    ``grid_size`` is used by ``mode="study"`` only. ``advice``: the fix to give when the
+    validation split has no anomalous image (the caller knows the class's counts; see
+    :func:`adloc.data.splits.val_anomaly_advice`), instead of the generic one. Raises ``ValueError`` for bad arguments
     and :class:`~adloc.errors.CalibrationError` for a degenerate split with
     ``on_degenerate="error"``.
     """
@@ -208,7 +215,7 @@ def calibrate_threshold(
     if mode == "study" and int(grid_size) < 2:
         raise ValueError(f"grid_size must be >= 2, got {grid_size!r}")
     lab, sc = check_labels_scores(labels, scores)
-    fb = _degenerate(lab, sc, mode, on_degenerate)
+    fb = _degenerate(lab, sc, mode, on_degenerate, advice)
     if fb is not None:
         return fb
     if mode == "exact":
