@@ -61,6 +61,16 @@ def small_mask(wd):
     )
 
 
+def jpeg_mask(wd):  # a mask exported lossily
+    png = wd / "data" / CLASS / "ground_truth" / "hole" / "000_mask.png"
+    Image.open(png).convert("L").save(png.with_suffix(".jpg"), quality=75)
+    png.unlink()
+
+
+def ok_test_folder(wd):  # normal test images in test/OK (another tool's name for good)
+    (wd / "data" / CLASS / "test" / "good").rename(wd / "data" / CLASS / "test" / "OK")
+
+
 def one_train_image(wd):  # int(0.8 * 1) = 0 training images
     shutil.rmtree(wd / "data")
     make_dataset(wd / "data", [CLASS], counts={"train_good": 1, "test_good": 2, "anomalies": 4})
@@ -85,11 +95,13 @@ TRAIN_FEATURES = FEATURES[0]
 #      files that must not exist afterwards, needs the reference run's results)
 CASES = {
     "missing dataset root": (
-        no_dataset, {}, [], ["dataset root not found: data", "Set dataset.root"], SPLITS, False,
+        no_dataset, {}, [],
+        ["adloc: dataset error: dataset root not found: data", "Set dataset.root"], SPLITS, False,
     ),
     "class folder missing": (
         rename_class, {}, [],
-        [f"class folder not found: data/{CLASS}", "synth_walnut", "Fix the config key classes"],
+        ["adloc: dataset error:", f"class folder not found: data/{CLASS}", "synth_walnut",
+         "Fix the config key classes"],
         SPLITS, False,
     ),
     "wrong layout (no train/good)": (
@@ -113,6 +125,22 @@ CASES = {
         small_mask, {}, [],
         [f"mask {CLASS}/ground_truth/hole/000_mask.png", "32x32", "64x64", "resize the mask"],
         SPLITS, False,
+    ),
+    "lossy mask (JPEG)": (
+        jpeg_mask, {}, [],
+        [f"mask {CLASS}/ground_truth/hole/000_mask.jpg", "is a JPEG", "Export the masks losslessly"],
+        SPLITS, False,
+    ),
+    "normal-looking test folder (test/OK)": (
+        ok_test_folder, {}, [],
+        [f"test folder {CLASS}/test/OK", "looks like a folder of normal images",
+         f"Rename it to {CLASS}/test/good"],
+        SPLITS, False,
+    ),
+    "class name with a non-ASCII letter": (
+        None, {"classes": ["café"]}, [],
+        [CFG_ERROR, "config key classes.0", "'café'", "rename the class folder (e.g. café -> cafe)"],
+        [], False,
     ),
     "empty train split": (
         one_train_image, {}, [],
@@ -193,8 +221,8 @@ def test_bad_input(case, tmp_path_factory, dataset_cache, request):
     if breaker:
         breaker(wd)
     proc = snakemake(wd, "--cores", "2", *args, check=False)
-    check_failure(wd, proc, expect, absent)
-    if CFG_ERROR in expect:  # stopped at start: nothing computed
+    line = check_failure(wd, proc, expect, absent)
+    if line.startswith((CFG_ERROR, "adloc: dataset error:")):  # stopped at start: nothing computed
         assert not (wd / "results").exists()
 
 
@@ -223,7 +251,7 @@ def test_no_anomalies_in_val_error_then_fallback(tmp_path_factory, dataset_cache
         wd, proc,
         [f"class {CLASS}, patchcore per_class model ({SCORES})",
          "cannot calibrate an F1 threshold", "no anomalous images",
-         "splits.val_anomaly_fraction", "set threshold.on_degenerate: fallback"],
+         "raise splits.val_anomaly_fraction to at least 0.125", "set threshold.on_degenerate: fallback"],
         [target],
     )
     assert f"results/tiny/logs/calibrate/patchcore/{CLASS}.log" in adloc_lines(proc.stderr)[0]

@@ -201,12 +201,18 @@ def covered_sentences(df: pd.DataFrame) -> list[str]:
         if pd.isna(n) or int(n) == 0:
             continue
         of = str(r["duplicate_of"]).replace(";", ", ") if isinstance(r["duplicate_of"], str) else "?"
-        out.append(
-            f"{r['class']}: {int(n)} of its training images are byte-identical to training images "
-            f"of {of}, so their patches were already covered in the bank (counted under whichever "
-            f"class the coreset met first); its {int(r['bank_entries'])} bank entries do not mean "
-            "it is not represented."
-        )
+        k = int(r["bank_entries"])
+        if k == 0:
+            out.append(
+                f"{r['class']}: 0 bank entries, but its {int(n)} training images are byte-identical "
+                f"to training images of {of}, whose entries already cover their patches (the "
+                "coreset never picks a patch twice): covered, not unrepresented."
+            )
+        else:
+            out.append(
+                f"{r['class']}: {int(n)} of its training images are byte-identical to training "
+                f"images of {of}; its {k} bank entries cover those shared patches as well."
+            )
     return out
 
 

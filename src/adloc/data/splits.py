@@ -52,6 +52,8 @@ from .mvtec import ClassIndex, Sample, image_header, image_size, infer_bit_depth
 
 SPLIT_NAMES = ("train", "val", "test")
 ENTRY_KEYS = ("path", "label", "defect", "mask", "sha256", "mask_sha256")
+#: Entry key of a file -> entry key of its recorded sha256.
+HASH_KEYS = {"path": "sha256", "mask": "mask_sha256"}
 
 PathLike = str | os.PathLike
 
@@ -248,7 +250,7 @@ def verify_hashes(
     for sname in names:
         for e in splits["splits"][sname]:
             for pkey in keys:
-                rel, want = e.get(pkey), e.get(f"{'sha256' if pkey == 'path' else 'mask_sha256'}")
+                rel, want = e.get(pkey), e.get(HASH_KEYS[pkey])
                 if rel is None or want is None or rel in seen:
                     continue
                 seen.add(rel)

@@ -1,0 +1,128 @@
+"""Real-world folders (issue 13) through the real workflow: tiny data, ``--cores 2``.
+
+* a class missing on disk stops ``snakemake -n`` (the job graph), not its first job;
+* a linked ``train/good`` folder: an edit inside it reruns the class; an image replaced with
+  its old time stamp (Snakemake cannot see it) stops the job that reads it again, by sha256;
+* one full run on a folder as users have them -- ``test/Good``, an EXIF-rotated JPEG, 12-bit
+  data in 16-bit PNGs, a second class that duplicates the first's training images and has no
+  anomalies (``threshold.on_degenerate: fallback``): warnings in the summary, N/A for undefined
+  metrics, macro rows that say how many classes they cover, the duplicate class read as
+  covered; then a partial run whose closing message does not claim a summary.
+
+Library-level checks of the same cases are in test_real_folders.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from workflow_utils import planned_jobs, snakemake, write_config
+
+from .conftest import CLASS, REFERENCE, adloc_lines, new_workdir, tmp_leftovers
+from .test_bad_inputs import check_failure
+
+SPLITS = f"results/tiny/splits/{CLASS}.json"
+IMAGES = f"results/tiny/images/{CLASS}.pt"
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_missing_class_stops_the_dry_run(tmp_path_factory, dataset_cache):
+    wd = new_workdir(tmp_path_factory, "dryrun", dataset_cache, classes=[CLASS, "synth_walnut"])
+    proc = snakemake(wd, "-n", "--cores", "1", check=False)
+    # a dry run prints its error on stdout
+    proc = SimpleNamespace(returncode=proc.returncode, stderr=proc.stdout + proc.stderr)
+    line = check_failure(wd, proc, ["adloc: dataset error:", "class folder not found: data/synth_walnut",
+                                    f"Classes found under data: {CLASS}"], [])
+    assert line.startswith("adloc: dataset error:") and not (wd / "results").exists()
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_linked_folder_edits_rerun_and_stale_images_stop(tmp_path_factory, dataset_cache):
+    wd = new_workdir(tmp_path_factory, "links", dataset_cache)
+    shared = wd / "shared_storage" / "train_good"
+    shared.parent.mkdir()
+    good = wd / "data" / CLASS / "train" / "good"
+    good.rename(shared)
+    good.symlink_to(shared, target_is_directory=True)
+    snakemake(wd, "--cores", "2", SPLITS)
+    assert planned_jobs(wd, SPLITS) == []
+    # an edit inside the linked folder reruns the class's split (links are followed)
+    img = shared / "003.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(img)
+    assert ("splits", {"cls": CLASS}) in planned_jobs(wd, SPLITS)
+    snakemake(wd, "--cores", "2", SPLITS)
+    # replaced again, keeping the old time stamp (cp -p, rsync -a): only the sha256 can tell
+    st = img.stat()
+    Image.fromarray(np.full((64, 64, 3), 7, np.uint8)).save(img)
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert planned_jobs(wd, SPLITS) == []
+    proc = snakemake(wd, "--cores", "2", IMAGES, "--forcerun", "preprocess_images", check=False)
+    check_failure(wd, proc, [f"file(s) of class {CLASS} changed since the split file {SPLITS}",
+                             f"{CLASS}/train/good/003.png", "snakemake --forcerun splits"], [IMAGES])
+
+
+def _real_world_folder(root: Path) -> None:
+    """synth_nut as users have it, plus synth_copy: its training images, no anomalies."""
+    cls = root / CLASS
+    copy = root / "synth_copy"
+    shutil.copytree(cls / "train", copy / "train")
+    shutil.copytree(cls / "test" / "good", copy / "test" / "good")
+    (cls / "test" / "good").rename(cls / "test" / "Good")
+    upright = np.asarray(Image.open(cls / "test" / "Good" / "000.png").convert("RGB"))
+    (cls / "test" / "Good" / "000.png").unlink()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned, to be shown rotated by 90 degrees
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(
+        cls / "test" / "Good" / "000.jpg", quality=95, exif=exif)
+    for name in ("001.png", "002.png"):  # 12-bit camera data in 16-bit PNGs
+        p = cls / "test" / "Good" / name
+        grey = np.asarray(Image.open(p).convert("L")).astype(np.int64) * 4095 // 255
+        grey[0, 0] = 4095  # one highlight: the class's largest value sets its bit depth
+        Image.fromarray(grey.astype(np.uint16)).save(p)
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_real_world_folder_full_run(tmp_path_factory, dataset_cache):
+    over = {"classes": [CLASS, "synth_copy"], "methods": ["patchcore"],
+            "threshold": {"on_degenerate": "fallback"}}
+    wd = new_workdir(tmp_path_factory, "realworld", dataset_cache, **over)
+    _real_world_folder(wd / "data")
+    proc = snakemake(wd, "--cores", "2")
+    assert "adloc: done. Summary: results/tiny/summary.md" in proc.stdout + proc.stderr
+    res = wd / "results" / "tiny"
+    summary = (res / "summary.md").read_text()
+    warnings = summary.split("## Warnings", 1)[1].split("## Results", 1)[0]
+    assert f"class {CLASS}: 1 image(s) carry an EXIF orientation" in warnings
+    assert f"{CLASS}/test/Good/000.jpg: rotated 90°" in warnings
+    assert f"class {CLASS}: 2 16-bit image(s)" in warnings and "read as 12-bit data" in warnings
+    mt = pd.read_csv(res / "tables" / "metrics.csv")
+    nut = mt[mt["class"] == CLASS]
+    assert (nut["n_test_normal"] == 4).all()  # test/Good is normal, not a defect type
+    copy = mt[mt["class"] == "synth_copy"]
+    assert len(copy) == 2 and copy["f1"].isna().all() and copy["auroc"].isna().all()
+    assert copy["threshold_fallback"].notna().all()
+    macro = mt[mt["class"] == "macro"]
+    assert (macro["n_classes"] == 2).all() and (macro["n_classes_f1"] == 1).all()
+    assert (macro["n_classes_accuracy"] == 2).all()
+    assert "macro (2 classes)" in summary and "(1/2)" in summary
+    bank = pd.read_csv(res / "tables" / "memory_bank_composition.csv")
+    dup = bank[bank["class"] == "synth_copy"].iloc[0]
+    assert dup["duplicate_train_images"] == 8 and dup["duplicate_of"] == CLASS
+    assert "synth_copy: 0 bank entries, but its 8 training images are byte-identical to" in summary
+    assert "whose entries already cover their patches" in summary
+    # a partial run: the closing message does not claim a summary it did not build
+    part = snakemake(wd, "--cores", "2", SPLITS, "--forcerun", "splits")
+    text = part.stdout + part.stderr
+    assert "Summary:" not in text and f"built {SPLITS}" in text and "was not built by this run" in text
+    assert adloc_lines(part.stderr) == [] and tmp_leftovers(wd) == []

@@ -1,0 +1,296 @@
+"""Real-world folders (issue 13), checked at the library entry point the workflow reaches.
+
+The workflow runs of the same cases (message, exit code, nothing partial left behind) are in
+test_bad_inputs.py; these pin the exact interpretation: which folder is normal, what a JPEG
+mask, an EXIF orientation, a 12-bit image, a linked folder, an edited file, an undefined metric
+and a duplicated class turn into.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from adloc.errors import DatasetError
+from workflow_utils import make_dataset
+
+CLS = "synth_nut"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("realdata") / "data"
+    make_dataset(root, [CLS])
+    return root
+
+
+def copy_of(data, tmp_path):
+    dst = tmp_path / "data"
+    shutil.copytree(data, dst)
+    return dst
+
+
+# --- 1. lossy masks ---------------------------------------------------------------------------
+def test_jpeg_mask_is_refused_with_the_fix(data, tmp_path):
+    from adloc.data.mvtec import scan_class
+
+    root = copy_of(data, tmp_path)
+    png = root / CLS / "ground_truth" / "hole" / "000_mask.png"
+    Image.open(png).convert("L").save(png.with_suffix(".jpg"), quality=75)
+    png.unlink()
+    with pytest.raises(DatasetError) as err:
+        scan_class(root, CLS)
+    msg = str(err.value)
+    assert f"mask {CLS}/ground_truth/hole/000_mask.jpg" in msg and "is a JPEG" in msg
+    assert "Export the masks losslessly" in msg and "_mask.png" in msg
+
+
+# --- 3. the normal folder's case and look-alikes ----------------------------------------------
+def test_good_in_any_case_is_the_normal_folder(data, tmp_path):
+    from adloc.data.mvtec import scan_class
+
+    root = copy_of(data, tmp_path)
+    (root / CLS / "test" / "good").rename(root / CLS / "test" / "Good")
+    (root / CLS / "train" / "good").rename(root / CLS / "train" / "GOOD")
+    idx = scan_class(root, CLS)
+    normal = [s for s in idx.test if s.label == 0]
+    assert len(normal) == 4 and all(s.defect == "good" and "/test/Good/" in s.path for s in normal)
+    assert "Good" not in idx.defects and len(idx.train) == 10
+
+
+def test_good_and_Good_together_are_ambiguous(data, tmp_path):
+    from adloc.data.mvtec import scan_class
+
+    root = copy_of(data, tmp_path)
+    shutil.copytree(root / CLS / "test" / "good", root / CLS / "test" / "Good")
+    with pytest.raises(DatasetError, match=f"{CLS}/test/Good, {CLS}/test/good differ only in case"):
+        scan_class(root, CLS)
+
+
+@pytest.mark.parametrize("name", ["OK", "ok", "Normal", "good_2", "no-defect", "Defect Free"])
+def test_a_normal_looking_test_folder_stops_the_scan(data, tmp_path, name):
+    from adloc.data.mvtec import scan_class
+
+    root = copy_of(data, tmp_path)
+    (root / CLS / "test" / "good").rename(root / CLS / "test" / name)
+    with pytest.raises(DatasetError) as err:
+        scan_class(root, CLS)
+    msg = str(err.value)
+    assert f"test folder {CLS}/test/{name}" in msg and "looks like a folder of normal images" in msg
+    assert f"Rename it to {CLS}/test/good" in msg
+
+
+# --- 4. EXIF orientation and 16-bit data ------------------------------------------------------
+def _exif_jpeg(upright: np.ndarray, path, orientation: int = 6) -> None:
+    """Store ``upright`` as a camera would: pixels turned, EXIF saying how to turn them back."""
+    inverse = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270, 3: Image.Transpose.ROTATE_180}
+    stored = Image.fromarray(upright).transpose(inverse[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, quality=100, subsampling=0, exif=exif)
+
+
+def test_exif_orientation_is_applied_to_images_and_reported(data, tmp_path):
+    from adloc.data.mvtec import image_size, load_image, scan_class
+    from adloc.data.splits import make_splits
+
+    root = copy_of(data, tmp_path)
+    upright = np.zeros((48, 64, 3), np.uint8)
+    upright[:8, :, 0] = 255  # a red band along the top edge of the displayed image
+    img = root / CLS / "test" / "hole" / "000.png"
+    img.unlink()
+    _exif_jpeg(upright, img.with_suffix(".jpg"))
+    mask = np.zeros((48, 64), np.uint8)
+    mask[:8] = 255  # drawn on the displayed image
+    Image.fromarray(mask).save(root / CLS / "ground_truth" / "hole" / "000_mask.png")
+    rel = f"{CLS}/test/hole/000.jpg"
+    got = load_image(root, rel)
+    assert got.shape == (48, 64, 3) and image_size(root, rel) == (48, 64)
+    assert got[:8, :, 0].mean() > 250 and got[8:, :, 0].mean() < 5  # band on top, as displayed
+    with Image.open(root / rel) as im:
+        assert np.array_equal(got, np.asarray(ImageOps.exif_transpose(im).convert("RGB")))
+    s = make_splits(scan_class(root, CLS))  # the mask's size check uses the upright size
+    assert any("1 image(s) carry an EXIF orientation" in w and rel in w and "rotated 90°" in w
+               for w in s["warnings"])
+
+
+def test_12_bit_data_in_16_bit_pngs_keeps_its_grey_levels(data, tmp_path):
+    from adloc.data.mvtec import load_image, scan_class
+    from adloc.data.splits import make_splits
+
+    root = copy_of(data, tmp_path)
+    ramp = (np.arange(64 * 64).reshape(64, 64) % 4096).astype(np.uint16)  # 12-bit values
+    for i in range(2):
+        Image.fromarray(ramp).save(root / CLS / "test" / "good" / f"00{i}.png")
+    s = make_splits(scan_class(root, CLS))
+    assert s["bit_depth"] == 12
+    assert any("read as 12-bit data" in w and "largest value is 4095" in w and "dataset.bit_depth" in w
+               for w in s["warnings"])
+    img = load_image(root, f"{CLS}/test/good/000.png", bit_depth=s["bit_depth"])
+    assert img.max() == 255 and len(np.unique(img)) == 256  # 255/65535 would leave 17 levels
+    assert len(np.unique(load_image(root, f"{CLS}/test/good/000.png"))) == 17  # the container
+    declared = make_splits(scan_class(root, CLS), bit_depth=10)
+    assert declared["bit_depth"] == 10 and declared["warnings"] == []
+    with pytest.raises(DatasetError, match="values up to 4095, above the 10-bit range.*dataset.bit_depth"):
+        load_image(root, f"{CLS}/test/good/000.png", bit_depth=10)
+
+
+def test_8_bit_classes_have_no_bit_depth_and_no_warning(data):
+    from adloc.data.mvtec import scan_class
+    from adloc.data.splits import make_splits
+
+    s = make_splits(scan_class(data, CLS))
+    assert s["bit_depth"] is None and s["warnings"] == []
+
+
+# --- 2. links and files edited after the split ------------------------------------------------
+def test_class_files_follow_links_once(data, tmp_path):
+    from adloc.data.mvtec import class_files, scan_class
+
+    root = copy_of(data, tmp_path)
+    shared = tmp_path / "shared_train"
+    (root / CLS / "train" / "good").rename(shared)
+    (root / CLS / "train" / "good").symlink_to(shared, target_is_directory=True)
+    (shared / "loop").symlink_to(shared, target_is_directory=True)  # a loop ends
+    files = class_files(root / CLS)
+    linked = [f for f in files if "/train/good/" in f and "/loop/" not in f]
+    assert len(linked) == 10 and all(os.path.isfile(f) for f in files)
+    assert len(scan_class(root, CLS).train) == 10
+
+
+def test_a_file_edited_after_the_split_is_caught(data, tmp_path):
+    from adloc.data.mvtec import scan_class
+    from adloc.data.splits import check_unchanged, make_splits
+
+    root = copy_of(data, tmp_path)
+    s = make_splits(scan_class(root, CLS))
+    check_unchanged(root, s)  # nothing changed
+    mask = next(e["mask"] for e in s["splits"]["test"] if e["mask"])
+    p = root / mask
+    st = p.stat()
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(p)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # same time stamp: Snakemake sees nothing
+    check_unchanged(root, s, keys=("path",))  # the images are still the split's
+    with pytest.raises(DatasetError) as err:
+        check_unchanged(root, s, "results/x/splits/synth_nut.json", names=("test",), keys=("mask",))
+    msg = str(err.value)
+    assert "1 file(s) of class synth_nut changed since the split file results/x/splits/synth_nut.json" in msg
+    assert mask in msg and "snakemake --forcerun splits" in msg
+
+
+# --- 7. degenerate validation splits: a fix that can work -------------------------------------
+def _split_counts(n_val_anom, n_test_anom, fraction, stratify=False, per_defect=None):
+    counts = {"val": {"anomalous": n_val_anom}, "test": {"anomalous": n_test_anom}}
+    for k, v in (per_defect or {}).items():
+        counts["test"][k] = v
+    return {"class": CLS, "counts": counts,
+            "protocol": {"val_anomaly_fraction": fraction, "stratify_by_defect": stratify}}
+
+
+def test_val_anomaly_advice_fits_the_counts():
+    from adloc.data.splits import val_anomaly_advice
+    from adloc.errors import CalibrationError
+    from adloc.metrics import calibrate_threshold
+
+    one = val_anomaly_advice(_split_counts(0, 1, 0.3))
+    assert "1 anomalous image" in one and "int(f x 1) = 0" in one and "at least 4" in one
+    assert "raise splits.val_anomaly_fraction" not in one and "on_degenerate: fallback" in one
+    many = val_anomaly_advice(_split_counts(0, 8, 0.1))
+    assert "raise splits.val_anomaly_fraction to at least 0.125" in many
+    strat = val_anomaly_advice(_split_counts(0, 8, 0.1, True, {"hole": 5, "crack": 3}))
+    assert "at least 0.2" in strat and "largest defect type" in strat
+    assert "no anomalous images at all" in val_anomaly_advice(_split_counts(0, 0, 0.3))
+    with pytest.raises(CalibrationError, match="Fix: class synth_nut has 1 anomalous image"):
+        calibrate_threshold([0, 0, 0], [0.1, 0.2, 0.3], advice=one)
+
+
+# --- 5. undefined metrics and macro rows ------------------------------------------------------
+def _metrics(cls, auroc, f1):
+    return {"method": "patchcore", "scope": "per_class", "class": cls,
+            "threshold": {"threshold": 0.5, "mode": "exact"},
+            "test": {"auroc": auroc, "auprc": auroc, "f1": f1, "accuracy": 0.9, "n": 10,
+                     "n_anomalous": 5 if f1 is not None else 0, "n_normal": 5},
+            "pixel": {"pixel_auroc": None, "au_pro": None}}
+
+
+def test_macro_rows_say_how_many_classes_each_mean_covers():
+    from adloc.analysis.tables import display_table, metrics_table
+
+    df = metrics_table([_metrics("a", 0.9, 0.8), _metrics("b", 0.7, 0.6),
+                        _metrics("c", None, None), _metrics("d", None, None)])
+    macro = df[df["class"] == "macro"].iloc[0]
+    assert macro["n_classes"] == 4 and macro["n_classes_auroc"] == 2 and macro["n_classes_f1"] == 2
+    assert macro["n_classes_accuracy"] == 4 and macro["n_classes_pixel_auroc"] == 0
+    assert macro["auroc"] == pytest.approx(0.8) and macro["f1"] == pytest.approx(0.7)
+    assert df.loc[df["class"] == "a", "n_classes"].isna().all()
+    shown = display_table(df)
+    row = shown[shown["class"].str.startswith("macro")].iloc[0]
+    assert row["class"] == "macro (4 classes)"
+    assert row["F1"] == "0.7000 (2/4)" and row["accuracy"] == "0.9000" and row["AU-PRO"] == "N/A"
+    assert shown.loc[shown["class"] == "c", "F1"].item() == "N/A"
+
+
+def test_a_test_split_without_anomalies_has_f1_na():
+    from adloc.metrics import image_metrics
+
+    m = image_metrics([0, 0, 0], [0.1, 0.5, 0.9], threshold=0.4)  # two false alarms
+    assert m["fp"] == 2 and math.isnan(m["f1"]) and math.isnan(m["recall"])
+    assert m["specificity"] == pytest.approx(1 / 3)
+
+
+# --- 9. duplicated classes in the memory bank -------------------------------------------------
+def test_a_duplicated_class_reads_as_covered_not_missing():
+    from adloc.analysis.tsne import covered_sentences, duplicate_train_images, memory_bank_composition
+
+    dups = duplicate_train_images({"a": ["h1", "h2", "h3"], "b": ["h1", "h2", "h3"], "c": ["h9"]})
+    assert dups == {"a": (3, ["b"]), "b": (3, ["a"]), "c": (0, [])}
+    df = memory_bank_composition(["a", "a", "c"], {"a": 30, "b": 30, "c": 10}, dups)
+    b = df[df["class"] == "b"].iloc[0]
+    assert b["bank_entries"] == 0 and b["duplicate_train_images"] == 3 and b["duplicate_of"] == "a"
+    text = " ".join(covered_sentences(df))
+    assert "b: 0 bank entries, but its 3 training images are byte-identical to training images of a" in text
+    assert "already cover" in text and "c:" not in text
+    assert "a: 3 of its training images are byte-identical to training images of b; its 2 bank" in text
+
+
+# --- 6 / 8. config from the command line, messages after partial runs --------------------------
+def test_tilde_in_dataset_root_is_expanded(monkeypatch, tmp_path):
+    from adloc.config import validate_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = validate_config({"dataset": {"root": "~/mvtec", "generate": False}, "classes": ["a"]})
+    assert cfg["dataset"]["root"] == str(tmp_path / "mvtec")
+
+
+def test_a_non_ascii_class_name_says_how_to_fix_it():
+    from adloc.config import validate_config
+    from adloc.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        validate_config({"dataset": {"generate": False}, "classes": ["café"]})
+    msg = str(err.value)
+    assert "config key classes.0" in msg and "'café'" in msg and "rename the class folder" in msg
+
+
+def test_done_message_names_the_summary_only_when_this_run_has_it(tmp_path):
+    from adloc.workflow import done_message
+
+    results = tmp_path / "results" / "run"
+    t0 = time.time()
+    assert "Summary:" not in done_message(str(results), {"results/run/splits/a.json"}, t0)
+    results.mkdir(parents=True)
+    (results / "summary.md").write_text("old")
+    old = t0 - 3600
+    os.utime(results / "summary.md", (old, old))
+    partial = done_message(str(results), {"results/run/splits/a.json"}, t0)
+    assert "Summary:" not in partial and "was not built by this run" in partial
+    assert "results/run/splits/a.json" in partial
+    assert "Summary:" in done_message(str(results), set(), t0)  # the default target: up to date
+    os.utime(results / "summary.md")
+    assert "Summary:" in done_message(str(results), {"results/run/summary.md"}, t0)
