@@ -31,7 +31,7 @@ def test_two_named_runs_kept_apart_and_compared(tmp_path):
     # the second run did not touch the first
     assert (tmp_path / "results" / "ratio10" / "tables" / "metrics.csv").read_bytes() == first
     out = tmp_path / "results" / "compare" / "ratio10_vs_ratio50"
-    snakemake(tmp_path, "--cores", "1", str(out / "metrics.csv"))
+    snakemake(tmp_path, "--cores", "1", "results/compare/ratio10_vs_ratio50/metrics.csv")
     t = pd.read_csv(out / "metrics.csv")
     assert list(t.columns) == ["method", "scope", "class", "metric", "ratio10", "ratio50"]
     a = pd.read_csv(tmp_path / "results" / "ratio10" / "tables" / "metrics.csv")
