@@ -270,12 +270,23 @@ def _extract(path: Path, dest: Path) -> None:
         with tarfile.open(path) as tar:
             members = tar.getmembers()
             for i, m in enumerate(members, 1):
-                tar.extract(m, dest, filter="data")
+                _check_member(m, path)
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: the stdlib's safe filter too
+                    tar.extract(m, dest, filter="data")
+                else:  # pragma: no cover - older 3.11 in a conda env
+                    tar.extract(m, dest)
                 if i % 2000 == 0:
                     log.info("extracted %d of %d entries", i, len(members))
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise FetchError(f"cannot extract {path} ({type(exc).__name__}: {exc}); delete it and rerun") from None
     log.info("extracted %d entries", len(members))
+
+
+def _check_member(m: tarfile.TarInfo, archive: Path) -> None:
+    """Only plain files and folders inside the destination (no links, devices, ``..``)."""
+    parts = Path(m.name).parts
+    if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir()):
+        raise FetchError(f"archive {archive} holds an unsafe entry {m.name!r}; it is not the published archive")
 
 
 def _content_root(folder: Path) -> Path:
