@@ -34,6 +34,11 @@ validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 # Every output of a run lives under results/<run>/ (run_name, or <dataset>-<run_tag>), so runs
 # with other presets or data sit side by side; the generated embedded data stays shared.
 RUN = run_folder_name(config)
+if RUN == "compare":
+    raise WorkflowError(
+        "adloc: the run name 'compare' is reserved for results/compare/ (rule compare); "
+        "set run_name (or dataset.name) to another name"
+    )
 config["run_name"] = RUN
 RESULTS = f"results/{RUN}"
 CLASSES = list(config["classes"])
