@@ -159,9 +159,8 @@ def class_images(wildcards):
     root = Path(DATA_ROOT) / wildcards.cls
     if config["dataset"]["generate"]:
         return [str(root)]
-    if (
-        FETCH_DATASET
-    ):  # fetched data is the verified archive's: its marker stands for it
+    # fetched data is the verified archive's: its marker stands for it
+    if FETCH_DATASET:
         return [DATA_MARKER]
     return class_files(root)
 
