@@ -14,10 +14,8 @@ lossless (PNG, BMP, TIFF): a JPEG mask's compression noise would grow every defe
 binarised, so ``_mask.jpg`` is an error, not a guess. Links (symbolic links to folders or files)
 are followed.
 
-Images are decoded with their EXIF orientation applied (``PIL.ImageOps.exif_transpose``, as
-photo viewers show them), masks likewise; 16-bit images are scaled by ``255 / (2**bit_depth -
-1)`` where ``bit_depth`` is the class's (``dataset.bit_depth``, or inferred from the largest
-value by :func:`infer_bit_depth` and reported), not always by 255/65535.
+Decoding (EXIF orientation, 16-bit bit depth) is :mod:`adloc.data.imageio`'s; its functions are
+re-exported here.
 
 Every path a :class:`Sample` carries is a POSIX path *relative to the dataset root*
 (``carpet/test/hole/000.png``), so split files and caches stay valid when the dataset moves.
@@ -34,10 +32,17 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 from ..errors import DatasetError
+from .imageio import (  # noqa: F401  (re-exported: the reader's public API)
+    ImageHeader,
+    image_header,
+    image_size,
+    infer_bit_depth,
+    load_image,
+    load_mask,
+)
+
+PathLike = str | os.PathLike
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: Lossy formats: accepted for images, refused for masks (compression noise is not a defect).
@@ -50,18 +55,6 @@ NORMAL_LOOKALIKES = (
     "ok", "normal", "nominal", "no_defect", "nodefect", "defect_free", "defectfree", "clean",
     "negative", "pass", "passed", "anomaly_free", "good_images", "goods",
 )
-#: 16-bit (and 32-bit integer) PIL modes, scaled by the class's bit depth.
-HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
-#: Bit depths :func:`infer_bit_depth` chooses from (common camera sensors).
-BIT_DEPTHS = (8, 10, 12, 14, 16)
-#: EXIF orientation tag and the transposes of its values 2..8, for messages.
-EXIF_ORIENTATION = 0x0112
-_ORIENTATION_TEXT = {
-    2: "mirrored", 3: "rotated 180°", 4: "flipped", 5: "transposed", 6: "rotated 90°",
-    7: "transversed", 8: "rotated 270°",
-}
-
-PathLike = str | os.PathLike
 
 
 @dataclass(frozen=True)
@@ -282,193 +275,3 @@ def _check_lossless_mask(mask: Path, root: Path) -> None:
             f"<image stem>{MASK_SUFFIX}.png (or .bmp/.tif) from the original drawing; "
             "converting the JPEG keeps its noise."
         )
-
-
-def _resolve(root: PathLike, rel_path: PathLike | None) -> tuple[Path, str]:
-    """Full path plus the name used in messages (the relative path when given)."""
-    if rel_path is None:
-        return Path(root), str(root)
-    return Path(root) / rel_path, Path(rel_path).as_posix() + f" (under {root})"
-
-
-def _open_loaded(path: Path, name: str, what: str) -> Image.Image:
-    """Open and fully decode ``path``; truncated or unreadable files raise DatasetError.
-
-    PIL raises ``OSError: image file is truncated`` from ``.load()`` as long as
-    ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` stays False (adloc never sets it).
-    """
-    try:
-        im = Image.open(path)
-        im.load()
-        return im
-    except FileNotFoundError:
-        raise DatasetError(
-            f"{what} not found: {name}. Check the dataset folder, or rerun the splits rule if "
-            "the dataset changed."
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(
-            f"{what} {name} is unreadable or truncated ({type(exc).__name__}: {exc}). "
-            "Replace the file with an intact copy."
-        ) from None
-
-
-def _orientation(im: Image.Image) -> int:
-    """EXIF orientation (1..8) of an opened image; 1 when absent or unreadable."""
-    try:
-        o = im.getexif().get(EXIF_ORIENTATION, 1)
-    except (OSError, SyntaxError, ValueError, TypeError):  # a damaged EXIF block: no tag
-        return 1
-    return int(o) if isinstance(o, int) and 1 <= o <= 8 else 1
-
-
-def _upright(im: Image.Image) -> Image.Image:
-    """``im`` with its EXIF orientation applied (as viewers display it); ``im`` when none."""
-    return ImageOps.exif_transpose(im) if _orientation(im) != 1 else im
-
-
-def _bit_scale(arr: np.ndarray, bit_depth: int | None, name: str) -> float:
-    bits = 16 if bit_depth is None else int(bit_depth)
-    top = (1 << bits) - 1
-    peak = int(arr.max(initial=0))
-    if peak > top:
-        raise DatasetError(
-            f"image {name} has values up to {peak}, above the {bits}-bit range (0..{top}) it is "
-            "read with. Set dataset.bit_depth to the camera's bit depth (or null to infer it "
-            "per class), then rerun from the splits rule (snakemake --forcerun splits)."
-        )
-    return 255.0 / top
-
-
-def _to_uint8_rgb(im: Image.Image, bit_depth: int | None, name: str) -> np.ndarray:
-    mode = im.mode
-    if mode in HIGH_BIT_MODES or mode == "F":
-        arr = np.asarray(im).astype(np.float64)
-        if mode == "F":  # float images: assume [0, 1] when they fit, else 16-bit range
-            scale = 255.0 if arr.max(initial=0) <= 1.0 else 255.0 / 65535.0
-        else:  # 16-bit grayscale (PNG 16-bit opens as I;16 or I): the class's bit depth
-            scale = _bit_scale(arr, bit_depth, name)
-        g = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
-        return np.repeat(g[:, :, None], 3, axis=2)
-    if mode != "RGB":
-        im = im.convert("RGB")  # L, 1, P (palette), RGBA/LA (alpha dropped), CMYK, YCbCr ...
-    return np.asarray(im, dtype=np.uint8).copy()
-
-
-def load_image(
-    root: PathLike, rel_path: PathLike | None = None, bit_depth: int | None = None
-) -> np.ndarray:
-    """Decode an image to a uint8 ``(H, W, 3)`` RGB array, EXIF orientation applied.
-
-    Call as ``load_image(root, "carpet/test/hole/000.png")`` or ``load_image(full_path)``.
-    Grayscale, palette and 16-bit images are converted to RGB; an alpha channel is dropped.
-    16-bit images are scaled by ``255 / (2**bit_depth - 1)`` (``bit_depth`` None: 16, the
-    container's depth; the workflow passes the class's, see :func:`infer_bit_depth`); a value
-    above that range raises. An unreadable or truncated file raises DatasetError naming it.
-    """
-    path, name = _resolve(root, rel_path)
-    with _open_loaded(path, name, "image") as im:
-        return _to_uint8_rgb(_upright(im), bit_depth, name)
-
-
-@dataclass(frozen=True)
-class ImageHeader:
-    """What an image's header says: upright ``(H, W)``, PIL mode and EXIF orientation (1..8)."""
-
-    height: int
-    width: int
-    mode: str
-    orientation: int = 1
-
-    @property
-    def high_bit(self) -> bool:
-        return self.mode in HIGH_BIT_MODES
-
-    @property
-    def orientation_text(self) -> str:
-        return _ORIENTATION_TEXT.get(self.orientation, "upright")
-
-
-def image_header(root: PathLike, rel_path: PathLike | None = None) -> ImageHeader:
-    """Size (after EXIF orientation), mode and orientation from the header only (cheap)."""
-    path, name = _resolve(root, rel_path)
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            mode, o = im.mode, _orientation(im)
-    except FileNotFoundError:
-        raise DatasetError(f"image not found: {name}.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(
-            f"image {name} is unreadable ({type(exc).__name__}: {exc}). Replace the file."
-        ) from None
-    if o in (5, 6, 7, 8):  # a quarter turn: the upright image is W x H
-        h, w = w, h
-    return ImageHeader(int(h), int(w), mode, o)
-
-
-def image_size(root: PathLike, rel_path: PathLike | None = None) -> tuple[int, int]:
-    """Upright ``(H, W)`` (EXIF orientation applied) from the header only; DatasetError if
-    unreadable."""
-    hd = image_header(root, rel_path)
-    return hd.height, hd.width
-
-
-def infer_bit_depth(
-    root: PathLike, high_bit_paths, declared: int | None = None
-) -> tuple[int | None, str | None]:
-    """The bit depth a class's 16-bit images are read with, and a warning when it was inferred.
-
-    ``high_bit_paths``: the class's 16-bit images (:attr:`ImageHeader.high_bit`); only they are
-    decoded. ``declared`` (``dataset.bit_depth``) wins; its range is checked when the images are
-    read. Otherwise the depth is the smallest of :data:`BIT_DEPTHS` that holds the class's
-    largest value, so 12-bit camera data in 16-bit PNGs keeps its 256 grey levels instead of 17.
-    Returns ``(None, None)`` when there is no 16-bit image.
-    """
-    high = list(high_bit_paths)
-    if not high:
-        return None, None
-    if declared is not None:
-        return int(declared), None
-    peak, where = -1, high[0]
-    for r in high:
-        path, name = _resolve(root, r)
-        with _open_loaded(path, name, "image") as im:
-            m = int(np.asarray(im).max(initial=0))
-        if m > peak:
-            peak, where = m, r
-    bits = next((b for b in BIT_DEPTHS if peak < (1 << b)), 16)
-    return bits, (
-        f"{len(high)} 16-bit image(s); the largest value is {peak} ({Path(where).as_posix()}), "
-        f"so they are read as {bits}-bit data (scaled by 255/{(1 << bits) - 1}, not 255/65535). "
-        "Set dataset.bit_depth if the camera's bit depth differs."
-    )
-
-
-def load_mask(
-    root: PathLike, rel_path: PathLike | None = None, shape: tuple[int, ...] | None = None
-) -> np.ndarray:
-    """Decode a ground-truth mask to a bool ``(H, W)`` array (any pixel > 0 is anomalous),
-    EXIF orientation applied as for images.
-
-    MVTec masks are 0/255, for which ``> 0`` and ``> 127`` are equivalent; ``> 0`` also accepts
-    0/1 masks. Lossless masks only: :func:`scan_class` refuses JPEG masks. Colour or palette masks are converted to grayscale first. If ``shape`` (the
-    image's ``(H, W)`` or ``(H, W, C)``) is given and differs, raises DatasetError naming the
-    mask and both sizes.
-    """
-    path, name = _resolve(root, rel_path)
-    with _open_loaded(path, name, "mask") as im:
-        im = _upright(im)
-        if im.mode not in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
-            im = im.convert("L")
-        m = np.asarray(im) > 0
-    if m.ndim != 2:  # pragma: no cover - every mode above decodes to 2-D
-        m = m.any(axis=-1)
-    if shape is not None:
-        h, w = int(shape[0]), int(shape[1])
-        if m.shape != (h, w):
-            raise DatasetError(
-                f"mask {name} is {m.shape[0]}x{m.shape[1]} (HxW) but its image is {h}x{w}. "
-                "Regenerate or resize the mask to its image's size."
-            )
-    return m

@@ -48,7 +48,8 @@ from typing import Any
 
 from ..errors import AdlocError, DatasetError
 from ..io import read_json, sha256_file
-from .mvtec import ClassIndex, Sample, image_header, image_size, infer_bit_depth
+from .imageio import image_header, image_size, infer_bit_depth
+from .mvtec import ClassIndex, Sample
 
 SPLIT_NAMES = ("train", "val", "test")
 ENTRY_KEYS = ("path", "label", "defect", "mask", "sha256", "mask_sha256")
