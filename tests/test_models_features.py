@@ -132,6 +132,20 @@ def test_channels_last_bf16_on_cpu_returns_contiguous_maps():
     assert torch.allclose(a.float(), b, atol=1e-2, rtol=1e-2)
 
 
+def test_bf16_autocast_on_cpu_is_repeatable_and_close_to_float32():
+    """features.bf16 on the CPU (the fast path on AVX512-BF16 CPUs): same maps every run, within
+    bf16 rounding of the float32 maps, and the provenance says so."""
+    x = _uint8_images(4, 64)
+    bf = FeatureExtractor("resnet18", "random", layers=["layer2", "layer3"], dtype="bf16", seed=1)
+    ref = FeatureExtractor("resnet18", "random", layers=["layer2", "layer3"], seed=1).extract(x)
+    a, b = bf.extract(x), bf.extract(x)
+    assert bf.provenance["compute_dtype"] == "bf16"
+    for k in ref:
+        assert torch.equal(a[k], b[k])
+        assert a[k].dtype == torch.float32
+        assert float((a[k] - ref[k]).norm() / ref[k].norm()) < 3e-2
+
+
 def test_float16_features_saved_as_they_are(tmp_path):
     fx = FeatureExtractor("resnet18", "random", layers=["layer2"], seed=1)
     x = _uint8_images(3, 64)

@@ -119,7 +119,8 @@ class FeatureExtractor:
         weights: ``"imagenet"``, ``"random"`` or a state-dict path (see :func:`build_backbone`).
         layers: stage names among ``layer1`` .. ``layer4``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-        dtype: None (float32) or ``"bf16"`` (autocast; meant for CUDA).
+        dtype: None (float32) or ``"bf16"`` (autocast, on CUDA or on CPUs with AVX512-BF16 /
+            AMX, where it is ~2.6x faster for WRN50-2; maps differ from float32 by ~1 %).
         channels_last: channels-last memory format (meant for CUDA).
         seed: seed for ``weights="random"``.
         pinned: on CUDA, move batches through pinned double-buffered staging, overlapping
