@@ -9,6 +9,8 @@ plain and pruned select the same points, and the covering radii. Asserts nothing
 
     python benchmarks/bench_coreset.py                       # results/ of the default run
     python benchmarks/bench_coreset.py --methods pruned --threads 2
+    python benchmarks/bench_coreset.py --methods pruned --pruned-threads 1 2 --embed-dim 1024 \
+        --features benchmarks/out/quarter/results/bench-mvtec/features/wide_resnet50_2-random
     python benchmarks/bench_coreset.py --features results/embedded/features/efficientnet_lite0-imagenet
 """
 
@@ -37,6 +39,11 @@ def main() -> None:
                     choices=["dense", "plain", "pruned"])
     ap.add_argument("--block-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--pruned-threads", type=int, nargs="+", default=[None],
+                    help="run 'pruned' once per value (threads of its loop; default: torch's)")
+    ap.add_argument("--embed-dim", type=int, default=None,
+                    help="PatchCore pretrain_embed_dim = target_embed_dim (the paper: 1024; default: none, "
+                         "the study's embedding)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -44,7 +51,8 @@ def main() -> None:
     classes = args.classes or sorted(p.name for p in root.iterdir() if (p / "train.pt").is_file())
     fs = concat_features([load_features(root / c / "train.pt") for c in classes])
     emb = torch.cat([
-        _rows(patchcore_embedding({l: fs.layers[l][s : s + 16] for l in args.layers}, args.layers, 3))
+        _rows(patchcore_embedding({l: fs.layers[l][s : s + 16] for l in args.layers}, args.layers, 3,
+                                  args.embed_dim, args.embed_dim))
         for s in range(0, len(fs), 16)
     ])
     n = int(len(emb) * args.ratio)
@@ -52,10 +60,17 @@ def main() -> None:
           f"(projection {args.proj_dim}), torch threads {torch.get_num_threads()}")
     z = random_projection(emb, args.proj_dim, 0)
     sels, rows = {}, []
-    for m in args.methods:
+    runs = [(m, None) for m in args.methods if m != "pruned"]
+    runs += [("pruned", t) for t in args.pruned_threads] if "pruned" in args.methods else []
+    for m, threads in runs:
         t0, c0 = time.perf_counter(), time.process_time()
-        sels[m] = greedy_coreset(emb, n, args.proj_dim, seed=0, method=m, block_size=args.block_size)
-        rows.append((m, time.perf_counter() - t0, time.process_time() - c0))
+        sel = greedy_coreset(emb, n, args.proj_dim, seed=0, method=m, block_size=args.block_size, threads=threads)
+        label = m if threads is None else f"{m} ({threads} thread{'s' if threads > 1 else ''})"
+        if m == "pruned" and m in sels and not torch.equal(sels[m], sel):
+            label += " DIFFERENT SELECTION"
+        sels.setdefault(m, sel)
+        sels[label] = sel
+        rows.append((label, time.perf_counter() - t0, time.process_time() - c0))
     print("\n| method | wall (s) | CPU (s) | covering radius (projected) |\n|---|---|---|---|")
     for m, wall, cpu in rows:
         print(f"| {m} | {wall:.2f} | {cpu:.2f} | {covering_radius(z, sels[m]):.4f} |")
