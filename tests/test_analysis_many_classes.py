@@ -20,6 +20,10 @@ def _draw(fig):
     return canvas.get_renderer()
 
 
+def _title(fig):
+    return next(t for t in fig.texts if t.get_text().startswith("Per-class"))
+
+
 def _no_overlap(boxes):
     for a, b in itertools.combinations(boxes, 2):
         assert not a.overlaps(b), (a, b)
@@ -72,6 +76,14 @@ def test_gap_figure_at_15_classes_has_one_panel_per_metric_and_method():
     # 16 bars per panel, the N/A class (AU-PRO of zipper) annotated
     assert all(len(ax.patches) == 16 for ax in fig.axes)
     assert any(t.get_text() == "N/A" for ax in fig.axes for t in ax.texts)
+    # the title fits the figure, also with one method (it wraps)
+    fig_box = fig.bbox
+    title = _title(fig).get_window_extent(r)
+    assert fig_box.x0 <= title.x0 and title.x1 <= fig_box.x1
+    one = plot_gap(df[df["method"] == "patchcore"])
+    r1 = _draw(one)
+    title = _title(one).get_window_extent(r1)
+    assert one.bbox.x0 <= title.x0 and title.x1 <= one.bbox.x1
     # few classes keep the grouped layout
     few = plot_gap(gap_rows(MVTEC_CLASSES[:3]))
     assert len(few.axes) == 2

@@ -8,6 +8,7 @@ so no colour legend is needed), the mean over classes as a hatched last bar.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -55,8 +56,8 @@ def plot_gap_by_class(df: pd.DataFrame, groups: Sequence[tuple[str, str]],
     slots = classes + (["macro"] if (df["class"] == "macro").any() else [])
     names = [("mean over classes" if c == "macro" else c) for c in slots]
     with style():
-        fig = new_figure(len(methods) * (0.3 * len(slots) + 1.6) + 0.6,
-                         1.55 * len(groups) + 1.6)
+        width = max(6.0, len(methods) * (0.3 * len(slots) + 1.6) + 0.6)
+        fig = new_figure(width, 1.55 * len(groups) + 1.9)
         axes = fig.subplots(len(groups), len(methods), squeeze=False, sharex=True, sharey="row")
         for r, ((metric, column), label) in enumerate(zip(groups, labels)):
             other = "global" if column == "gap" else "unified"
@@ -71,5 +72,5 @@ def plot_gap_by_class(df: pd.DataFrame, groups: Sequence[tuple[str, str]],
         for ax in axes[-1]:
             ax.set_xticks(np.arange(len(slots)), names, rotation=60, ha="right", fontsize=8)
         fig.supxlabel(XLABEL, fontsize=9)
-        fig.suptitle(title)
+        fig.suptitle(textwrap.fill(title, width=int(width * 10)))  # ~10 title characters per inch
     return fig
