@@ -81,26 +81,48 @@ SCOPES = CLASSES + [GLOBAL]
 IMAGE_SIZE = config["preprocess"]["crop"] or config["preprocess"]["resize"]
 # device: cuda, or auto on a cluster (Slurm profile) or with CUDA visible here, makes the GPU
 # rules ask for resources gpu=1 and run with device cuda (a job that then sees no GPU fails
-# instead of running on the CPU unnoticed); auto without a visible GPU runs on the CPU, said here.
-ON_CLUSTER = workflow.non_local_exec or workflow.remote_exec
-LOCAL_GPUS = local_cuda_devices() if config["device"] != "cpu" and not ON_CLUSTER else 0
-USE_GPU = config["device"] == "cuda" or (
-    config["device"] == "auto" and (ON_CLUSTER or LOCAL_GPUS > 0)
+# instead of running on the CPU unnoticed); auto without a visible GPU runs on the CPU, said so.
+# Decided when the DAG is built (gpu_resource, device_param): only then is the executor known.
+LOCAL_GPUS = (
+    local_cuda_devices()
+    if config["device"] != "cpu" and not workflow.remote_exec
+    else 0
 )
-DEVICE = "cuda" if USE_GPU else "cpu"
-if config["device"] == "auto" and not ON_CLUSTER:
-    print(
-        f"adloc: device auto: {LOCAL_GPUS} CUDA device(s) visible, GPU rules run on "
-        + (f"cuda, at most {LOCAL_GPUS} at a time" if USE_GPU else "the CPU"),
-        file=sys.stderr,
-    )
-if USE_GPU and not ON_CLUSTER and "gpu" not in workflow.global_resources:
+if LOCAL_GPUS and "gpu" not in workflow.global_resources:
     # bound concurrent GPU jobs by the visible devices (--resources gpu=N overrides)
-    workflow.register_resource("gpu", max(LOCAL_GPUS, 1))
+    workflow.register_resource("gpu", LOCAL_GPUS)
+_DEVICE_CHOICE = {}
+
+
+def gpu_jobs():
+    """True when the GPU rules run on CUDA (decided once, printed once for device auto)."""
+    if "cuda" not in _DEVICE_CHOICE:
+        cluster = workflow.non_local_exec or workflow.remote_exec
+        dev = config["device"]
+        on_cuda = dev == "cuda" or (dev == "auto" and (cluster or LOCAL_GPUS > 0))
+        if dev == "auto" and not workflow.remote_exec:
+            where = (
+                "a cluster executor: GPU rules ask for a GPU and run on cuda"
+                if cluster
+                else f"{LOCAL_GPUS} CUDA device(s) visible: GPU rules run on "
+                + ("cuda" if on_cuda else "the CPU")
+            )
+            print(f"adloc: device auto, {where}", file=sys.stderr)
+        _DEVICE_CHOICE["cuda"] = on_cuda
+    return _DEVICE_CHOICE["cuda"]
+
+
+def gpu_resource(wildcards):
+    return 1 if gpu_jobs() else 0
+
+
+def device_param(wildcards):
+    return "cuda" if gpu_jobs() else "cpu"
+
+
 # Threads of the torch rules: Snakemake caps them at --cores locally; on Slurm they become
 # --cpus-per-task. A constant (not workflow.cores) keeps --report and --lint usable without --cores.
 MAX_THREADS = 8
-GPU = 1 if USE_GPU else 0
 
 CLASS_RE = "|".join(map(re.escape, CLASSES))
 SCOPE_RE = "|".join(map(re.escape, SCOPES))

@@ -43,13 +43,13 @@ rule extract_features:
         "../envs/torch.yaml"
     threads: MAX_THREADS
     resources:
-        gpu=GPU,
+        gpu=gpu_resource,
         mem_mb=8000,
         runtime=60,
     params:
         spec=fset_spec,
         features=config["features"],
-        device=DEVICE,
+        device=device_param,
         seed=config["seed"],
     script:
         "../scripts/extract_features.py"

@@ -15,13 +15,13 @@ rule fit_class:
         "../envs/torch.yaml"
     threads: MAX_THREADS
     resources:
-        gpu=GPU,
+        gpu=gpu_resource,
         mem_mb=16000,
         runtime=120,
     params:
         model=lambda w: model_params(w.method, w.cls),
         image_size=IMAGE_SIZE,
-        device=DEVICE,
+        device=device_param,
         seed=config["seed"],
     script:
         "../scripts/fit.py"
@@ -42,13 +42,13 @@ rule fit_global:
         "../envs/torch.yaml"
     threads: MAX_THREADS
     resources:
-        gpu=GPU,
+        gpu=gpu_resource,
         mem_mb=32000,
         runtime=240,
     params:
         model=lambda w: model_params(w.method),
         image_size=IMAGE_SIZE,
-        device=DEVICE,
+        device=device_param,
         seed=config["seed"],
         classes=CLASSES,
     script:
@@ -68,11 +68,11 @@ rule score:
         "../envs/torch.yaml"
     threads: MAX_THREADS
     resources:
-        gpu=GPU,
+        gpu=gpu_resource,
         mem_mb=16000,
         runtime=60,
     params:
-        device=DEVICE,
+        device=device_param,
     script:
         "../scripts/score.py"
 
@@ -92,11 +92,11 @@ rule score_global:
         "../envs/torch.yaml"
     threads: MAX_THREADS
     resources:
-        gpu=GPU,
+        gpu=gpu_resource,
         mem_mb=32000,
         runtime=120,
     params:
-        device=DEVICE,
+        device=device_param,
         classes=CLASSES,
     script:
         "../scripts/score.py"

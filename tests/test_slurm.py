@@ -76,11 +76,13 @@ def _tail(text: str, n: int = 60) -> str:
 
 
 def sbatch_calls(output: str, rule: str) -> list[str]:
-    """The plugin's `sbatch call:` lines (printed with --verbose) for one rule."""
+    """The plugin's `sbatch call:` lines (printed with --verbose) for one rule (its comment is
+    `rule_<name>`, or `rule_<name>_wildcards_<values>` for a rule with wildcards)."""
     return [
         line
         for line in output.splitlines()
-        if line.startswith("sbatch call:") and f"--comment rule_{rule} " in line
+        if line.startswith("sbatch call:")
+        and (f"--comment rule_{rule} " in line or f"--comment rule_{rule}_wildcards_" in line)
     ]
 
 
