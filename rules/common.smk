@@ -8,7 +8,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from snakemake.utils import validate
-from adloc.config import validate_config, feature_set_name, run_folder_name, is_offline
+from adloc.config import (
+    validate_config,
+    feature_set_name,
+    run_folder_name,
+    is_offline,
+    schema_path,
+)
 from adloc.data.fetch import (
     MARKER,
     LICENCE as DATA_LICENCE,
@@ -29,7 +35,7 @@ try:
     config.update(validate_config(config, "config"))
 except ConfigError as exc:
     raise WorkflowError(f"adloc: invalid configuration: {exc}") from None
-validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+validate(config, schema_path())
 
 # Every output of a run lives under results/<run>/ (run_name, or <dataset>-<run_tag>), so runs
 # with other presets or data sit side by side; the generated embedded data stays shared.

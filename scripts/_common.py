@@ -1,14 +1,16 @@
 """Shared start-up for the workflow's scripts (Snakemake puts scripts/ on sys.path).
 
-Makes the repository's ``src/`` importable when adloc is not installed (e.g. inside a conda env
-built from envs/*.yaml) and re-exports :func:`adloc.workflow.run_script`.
+Puts this checkout's ``src/`` first on ``sys.path`` when the checkout has one, so the scripts
+always run the library that matches these rules (an older installed adloc never shadows it); a
+copy of the workflow without ``src/`` imports the installed adloc (``pip install .``;
+.ci/package_check.sh runs the workflow that way). Re-exports :func:`adloc.workflow.run_script`.
 """
 
 import sys
 from pathlib import Path
 
 _SRC = Path(__file__).resolve().parents[1] / "src"
-if str(_SRC) not in sys.path:
+if _SRC.is_dir() and str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))
 
 from adloc.workflow import run_script  # noqa: E402

@@ -1,4 +1,4 @@
-"""Load and validate the workflow configuration against ``schemas/config.schema.yaml``.
+"""Load and validate the workflow configuration against ``adloc/schema/config.schema.yaml``.
 
 The schema is the single source of truth for keys, types and defaults. :func:`validate_config`
 fills every missing key from the schema's defaults and raises :class:`adloc.errors.ConfigError`
@@ -18,20 +18,22 @@ import yaml
 from .data.synthetic.counts import EMBEDDED_CLASSES
 from .errors import ConfigError
 
-#: Schema location: the repository's schemas/ folder (workflow checkout) or the packaged copy.
-_REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
-_PKG_SCHEMA = Path(__file__).resolve().parent / "schema" / "config.schema.yaml"
+#: The config schema: one file, shipped inside the package (package-data), read by this module
+#: and by the workflow's ``snakemake.utils.validate`` (rules/common.smk) alike.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "config.schema.yaml"
 
 #: Class names the embedded generator knows (dataset.generate: true): its own class table.
 EMBEDDED_CLASS_NAMES = tuple(EMBEDDED_CLASSES)
 
 
 def schema_path() -> Path:
-    """Path of the config schema (repo checkout first, then the packaged copy)."""
-    for p in (_REPO_SCHEMA, _PKG_SCHEMA):
-        if p.is_file():
-            return p
-    raise ConfigError(f"config schema not found at {_REPO_SCHEMA} or {_PKG_SCHEMA}; reinstall adloc")
+    """Path of the config schema inside the installed (or checked-out) package."""
+    if not SCHEMA_PATH.is_file():
+        raise ConfigError(
+            f"config schema not found at {SCHEMA_PATH}; the adloc installation is incomplete: "
+            "reinstall it (pip install .) from a checkout"
+        )
+    return SCHEMA_PATH
 
 
 def load_schema() -> dict:
