@@ -24,7 +24,7 @@ import torch
 
 from adloc.features import concat_features, load_features
 from adloc.models.coreset import covering_radius, greedy_coreset, random_projection
-from adloc.models.patchcore import _rows, patchcore_embedding
+from adloc.models.patchcore import patch_rows, patchcore_embedding
 
 
 def main() -> None:
@@ -51,8 +51,8 @@ def main() -> None:
     classes = args.classes or sorted(p.name for p in root.iterdir() if (p / "train.pt").is_file())
     fs = concat_features([load_features(root / c / "train.pt") for c in classes])
     emb = torch.cat([
-        _rows(patchcore_embedding({l: fs.layers[l][s : s + 16] for l in args.layers}, args.layers, 3,
-                                  args.embed_dim, args.embed_dim))
+        patch_rows(patchcore_embedding({l: fs.layers[l][s : s + 16] for l in args.layers}, args.layers, 3,
+                                       args.embed_dim, args.embed_dim))
         for s in range(0, len(fs), 16)
     ])
     n = int(len(emb) * args.ratio)

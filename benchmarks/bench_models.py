@@ -20,7 +20,7 @@ from adloc.backbones import CHANNELS
 from adloc.models import Padim, PadimConfig, PatchCore, PatchCoreConfig
 from adloc.models.coreset import greedy_coreset
 from adloc.models.knn import KnnIndex
-from adloc.models.patchcore import _rows, patchcore_embedding
+from adloc.models.patchcore import patch_rows, patchcore_embedding
 
 GRIDS = {"layer1": 56, "layer2": 28, "layer3": 14, "layer4": 7}
 
@@ -75,7 +75,7 @@ def main() -> None:
             cfg = PatchCoreConfig(layers=layers, pretrain_embed_dim=st["pretrain"], target_embed_dim=st["target"],
                                   coreset_ratio=args.coreset_ratio, device=dev)
             # the coreset alone, on the embedded training patches
-            emb = torch.cat([_rows(patchcore_embedding({l: v[s:s + 16].to(dev) for l, v in tr.items()}, layers, 3,
+            emb = torch.cat([patch_rows(patchcore_embedding({l: v[s:s + 16].to(dev) for l, v in tr.items()}, layers, 3,
                                                         st["pretrain"], st["target"])).cpu()
                              for s in range(0, args.n_train, 16)])
             n_keep = int(len(emb) * args.coreset_ratio)

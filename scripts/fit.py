@@ -19,7 +19,7 @@ def main(smk):
     device = resolve_device(p.device)
     model = build_model(
         smk.wildcards.method,
-        {**p.model, "image_size": p.image_size, "seed": p.seed, "device": device},
+        {**p.model, "image_size": p.image_size, "seed": p.seed, "device": str(device)},
     )
     t0 = time.perf_counter()
     model.fit(train, sources=sources, release_features=True)  # the maps are not needed after

@@ -24,7 +24,7 @@ def main(smk):
     from adloc.runtime import device_label, resolve_device
 
     device = resolve_device(smk.params.device)
-    model = load_model(smk.wildcards.method, smk.input.model, device=device)
+    model = load_model(smk.wildcards.method, smk.input.model, device=str(device))
     provenance = np.array(json.dumps({**model.provenance, "score_device": device_label(device)}, sort_keys=True))
     splits_present = [s for s in ("val", "test", "train") if s in smk.input.keys()]
     for k, out in enumerate(smk.output):

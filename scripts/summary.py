@@ -2,14 +2,13 @@
 
 from _common import as_list, run_script
 
-STUDY_CLASS_MAP = {"synth_nut": "hazelnut", "synth_carpet": "carpet", "synth_zipper": "zipper"}
-
 
 def main(smk):
     from pathlib import Path
 
     from adloc.analysis import (
         default_figures,
+        embedded_class_map,
         read_bank_composition,
         read_confusion,
         read_gap_table,
@@ -44,7 +43,7 @@ def main(smk):
         "warnings": warnings,
     }
     if cfg["study_reference"]:
-        ctx["side_by_side"] = side_by_side(mt, class_map=STUDY_CLASS_MAP)
+        ctx["side_by_side"] = side_by_side(mt, class_map=embedded_class_map())
     write_summary(smk.output[0], ctx)
 
 

@@ -120,3 +120,11 @@ def test_side_by_side():
     assert w.loc[0, "AUROC"] == "0.9700 / 0.9728 (-0.0028)"
     assert w.loc[0, "pixel AUROC"] == "N/A / 0.9880"
     assert w.loc[0, "precision"] == ""  # the study published none for per-class models
+
+
+def test_embedded_class_map_follows_the_generator():
+    from adloc.data.synthetic import EMBEDDED_CLASSES
+
+    m = sr.embedded_class_map()
+    assert m == {"synth_nut": "hazelnut", "synth_carpet": "carpet", "synth_zipper": "zipper"}
+    assert set(m) == set(EMBEDDED_CLASSES) and set(m.values()) <= set(sr.STUDY_CLASSES)

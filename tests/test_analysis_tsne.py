@@ -69,3 +69,34 @@ def test_plot(tmp_path):
     assert titles[0] == BANK_TITLE and "says nothing about the global model" in titles[1]
     out = savefig(fig, tmp_path / "tsne.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bank_by_source_and_pooled_features():
+    """The tsne rule's two inputs, from a global PatchCore model and per-class feature sets."""
+    import torch
+
+    from adloc.analysis.tsne import bank_by_source, memory_bank_composition, pooled_backbone_features
+    from adloc.features import FeatureSet
+    from adloc.models.patchcore import PatchCore, PatchCoreConfig
+
+    g = torch.Generator().manual_seed(0)
+    feats = {"layer2": torch.rand(6, 6, 8, 8, generator=g), "layer3": torch.rand(6, 10, 4, 4, generator=g)}
+    cfg = PatchCoreConfig(pretrain_embed_dim=16, target_embed_dim=16, coreset_ratio=0.2, image_size=32)
+    model = PatchCore(cfg).fit(feats, sources=["a", "a", "b", "b", "b", "c"])
+    bank, source, patches = bank_by_source(model)
+    assert bank.shape == (len(source), 16) and patches == {"a": 128, "b": 192, "c": 64}
+    assert {c: int((source == c).sum()) for c in set(source)} == {
+        c: n for c, n in model.bank_sources.items() if n}
+    comp = memory_bank_composition(source, patches).set_index("class")
+    assert comp.loc["total", "bank_entries"] == len(source)
+    with pytest.raises(AdlocError, match="without source classes"):
+        bank_by_source(PatchCore(cfg).fit(feats))
+
+    sets = [FeatureSet({k: v[:2] for k, v in feats.items()}, ["x0", "x1"], {}, 32),
+            FeatureSet({k: v[2:] for k, v in feats.items()}, ["y0", "y1", "y2", "y3"], {}, 32)]
+    x, labels = pooled_backbone_features(sets, ["a", "b"])
+    want = torch.cat([v.mean(dim=(2, 3)) for v in feats.values()], dim=1).numpy()
+    np.testing.assert_array_equal(x, want)
+    assert labels.tolist() == ["a"] * 2 + ["b"] * 4
+    with pytest.raises(AdlocError, match="2 feature sets for 1 classes"):
+        pooled_backbone_features(sets, ["a"])

@@ -15,7 +15,7 @@ from sklearn.metrics import (
 )
 
 from adloc.metrics import auprc, auroc, confusion_at, image_metrics, rank_auroc
-from adloc.metrics.image import _ap_unchecked
+from adloc.metrics.image import ap_unchecked
 
 
 def _case(seed, n=60, ties=False):
@@ -35,7 +35,7 @@ def test_ranking_metrics_match_sklearn(seed, ties):
     assert auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert rank_auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert auprc(labels, scores) == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
-    assert _ap_unchecked(labels.astype(bool), scores) == pytest.approx(
+    assert ap_unchecked(labels.astype(bool), scores) == pytest.approx(
         average_precision_score(labels, scores), abs=1e-12
     )
 

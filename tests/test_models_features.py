@@ -162,8 +162,9 @@ def test_float16_features_saved_as_they_are(tmp_path):
 def test_staged_loop_logic_on_cpu(monkeypatch):
     """The CUDA double-buffered loop's bookkeeping (slots, pending batch, partial last batch,
     reallocation when the batch shape changes) run on the CPU with plain buffers and no-op
-    events: same result as the plain loop. The real CUDA run is in test_models_cuda.py."""
-    import adloc.features as F
+    events (adloc.staging.PinnedStaging): same result as the plain loop. The real CUDA run is in
+    test_models_cuda.py."""
+    import adloc.staging as S
 
     class Event:
         def record(self, stream=None):
@@ -172,29 +173,29 @@ def test_staged_loop_logic_on_cpu(monkeypatch):
         def synchronize(self):
             pass
 
-    monkeypatch.setattr(F, "_pinned_empty", lambda shape, dtype: torch.empty(shape, dtype=dtype))
+    monkeypatch.setattr(S, "pinned_empty", lambda shape, dtype: torch.empty(shape, dtype=dtype))
     monkeypatch.setattr(torch.cuda, "Event", Event)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
     fx = FeatureExtractor("resnet18", "random", layers=["layer1", "layer3"], seed=1)
     x = _uint8_images(7, 64)
 
     def staged(batches, n, dt):
-        res = F._Result(fx.layers, n, dt)
+        res = S.ResultBuffer(fx.layers, n, dt)
         with torch.inference_mode():
-            fx._extract_staged(iter(batches), res, dt)
+            fx.staging.run(lambda b: fx._forward(b, dt), iter(batches), res, dt)
         return res.result()
 
     for bs in (1, 3, 7):
         ref = fx.extract(x, batch_size=bs, out_dtype="float16")
         got = staged([x[s : s + bs] for s in range(0, 7, bs)], 7, torch.float16)
         assert all(torch.equal(got[k], ref[k]) for k in fx.layers), bs
-        assert fx._out_slots.capacity == bs and fx._in_slots.capacity == bs
+        assert fx.staging.out_slots.capacity == bs and fx.staging.in_slots.capacity == bs
     # unknown n (iterable), a growing batch (reallocation mid-run), float input between uint8
     batches = [x[:1], x[1:3], x[3:7]]
     ref = fx.extract(batches)
     got = staged(batches, None, torch.float32)
     assert all(torch.equal(got[k], ref[k]) for k in fx.layers)
-    assert fx._out_slots.capacity == 4
+    assert fx.staging.out_slots.capacity == 4
     from adloc.data.transforms import normalize_images
 
     got = staged([x[:3], normalize_images(x[3:6]), x[6:]], 7, torch.float32)

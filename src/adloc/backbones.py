@@ -55,11 +55,10 @@ from typing import Any
 
 import torch
 
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .errors import WeightsError
 from .io import sha256_file
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 

@@ -17,14 +17,10 @@ Transport (what moves between host and device; the forward and its values do not
   (tested). Float input (already normalised) is taken as is, as before.
 * Output: each map is cast on the device to ``out_dtype`` (float16 halves the copy back; it is
   what ``storage_dtype="float16"`` stores anyway), contiguous NCHW.
-* CUDA (``pinned=True``, the default): batches are staged through reusable pinned host buffers,
-  allocated once per extractor and batch shape and double-buffered. Batch i's uint8 images are
-  copied into an input slot and sent with a non-blocking copy; its maps come back with
-  non-blocking copies into an output slot, followed by a CUDA event; only then does the host wait
-  for batch i-1's event and copy its slot into the (pageable, preallocated) result tensors, so
-  the device computes batch i while the host copies batch i-1. Nothing big is ever pinned per
-  call (pinning costs about as much as copying). ``pinned=False`` (and the CPU): the plain
-  synchronous loop, batch by batch.
+* CUDA (``pinned=True``, the default): batches travel through :class:`adloc.staging.PinnedStaging`
+  (reusable pinned host buffers, double-buffered: the device computes batch i while the host
+  copies batch i-1 out), one per extractor. ``pinned=False`` (and the CPU): the plain synchronous
+  loop, batch by batch.
 
 Feature files (:func:`save_features` / :func:`load_features`) hold one split of one class::
 
@@ -47,7 +43,9 @@ from . import __version__
 from .backbones import backbone_normalization, build_backbone, forward_stages, LAYERS
 from .data.transforms import normalize_images
 from .errors import AdlocError, WeightsError
-from .io import load_torch, save_torch
+from .io import checkpoint_plain, load_torch, save_torch
+from .runtime import resolve_device
+from .staging import PinnedStaging, ResultBuffer
 
 FEATURES_FORMAT_VERSION = 1
 
@@ -62,53 +60,6 @@ def _out_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if isinstance(dtype, str) and dtype in OUT_DTYPES:
         return OUT_DTYPES[dtype]
     raise AdlocError(f"feature out_dtype {dtype!r} unknown; use 'float32' or 'float16'")
-
-
-class _Result:
-    """Where extracted maps go: preallocated ``(n, ...)`` tensors when n is known, else a list of
-    per-batch tensors concatenated at the end."""
-
-    def __init__(self, layers: Sequence[str], n: int | None, dtype: torch.dtype) -> None:
-        self.n, self.dtype, self.pos = n, dtype, 0
-        self.out: dict[str, torch.Tensor] | None = None
-        self.parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
-
-    def take(self, shapes: Mapping[str, torch.Size], b: int) -> dict[str, torch.Tensor]:
-        """Destination views for the next ``b`` images (``shapes``: per-image map shapes)."""
-        if self.n is None:
-            dest = {k: torch.empty((b, *s), dtype=self.dtype) for k, s in shapes.items()}
-            for k, v in dest.items():
-                self.parts[k].append(v)
-        else:
-            if self.out is None:
-                self.out = {k: torch.empty((self.n, *s), dtype=self.dtype) for k, s in shapes.items()}
-            dest = {k: v[self.pos : self.pos + b] for k, v in self.out.items()}
-        self.pos += b
-        return dest
-
-    def result(self) -> dict[str, torch.Tensor]:
-        if self.pos == 0:
-            raise AdlocError("no images to extract features from")
-        if self.out is not None:
-            return self.out
-        return {k: torch.cat(v) for k, v in self.parts.items()}
-
-
-def _pinned_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    return torch.empty(shape, dtype=dtype, pin_memory=True)
-
-
-class _Slots:
-    """Two reusable pinned host buffers of ``capacity`` rows each, plus one CUDA event per slot."""
-
-    def __init__(self, shapes: Mapping[str, tuple[int, ...]], dtype: torch.dtype, capacity: int) -> None:
-        self.key = (tuple((k, tuple(s)) for k, s in shapes.items()), dtype)
-        self.capacity = capacity
-        self.bufs = [{k: _pinned_empty((capacity, *s), dtype) for k, s in shapes.items()} for _ in range(2)]
-        self.events = [torch.cuda.Event(), torch.cuda.Event()]
-
-    def fits(self, shapes: Mapping[str, tuple[int, ...]], dtype: torch.dtype, b: int) -> bool:
-        return self.key == (tuple((k, tuple(s)) for k, s in shapes.items()), dtype) and b <= self.capacity
 
 
 class FeatureExtractor:
@@ -139,8 +90,6 @@ class FeatureExtractor:
         seed: int = 0,
         pinned: bool = True,
     ) -> None:
-        from .models.common import resolve_device
-
         layers = list(layers)
         bad = [layer for layer in layers if layer not in LAYERS]
         if not layers or bad:
@@ -166,8 +115,7 @@ class FeatureExtractor:
         mean, std = backbone_normalization(backbone_name)
         self._mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self._std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
-        self._in_slots: _Slots | None = None
-        self._out_slots: _Slots | None = None
+        self.staging = PinnedStaging(self.device)  # CUDA transport; allocates on first use
         self.provenance: dict[str, Any] = dict(prov)
         self.provenance.update(
             layers=list(self.layers),
@@ -233,10 +181,10 @@ class FeatureExtractor:
         dt = _out_dtype(out_dtype)
         self.model.eval()
         n, batches = self._batches(images, batch_size)
-        result = _Result(self.layers, n, dt)
+        result = ResultBuffer(self.layers, n, dt)
         with torch.inference_mode():
             if self.device.type == "cuda" and self.pinned:
-                self._extract_staged(batches, result, dt)
+                self.staging.run(lambda x: self._forward(x, dt), batches, result, dt)
             else:
                 for batch in batches:
                     feats = self._forward(batch, dt)
@@ -244,52 +192,6 @@ class FeatureExtractor:
                     for k, v in feats.items():
                         dest[k].copy_(v)
         return result.result()
-
-    def _stage_input(self, batch: torch.Tensor, slot: int) -> torch.Tensor:
-        """``batch`` on the device; a pageable CPU batch goes through pinned input slot ``slot``."""
-        if batch.device.type != "cpu" or batch.is_pinned():
-            return batch.to(self.device, non_blocking=True)
-        b, shape = batch.shape[0], {"x": tuple(batch.shape[1:])}
-        if self._in_slots is None or not self._in_slots.fits(shape, batch.dtype, b):
-            self._in_slots = _Slots(shape, batch.dtype, b)
-        slots = self._in_slots
-        slots.events[slot].synchronize()  # the slot's previous host->device copy is done
-        buf = slots.bufs[slot]["x"][:b]
-        buf.copy_(batch)
-        x = buf.to(self.device, non_blocking=True)
-        slots.events[slot].record(torch.cuda.current_stream(self.device))
-        return x
-
-    def _extract_staged(self, batches: Iterator[torch.Tensor], result: _Result, dt: torch.dtype) -> None:
-        """CUDA loop: pinned double-buffered copies, batch i computed while batch i-1 is copied out."""
-        pending = None  # (slot, staged views, destination views) of the previous batch
-        for i, batch in enumerate(batches):
-            slot = i % 2
-            feats = self._forward(self._stage_input(batch, slot), dt)
-            b = batch.shape[0]
-            shapes = {k: tuple(v.shape[1:]) for k, v in feats.items()}
-            if self._out_slots is None or not self._out_slots.fits(shapes, dt, b):
-                if pending is not None:  # the previous batch still sits in the old buffers
-                    self._finish(*pending)
-                    pending = None
-                self._out_slots = _Slots(shapes, dt, b)
-            slots = self._out_slots
-            staged = {k: slots.bufs[slot][k][:b] for k in feats}
-            for k, v in feats.items():
-                staged[k].copy_(v, non_blocking=True)
-            slots.events[slot].record(torch.cuda.current_stream(self.device))
-            dest = result.take(shapes, b)
-            if pending is not None:
-                self._finish(*pending)
-            pending = (slots.events[slot], staged, dest)
-        if pending is not None:
-            self._finish(*pending)
-
-    @staticmethod
-    def _finish(event: torch.cuda.Event, staged: Mapping[str, torch.Tensor], dest: Mapping[str, torch.Tensor]) -> None:
-        event.synchronize()
-        for k, v in staged.items():
-            dest[k].copy_(v)
 
 
 def extract_features(
@@ -386,8 +288,6 @@ def save_features(
                 "expected (N, C, h, w) with N = number of paths"
             )
         layers[k] = v.detach().to("cpu", dt).contiguous()
-    from .models.common import _plain
-
     save_torch(
         path,
         {
@@ -396,7 +296,7 @@ def save_features(
             "adloc_version": __version__,
             "layers": layers,
             "paths": paths,
-            "provenance": _plain(dict(provenance)),
+            "provenance": checkpoint_plain(dict(provenance)),
             "input_size": int(input_size),
             "storage_dtype": storage_dtype,
         },

@@ -170,3 +170,11 @@ def to_plain(obj: Any, keep: tuple = (), other=None) -> Any:
     if other is None or obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
     return other(obj)
+
+
+def checkpoint_plain(obj: Any) -> Any:
+    """:func:`to_plain` for torch checkpoints: tensors kept, anything else unknown as ``str``,
+    so the file loads with ``torch.load(weights_only=True)``."""
+    import torch
+
+    return to_plain(obj, keep=(torch.Tensor,), other=str)

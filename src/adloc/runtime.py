@@ -1,31 +1,47 @@
-"""Device selection and determinism settings shared by the workflow's torch rules."""
+"""Device selection: the one place that turns a ``device`` setting into a torch device, and what
+a job ran on (:func:`device_label`, :func:`local_cuda_devices`).
+
+Used by the workflow's scripts (the config key ``device``), the feature extractor and the models.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import ConfigError
 
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
-def resolve_device(device: str) -> str:
-    """Map the config's ``device`` (cpu | cuda | auto) to a torch device string.
 
-    ``cuda`` when CUDA is not available is an error (never a silent fall-back to a 50x slower
-    CPU run); ``auto`` picks cuda when available, else cpu.
+def resolve_device(device: "str | torch.device | None" = "auto") -> "torch.device":
+    """Map ``cpu`` | ``cuda`` | ``cuda:N`` | ``auto`` (or None, or a torch.device) to a torch device.
+
+    ``auto`` (and None) picks CUDA when available, else the CPU. CUDA requested when torch sees
+    none is a :class:`~adloc.errors.ConfigError` (never a silent fall-back to a 50x slower CPU
+    run), as is a value torch does not know.
     """
     import torch
 
-    if device == "cpu":
-        return "cpu"
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                "config key device is 'cuda' but torch sees no CUDA device "
-                f"(torch {torch.__version__}, cuda build {torch.version.cuda}); "
-                "set device: cpu (or auto), or run on a GPU node"
-            )
-        return "cuda"
-    raise ConfigError(f"config key device has value {device!r}; allowed values: 'cpu', 'cuda', 'auto'")
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"config key device has value {device!r}; allowed values: 'cpu', 'cuda', 'auto'"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"config key device is {str(device)!r} but torch sees no CUDA device "
+            f"(torch {torch.__version__}, cuda build {torch.version.cuda}); "
+            "set device: cpu (or auto), or run on a GPU node"
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(
+            f"config key device has value {device!r}; allowed values: 'cpu', 'cuda', 'auto'"
+        )
+    return dev
 
 
 def local_cuda_devices() -> int:

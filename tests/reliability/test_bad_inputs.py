@@ -286,4 +286,6 @@ def test_resolve_device_cuda_without_cuda_is_a_config_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="config key device is 'cuda'.*set device: cpu"):
         resolve_device("cuda")
-    assert resolve_device("auto") == "cpu"
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="allowed values: 'cpu', 'cuda', 'auto'"):
+        resolve_device("gpu")

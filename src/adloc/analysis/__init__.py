@@ -13,12 +13,14 @@ from .confusion import (
 )
 from .figures import examples_figure, savefig, select_examples, style
 from .gap import gap_table, load_pair, load_pairs, plot_gap, read_gap_table, write_gap_table
-from .study_reference import load_study_reference, published_anchors, side_by_side
+from .study_reference import (
+    embedded_class_map, load_study_reference, published_anchors, side_by_side,
+)
 from .summary import default_figures, render_summary, write_summary
 from .tables import metrics_table, read_metrics_table, write_metrics_table
 from .tsne import (
-    embed_view, memory_bank_composition, plot_tsne, read_bank_composition, tsne_embed,
-    write_bank_composition,
+    bank_by_source, embed_view, memory_bank_composition, plot_tsne, pooled_backbone_features,
+    read_bank_composition, tsne_embed, write_bank_composition,
 )
 
 __all__ = [
@@ -28,5 +30,6 @@ __all__ = [
     "published_anchors", "side_by_side", "render_summary", "write_summary", "metrics_table",
     "write_metrics_table", "embed_view", "memory_bank_composition", "plot_tsne", "tsne_embed",
     "read_confusion", "write_confusion", "read_gap_table", "write_gap_table", "default_figures",
-    "read_metrics_table", "read_bank_composition", "write_bank_composition",
+    "read_metrics_table", "read_bank_composition", "write_bank_composition", "bank_by_source",
+    "pooled_backbone_features", "embedded_class_map",
 ]

@@ -142,6 +142,14 @@ def published_anchors() -> pd.DataFrame:
                                           "pixel_auroc", "au_pro"])
 
 
+def embedded_class_map() -> dict[str, str]:
+    """Each embedded (synthetic) class -> the study's MVTec AD class it mirrors
+    (``{"synth_nut": "hazelnut", ...}``), from the generator's class table."""
+    from ..data.synthetic.counts import EMBEDDED_CLASSES, KIND_ANALOGUE
+
+    return {cls: KIND_ANALOGUE[kind] for cls, kind in EMBEDDED_CLASSES.items()}
+
+
 def side_by_side(
     ours: pd.DataFrame,
     ref: pd.DataFrame | None = None,
@@ -215,4 +223,4 @@ def wide_side_by_side(sbs: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
         diff = "" if pd.isna(r["difference"]) else f" ({r['difference']:+.{decimals}f})"
         rec[WIDE_METRICS[r["metric"]]] = f"{f(r['ours'])} / {f(r['study'])}{diff}"
     cols = ["method", "model", "class"] + list(WIDE_METRICS.values())
-    return pd.DataFrame(list(records.values()), columns=cols).fillna("")
+    return pd.DataFrame(list(records.values()), columns=cols, dtype=object).fillna("")

@@ -138,6 +138,35 @@ def duplicate_train_images(train_sha256: Mapping[str, Sequence[str]]) -> dict[st
     return out
 
 
+def pooled_backbone_features(feature_sets: Sequence, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The study's view: each image's stage maps mean-pooled over space, layers concatenated
+    (``(N, sum of channels)`` float32), and each image's class (object array).
+
+    ``feature_sets``: one :class:`adloc.features.FeatureSet` per class, in the order of ``classes``.
+    """
+    if len(feature_sets) != len(classes):
+        raise AdlocError(f"pooled_backbone_features: {len(feature_sets)} feature sets for "
+                         f"{len(classes)} classes")
+    pooled, labels = [], []
+    for fs, cls in zip(feature_sets, classes):
+        pooled.append(np.concatenate(
+            [v.float().mean(dim=(2, 3)).numpy() for v in fs.layers.values()], axis=1))
+        labels += [cls] * len(fs.paths)
+    return np.concatenate(pooled), np.asarray(labels, dtype=object)
+
+
+def bank_by_source(model) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """A fitted global PatchCore model's memory bank ``(M, D)``, the source class of every bank
+    entry (object array), and the training patches per class the bank was selected from."""
+    if model.bank_origin is None or model.source_names is None or model.train_sources is None:
+        raise AdlocError("the PatchCore model was fitted without source classes (a per-class "
+                         "model?); the memory-bank view needs the global model")
+    source = np.asarray(model.source_names, dtype=object)[model.bank_origin.numpy()]
+    per_image = model.grid[0] * model.grid[1]
+    patches = {c: n * per_image for c, n in model.train_sources.items()}
+    return model.bank.numpy(), source, patches
+
+
 def memory_bank_composition(
     bank_source: Sequence,
     n_train_patches_per_class: Mapping[str, int],

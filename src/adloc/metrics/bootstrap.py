@@ -27,8 +27,8 @@ from typing import Callable
 import numpy as np
 
 from adloc.metrics.image import (
-    _ap_unchecked,
-    _rank_auroc_unchecked,
+    ap_unchecked,
+    rank_auroc_unchecked,
     auprc,
     auroc,
     check_labels_scores,
@@ -104,9 +104,9 @@ def _replicates(
         if n_pos == 0 or n_pos == lb.size:
             continue
         if kind == "auroc":
-            vals[b] = _rank_auroc_unchecked(lb, sc[ii])
+            vals[b] = rank_auroc_unchecked(lb, sc[ii])
         elif kind == "auprc":
-            vals[b] = _ap_unchecked(lb, sc[ii])
+            vals[b] = ap_unchecked(lb, sc[ii])
         else:
             vals[b] = float(fn(lb.astype(np.int64), sc[ii]))
     return vals

@@ -21,7 +21,8 @@ import math
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-__all__ = ["auroc", "auprc", "confusion_at", "image_metrics", "rank_auroc", "check_labels_scores"]
+__all__ = ["auroc", "auprc", "confusion_at", "image_metrics", "rank_auroc", "check_labels_scores",
+           "rank_auroc_unchecked", "ap_unchecked"]
 
 
 def check_labels_scores(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -83,10 +84,12 @@ def rank_auroc(labels, scores) -> float:
     input checking, which makes it the fast path for bootstrap loops. NaN for one class.
     """
     lab, sc = check_labels_scores(labels, scores)
-    return _rank_auroc_unchecked(lab, sc)
+    return rank_auroc_unchecked(lab, sc)
 
 
-def _rank_auroc_unchecked(lab: np.ndarray, sc: np.ndarray) -> float:
+def rank_auroc_unchecked(lab: np.ndarray, sc: np.ndarray) -> float:
+    """:func:`rank_auroc` of already checked bool labels and float scores (the bootstrap's inner
+    loop); NaN for one class."""
     n_pos = int(lab.sum())
     n_neg = lab.size - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -98,7 +101,7 @@ def _rank_auroc_unchecked(lab: np.ndarray, sc: np.ndarray) -> float:
     return twice_u / (2.0 * n_pos * n_neg)
 
 
-def _ap_unchecked(lab: np.ndarray, sc: np.ndarray) -> float:
+def ap_unchecked(lab: np.ndarray, sc: np.ndarray) -> float:
     """Average precision exactly as scikit-learn defines it: sum over distinct thresholds
     (descending) of (recall_k - recall_{k-1}) * precision_k. NaN for one class."""
     n_pos = int(lab.sum())

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..errors import AdlocError, ModelError
-from ..io import load_torch, save_torch, to_plain
+from ..io import checkpoint_plain, load_torch, save_torch
 
 FORMAT_VERSION = 1
 
@@ -87,22 +87,6 @@ def check_layers(cls_name: str, layers) -> None:
     for layer in layers:
         if not isinstance(layer, str):
             raise ModelError(f"{cls_name} key 'layers' must hold layer names, got {layer!r}")
-
-
-# --------------------------------------------------------------------------------------------
-# devices
-# --------------------------------------------------------------------------------------------
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``; CUDA when absent is a clear error."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(
-            f"device {str(device)!r} requested but torch sees no CUDA device "
-            f"(torch {torch.__version__}); use device 'cpu' or 'auto'"
-        )
-    return dev
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,10 +222,10 @@ def save_model_file(path, kind: str, config: Mapping, provenance: Mapping, state
         "format_version": FORMAT_VERSION,
         "adloc_version": __version__,
         "config": dict(config),
-        "provenance": _plain(dict(provenance)),
+        "provenance": checkpoint_plain(dict(provenance)),
         "state": {k: v.detach().to("cpu").contiguous() for k, v in state.items()},
     }
-    obj.update({k: _plain(v) for k, v in extra.items()})
+    obj.update({k: checkpoint_plain(v) for k, v in extra.items()})
     save_torch(path, obj)
 
 
@@ -294,11 +278,6 @@ def load_model_file(
             device = "cpu"
     stored = dataclasses.replace(stored, device=device)
     return obj, stored
-
-
-def _plain(v: Any) -> Any:
-    """Make ``v`` safe for ``weights_only`` loading: numpy -> python, tuples -> lists, tensors kept."""
-    return to_plain(v, keep=(torch.Tensor,), other=str)
 
 
 def chunks(n: int, size: int):

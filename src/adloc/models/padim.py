@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelError
+from ..runtime import resolve_device
 from .common import (
     FeatureModel,
     ModelConfig,
@@ -43,7 +44,6 @@ from .common import (
     count_sources,
     load_model_file,
     release_features as release_features_of,
-    resolve_device,
     save_model_file,
     score_maps,
     unpack_features,

@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelError
+from ..runtime import resolve_device
 from .common import (
     FeatureModel,
     ModelConfig,
@@ -70,7 +71,6 @@ from .common import (
     count_sources,
     load_model_file,
     release_features as release_features_of,
-    resolve_device,
     save_model_file,
     score_maps,
     unpack_features,
@@ -170,7 +170,7 @@ def _gather_rows(store: torch.Tensor, sel: torch.Tensor, chunk: int = 65536) -> 
 
 def _store_rows(emb: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Rows of ``emb`` on the CPU for the patch store; float16 only if nothing overflows."""
-    rows = _rows(emb)
+    rows = patch_rows(emb)
     if dtype == torch.float16:
         big = float(rows.abs().max())
         if not big <= 65504.0:
@@ -181,7 +181,7 @@ def _store_rows(emb: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return rows.cpu()
 
 
-def _rows(emb: torch.Tensor) -> torch.Tensor:
+def patch_rows(emb: torch.Tensor) -> torch.Tensor:
     """(B, D, h, w) -> (B*h*w, D), image-major then row-major positions."""
     return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
 
@@ -312,7 +312,7 @@ class PatchCore(FeatureModel):
                         f"features give {d}-d patch embeddings but the memory bank holds {index.bank.shape[1]}-d "
                         "entries; score with features from the same backbone and layers"
                     )
-                rows = _rows(emb)
+                rows = patch_rows(emb)
                 if c.scoring == "paper":
                     grid, img = self._score_paper(rows, b, h, w, index)
                 else:
