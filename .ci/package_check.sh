@@ -2,7 +2,10 @@
 # Packaging check: a non-editable `pip install .` into a fresh venv validates a config and runs the
 # embedded workflow (generated data, tiny size) with the INSTALLED adloc, not this checkout's src/.
 #
-#   .ci/package_check.sh [VENV]        (default VENV: /tmp/adloc-pkg-venv, recreated)
+#   .ci/package_check.sh [--reuse-venv] [VENV]     (default VENV: /tmp/adloc-pkg-venv)
+#
+# VENV is recreated from nothing (CI); --reuse-venv keeps an existing VENV's requirements (a quick
+# rerun by hand) but still reinstalls adloc itself, non-editable.
 #
 # How "the installed adloc" is made sure of: the rules (rules/common.smk) and scripts
 # (scripts/_common.py) put the checkout's src/ first on sys.path when there is one, so that a
@@ -12,6 +15,8 @@
 # schema (adloc/schema/config.schema.yaml, read by the workflow's validate) comes from the venv.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+reuse=0
+if [ "${1:-}" = "--reuse-venv" ]; then reuse=1; shift; fi
 venv=${1:-/tmp/adloc-pkg-venv}
 work=$(mktemp -d /tmp/adloc-pkg-XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -21,11 +26,16 @@ step() { echo "package_check: $1 ($(( $(date +%s) - start )) s)"; }
 
 # 1. Fresh venv; the pinned requirements, then adloc itself, NOT editable. pip builds in the
 #    source folder, so build from a copy of what the package is made of (keeps the checkout clean).
-rm -rf "$venv"
-python3 -m venv "$venv"
 pip_log="$work/pip.log"
-"$venv/bin/pip" install -q -r "$repo/requirements.txt" >"$pip_log" 2>&1 || { tail -n 40 "$pip_log"; exit 1; }
-step "requirements installed"
+if [ "$reuse" -eq 1 ] && [ -x "$venv/bin/python" ]; then
+  "$venv/bin/pip" uninstall -q -y adloc >"$pip_log" 2>&1 || true
+  step "reusing $venv"
+else
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -r "$repo/requirements.txt" >"$pip_log" 2>&1 || { tail -n 40 "$pip_log"; exit 1; }
+  step "requirements installed"
+fi
 mkdir "$work/pkg"
 cp -r "$repo/pyproject.toml" "$repo/README.md" "$repo/src" "$work/pkg/"
 find "$work/pkg" -name __pycache__ -prune -exec rm -rf {} +
@@ -62,7 +72,8 @@ print(f"package_check: adloc {adloc.__version__} from {where.parent}; config val
 EOF
 step "config validated"
 
-# 3. The embedded workflow at tiny size, from a copy of the workflow files without src/.
+# 3. The embedded workflow at tiny size (two classes, PatchCore only: fewer jobs, same imports),
+#    from a copy of the workflow files without src/.
 mkdir "$work/workflow"
 cp -r "$repo/Snakefile" "$repo/config.yaml" "$repo/rules" "$repo/scripts" "$repo/envs" \
   "$repo/report" "$work/workflow/"
@@ -74,6 +85,7 @@ dataset:
   generate: true
   synthetic: {seed: 0, image_size: 64, counts: {train_good: 10, test_good: 4, anomalies: 8}}
 classes: [synth_nut, synth_carpet]
+methods: [patchcore]
 preprocess: {resize: 64, crop: 64}
 features: {batch_size: 32}
 evaluation: {bootstrap: {n: 50, seed: 0}}
