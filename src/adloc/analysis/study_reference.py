@@ -143,11 +143,12 @@ def published_anchors() -> pd.DataFrame:
 
 
 def embedded_class_map() -> dict[str, str]:
-    """Each embedded (synthetic) class -> the study's MVTec AD class it mirrors
-    (``{"synth_nut": "hazelnut", ...}``), from the generator's class table."""
-    from ..data.synthetic.counts import EMBEDDED_CLASSES, KIND_ANALOGUE
+    """Each embedded (synthetic) class -> the MVTec AD class it mirrors (``{"synth_nut":
+    "hazelnut", ...}``), from the generator's class table; :func:`side_by_side` then matches
+    the study's three classes."""
+    from ..data.synthetic.counts import CLASS_TABLE
 
-    return {cls: KIND_ANALOGUE[kind] for cls, kind in EMBEDDED_CLASSES.items()}
+    return {cls: row[2] for cls, row in CLASS_TABLE.items()}
 
 
 def side_by_side(
