@@ -5,9 +5,10 @@ fake GPU (gres gpu:1 on /dev/null); the jobs run through sbatch with profiles/sl
 twin of profiles/slurm. The daemons this module started are stopped at its end
 (.ci/slurm_down.sh, by pid files), whatever the outcome.
 
-Skipped, with the reason, when ADLOC_SKIP_SLURM=1, when not root, when Slurm is not installed
-and cannot be (no apt-get, or apt fails), or when the machine has a Slurm configuration that
-slurm_up.sh did not write. Each Slurm job costs about 10-15 s of submission and polling, so the
+Opt-in: runs only when ADLOC_RUN_SLURM=1 (.ci/run sets it), so a plain ``pytest`` never installs
+or starts daemons, even as root. Otherwise skipped, with the reason, when ADLOC_SKIP_SLURM=1 (which
+wins over ADLOC_RUN_SLURM), when not root, when Slurm is not installed and cannot be (no apt-get,
+or apt fails), or when the machine has a Slurm configuration that slurm_up.sh did not write. Each Slurm job costs about 10-15 s of submission and polling, so the
 workflows here are tiny.
 """
 
@@ -104,6 +105,8 @@ def slurm_profile_args(workdir: Path, snakefile: Path) -> list[str]:
 def _skip_reason() -> str | None:
     if os.environ.get("ADLOC_SKIP_SLURM") == "1":
         return "ADLOC_SKIP_SLURM=1"
+    if os.environ.get("ADLOC_RUN_SLURM") != "1":
+        return "opt-in: set ADLOC_RUN_SLURM=1 to install and start a local Slurm (.ci/run sets it)"
     if not sys.platform.startswith("linux"):
         return "local Slurm recipe is for Linux only"
     if os.geteuid() != 0:

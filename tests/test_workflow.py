@@ -143,8 +143,11 @@ def test_changed_image_reruns_only_that_class(run):
     assert touched == {"synth_carpet"}
     # the class's images are decoded once, for every feature set
     assert [w for r, w in jobs if r == "preprocess_images"] == [{"cls": "synth_carpet"}]
-    # scores of the untouched class by its own per-class model are not recomputed
-    assert ("score", {"method": "patchcore", "scope": "synth_nut", "cls": "synth_nut"}) not in jobs
+    # per-class scores are recomputed for the changed class only (rule score's wildcards are
+    # method and cls); the global model, refitted, rescores every class in one job per method
+    scored = {(w.get("method"), w.get("cls")) for r, w in jobs if r == "score"}
+    assert scored == {("patchcore", "synth_carpet"), ("padim", "synth_carpet")}
+    assert sorted(w.get("method") for r, w in jobs if r == "score_global") == ["padim", "patchcore"]
 
 
 def test_per_class_parameter_reruns_only_that_class(run):
