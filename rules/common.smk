@@ -202,6 +202,7 @@ def model_params(method, cls=None):
             "target_embed_dim",
             "coreset_ratio",
             "coreset_projection_dim",
+            "coreset_start",
             "coreset_dtype",
             "embedding_dtype",
             "num_neighbors",
@@ -265,6 +266,11 @@ def score_global_inputs(w):
     if config["analysis"]["confusion_normals"] == "train":
         inputs["train"] = [f"{fs}/{c}/train.pt" for c in CLASSES]
     return inputs
+
+
+def query_images(key):
+    """Images per k-NN search of rule score / score_global (PatchCore only; PaDiM has none)."""
+    return lambda w: config["patchcore"][key] if w.method == "patchcore" else None
 
 
 def scores_of(method, scope, cls):

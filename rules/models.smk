@@ -73,6 +73,7 @@ rule score:
         runtime=60,
     params:
         device=device_param,
+        query_images=query_images("query_images"),
     script:
         "../scripts/score.py"
 
@@ -98,5 +99,6 @@ rule score_global:
     params:
         device=device_param,
         classes=CLASSES,
+        query_images=query_images("query_images_global"),
     script:
         "../scripts/score.py"

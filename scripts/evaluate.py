@@ -20,7 +20,7 @@ def main(smk):
     splits = read_splits(smk.input.splits)
     # the masks are read here, long after the images were: they must be the split's
     check_unchanged(p.root, splits, smk.input.splits, names=("test",), keys=("mask",))
-    pre = Preprocess(resize=p.preprocess["resize"], crop=p.preprocess["crop"])
+    pre = Preprocess.from_config(p.preprocess)
     if "pooled" in smk.input.keys():
         jobs = [("global", smk.input.threshold, smk.output.unified), ("unified_abs", smk.input.pooled, smk.output.pooled)]
         model = "global"

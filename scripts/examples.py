@@ -17,7 +17,7 @@ def main(smk):
 
     p = smk.params
     cls = smk.wildcards.cls
-    pre = Preprocess(resize=p.preprocess["resize"], crop=p.preprocess["crop"])
+    pre = Preprocess.from_config(p.preprocess)
     runs, thresholds = {}, {}
     for f, mf in zip(as_list(smk.input.scores), as_list(smk.input.metrics)):
         method, scope = Path(f).parent.parent.name, Path(f).parent.name

@@ -19,7 +19,7 @@ def main(smk):
     from torchvision.transforms.v2 import functional  # noqa: F401  (import cost outside the timings)
 
     p = smk.params
-    pre = Preprocess(resize=p.preprocess["resize"], crop=p.preprocess["crop"])
+    pre = Preprocess.from_config(p.preprocess)
     splits = read_splits(smk.input.splits)
     check_unchanged(p.root, splits, smk.input.splits, keys=("path",))  # the images the split named
     workers = max(1, int(smk.threads))

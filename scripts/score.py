@@ -27,13 +27,15 @@ def main(smk):
     model = load_model(smk.wildcards.method, smk.input.model, device=str(device))
     provenance = np.array(json.dumps({**model.provenance, "score_device": device_label(device)}, sort_keys=True))
     splits_present = [s for s in ("val", "test", "train") if s in smk.input.keys()]
+    # PatchCore's k-NN searches run on fixed blocks of images (faiss rounds by block size)
+    kw = {"query_images": smk.params.query_images} if smk.wildcards.method == "patchcore" else {}
     for k, out in enumerate(smk.output):
         splits = read_splits(as_list(smk.input.splits)[k])
         arrays = {"provenance": provenance}
         for split in splits_present:
             fs = load_features(as_list(smk.input[split])[k])
             t0 = time.perf_counter()
-            scores, maps = model.predict(fs)
+            scores, maps = model.predict(fs, **kw)
             log.info("%s %s: %d images scored in %.2f s", splits["class"], split, len(fs.paths), time.perf_counter() - t0)
             arrays[f"{split}_scores"] = np.asarray(scores, dtype=np.float32)
             arrays[f"{split}_paths"] = np.asarray(fs.paths, dtype=str)

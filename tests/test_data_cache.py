@@ -61,7 +61,7 @@ def test_round_trip_equals_decoded_images(cache_file, klass, mmap):
     check_cache_paths(c, splits)  # made from this split file: passes
     raw = torch.load(cache_file, weights_only=True)
     assert raw["kind"] == "images" and raw["format_version"] == IMAGES_FORMAT_VERSION
-    assert raw["preprocess"] == {"resize": 40, "crop": 32} and "adloc_version" in raw
+    assert raw["preprocess"] == {"resize": 40, "crop": 32, "resize_backend": "torchvision"} and "adloc_version" in raw
     assert not list(cache_file.parent.glob("*.tmp*"))  # atomic write left no temporary
 
 
@@ -143,7 +143,19 @@ def test_malformed(cache_file, damage):
 
 def test_other_preprocess(cache_file):
     msg = _message(cache_file, pre=Preprocess(64, None))
-    assert "{'resize': 40, 'crop': 32}" in msg and "{'resize': 64, 'crop': None}" in msg
+    assert "'resize': 40, 'crop': 32" in msg and "'resize': 64, 'crop': None" in msg
+    # another resize implementation is another cache (the study preset's PIL resize)
+    msg = _message(cache_file, pre=Preprocess(40, 32, resize_backend="pil"))
+    assert "'resize_backend': 'torchvision'" in msg and "'resize_backend': 'pil'" in msg
+
+
+def test_cache_without_resize_backend_was_made_with_torchvision(cache_file):
+    """Caches written before the key existed were made with torchvision's resize."""
+    obj = torch.load(cache_file, weights_only=True)
+    del obj["preprocess"]["resize_backend"]
+    save_torch(cache_file, obj)
+    assert load_image_cache(cache_file, pre=PRE).preprocess == PRE
+    assert "was made with preprocess" in _message(cache_file, pre=Preprocess(40, 32, resize_backend="pil"))
 
 
 def test_paths_must_equal_the_split_file(cache_file, klass):

@@ -17,6 +17,7 @@ from adloc.data.transforms import (
     IMAGENET_STD,
     Preprocess,
     image_tensor,
+    image_uint8_tensor,
     load_split_images,
     mask_array,
 )
@@ -25,11 +26,16 @@ from adloc.errors import DatasetError
 
 def test_output_sizes():
     assert Preprocess().output_size == 224 and Preprocess() == Preprocess.paper()
-    assert Preprocess.study() == Preprocess(resize=224, crop=None)
+    assert Preprocess.study() == Preprocess(resize=224, crop=None, resize_backend="pil")
     assert Preprocess.study().output_size == 224
-    assert Preprocess(resize=64, crop=None).as_dict() == {"resize": 64, "crop": None}
+    assert Preprocess(resize=64, crop=None).as_dict() == {"resize": 64, "crop": None, "resize_backend": "torchvision"}
+    for d in (Preprocess.study().as_dict(), Preprocess(64, 48).as_dict()):
+        assert Preprocess.from_config(d).as_dict() == d
+    assert Preprocess.from_config({"resize": 64, "crop": None}) == Preprocess(64, None)
     with pytest.raises(DatasetError):
         Preprocess(resize=100, crop=120)
+    with pytest.raises(DatasetError, match="resize_backend"):
+        Preprocess(resize=100, crop=None, resize_backend="cv2")
 
 
 @pytest.mark.parametrize("pre", [Preprocess(256, 224), Preprocess(224, None), Preprocess(40, 32)])
@@ -53,6 +59,49 @@ def test_study_resize_matches_pil_bilinear():
     back = ((t * std + mean) * 255).permute(1, 2, 0).numpy()
     pil = np.asarray(Image.fromarray(img).resize((64, 64), Image.BILINEAR)).astype(np.float64)
     assert np.abs(back - pil).max() <= 1.01
+
+
+@pytest.mark.parametrize("shape", [(300, 260, 3), (97, 131, 3)])
+def test_pil_backend_is_the_studys_input_bit_for_bit(shape):
+    """resize_backend='pil': the study's CleanDomainTransform (torchvision's functional resize of
+    the PIL image, BILINEAR, then to_tensor and normalize), restated, gives the same tensor."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TFv1
+
+    img = np.random.default_rng(shape[0]).integers(0, 256, shape, dtype=np.uint8)
+    pre = Preprocess(224, None, resize_backend="pil")
+    pil = TFv1.resize(Image.fromarray(img), [224, 224], interpolation=InterpolationMode.BILINEAR)
+    study = TFv1.normalize(TFv1.to_tensor(pil), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    assert torch.equal(image_uint8_tensor(img, pre), torch.from_numpy(np.array(pil)).permute(2, 0, 1))
+    assert torch.allclose(image_tensor(img, pre), study, rtol=0, atol=1e-6)
+    # the torchvision backend differs from it (by up to one grey level)
+    tv = image_uint8_tensor(img, Preprocess(224, None)).int()
+    diff = (tv - image_uint8_tensor(img, pre).int()).abs()
+    assert 0 < int(diff.max()) <= 1
+
+
+def test_pil_backend_reads_masks_as_the_study_did(tmp_path):
+    """Grey levels 1-127 are normal for the study (convert('L'), nearest resize, > 0.5 after /255)
+    and anomalous for adloc's default (> 0); 0/255 masks give the same mask either way."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TFv1
+
+    from adloc.data.transforms import load_split_masks
+
+    img = np.zeros((40, 50, 3), np.uint8)
+    grey = np.zeros((40, 50), np.uint8)
+    grey[5:15, 5:20], grey[20:30, 25:45], grey[32:36, 2:8] = 100, 200, 128
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(grey).save(tmp_path / "a_mask.png")
+    entries = [{"path": "a.png", "label": 1, "mask": "a_mask.png"}]
+    pil, tv = Preprocess(32, None, resize_backend="pil"), Preprocess(32, None)
+    got = load_split_masks(tmp_path, entries, pil)[0]
+    m = TFv1.resize(Image.open(tmp_path / "a_mask.png").convert("L"), [32, 32], interpolation=InterpolationMode.NEAREST)
+    study = (TFv1.to_tensor(m) > 0.5)[0].numpy()
+    assert np.array_equal(got, study) and got.any()
+    assert load_split_masks(tmp_path, entries, tv)[0].sum() > got.sum()
+    Image.fromarray(np.where(grey > 0, 255, 0).astype(np.uint8)).save(tmp_path / "a_mask.png")
+    assert np.array_equal(load_split_masks(tmp_path, entries, tv)[0], load_split_masks(tmp_path, entries, pil)[0])
 
 
 def test_center_crop_and_mask_alignment():

@@ -34,14 +34,17 @@ def test_coreset_cuda_close_to_cpu(dtype):
     assert torch.equal(sel_gpu, greedy_coreset(x, 1000, 128, seed=0, device="cuda", dtype=dtype))
 
 
+@pytest.mark.parametrize("start", ["mean_of_random", "random_point"])
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("n", [3, 66, 67, 200, 1000])
-def test_cuda_graph_replay_selects_what_eager_launches_select(dtype, n):
-    """Graph capture changes how kernels are launched, not what they compute."""
+@pytest.mark.parametrize("n", [3, 66, 67, 68, 200, 1000])
+def test_cuda_graph_replay_selects_what_eager_launches_select(dtype, n, start):
+    """Graph capture changes how kernels are launched, not what they compute (both starts)."""
     x = _data(8000, seed=1)
-    eager = greedy_coreset(x, n, 64, seed=3, device="cuda", dtype=dtype, graph_chunk=0)
-    graph = greedy_coreset(x, n, 64, seed=3, device="cuda", dtype=dtype, graph_chunk=64)
+    eager = greedy_coreset(x, n, 64, seed=3, device="cuda", dtype=dtype, graph_chunk=0, start=start)
+    graph = greedy_coreset(x, n, 64, seed=3, device="cuda", dtype=dtype, graph_chunk=64, start=start)
     assert torch.equal(eager, graph)
+    if start == "random_point":  # the study's start: the same first point as on the CPU
+        assert int(eager[0]) == int(greedy_coreset(x, 1, 64, seed=3, start=start)[0])
 
 
 def test_float16_cuda_uses_the_rounded_points():

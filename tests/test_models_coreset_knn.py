@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from adloc.models.coreset import covering_radius, greedy_coreset
+from adloc.models.coreset import coreset_start_indices, covering_radius, greedy_coreset
 from adloc.models.knn import KnnIndex, knn
 
 torch.set_num_threads(1)
@@ -49,6 +49,55 @@ def test_coreset_follows_the_reference_algorithm():
         min_d = np.minimum(min_d, dist(j))
         min_d[j] = -np.inf
     assert sel == ref
+
+
+def _study_sampler(z: np.ndarray, n: int, first: int) -> list[int]:
+    """Re-statement of the study's GreedyCoresetSubsampling.sample (its src/models/memory_bank.py)
+    on already projected points, from a given first point: the first point is kept; then the
+    min L2 distance (np.linalg.norm of float32 differences) of every REMAINING point is updated
+    from the last pick and the farthest remaining point (lowest index on ties) is picked, until n
+    points are selected."""
+    remaining = np.ones(len(z), dtype=bool)
+    remaining[first] = False
+    selected = [first]
+    min_d = np.full(len(z), np.inf)
+    for _ in range(n - 1):
+        rem = np.flatnonzero(remaining)
+        d = np.linalg.norm(z[rem] - z[selected[-1]], axis=1)
+        min_d[rem] = np.minimum(min_d[rem], d)
+        j = int(rem[np.argmax(min_d[rem])])
+        selected.append(j)
+        remaining[j] = False
+    return selected
+
+
+@pytest.mark.parametrize("method", ["plain", "pruned", "dense"])
+@pytest.mark.parametrize("proj", [None, 12])
+def test_random_point_start_picks_what_the_study_sampler_picks(method, proj):
+    """start='random_point': one seeded random point, kept as the first member, then the
+    study's farthest-point picks; from the same first point both select the same points."""
+    from adloc.models.coreset import random_projection
+
+    x = _manifold(700, 24, seed=4)
+    n = 60
+    sel = greedy_coreset(x, n, proj_dim=proj, seed=42, start="random_point", method=method)
+    assert sel.shape == (n,) and len(set(sel.tolist())) == n
+    first = int(coreset_start_indices(len(x), 42)[0])
+    assert int(sel[0]) == first  # drawn from the seed; the first of mean_of_random's points
+    assert first == int(coreset_start_indices(len(x), 42, starts=10)[0])
+    z = random_projection(x, proj, 42).numpy()
+    assert sel.tolist() == _study_sampler(z, n, first)
+    # a different seed starts elsewhere; the default start differs from the study's
+    assert int(greedy_coreset(x, n, proj_dim=proj, seed=0, start="random_point", method=method)[0]) != first
+    assert not torch.equal(sel, greedy_coreset(x, n, proj_dim=proj, seed=42, method=method))
+
+
+def test_random_point_start_edge_cases():
+    x = _manifold(50, 8, seed=5)
+    one = greedy_coreset(x, 1, proj_dim=None, seed=3, start="random_point")
+    assert one.tolist() == [int(coreset_start_indices(50, 3)[0])]
+    with pytest.raises(Exception, match="coreset start 'first'"):
+        greedy_coreset(x, 5, proj_dim=None, start="first")
 
 
 def _clustered(n=4000, d=24, seed=3):

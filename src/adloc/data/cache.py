@@ -12,7 +12,7 @@ File format (one file per class, written atomically and byte-stably by :func:`ad
     {"kind": "images", "format_version": 1, "adloc_version": "...",
      "splits": {"train": uint8 (N, 3, S, S), "val": ..., "test": ...},
      "paths": {"train": [relative path, ...], "val": [...], "test": [...]},
-     "preprocess": {"resize": 256, "crop": 224}}
+     "preprocess": {"resize": 256, "crop": 224, "resize_backend": "torchvision"}}
 
 A corrupt, foreign or older-format file raises :class:`adloc.errors.DatasetError` naming the file
 and saying to delete it and rerun; :func:`check_cache_paths` checks the cache against a split
@@ -149,7 +149,8 @@ def load_image_cache(
     if not isinstance(splits, dict) or not isinstance(paths, dict) or set(splits) != set(paths):
         raise _bad(path, "is malformed (its 'splits' and 'paths' do not name the same splits)")
     try:
-        cached_pre = Preprocess(resize=int(pd["resize"]), crop=None if pd["crop"] is None else int(pd["crop"]))
+        # caches written before resize_backend existed were made with torchvision's resize
+        cached_pre = Preprocess.from_config(pd)
     except (TypeError, KeyError, ValueError, DatasetError):
         raise _bad(path, f"is malformed (preprocess settings {pd!r})") from None
     s = cached_pre.output_size

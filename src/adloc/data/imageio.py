@@ -197,22 +197,30 @@ def infer_bit_depth(
 
 
 def load_mask(
-    root: PathLike, rel_path: PathLike | None = None, shape: tuple[int, ...] | None = None
+    root: PathLike,
+    rel_path: PathLike | None = None,
+    shape: tuple[int, ...] | None = None,
+    grey_threshold: int | None = None,
 ) -> np.ndarray:
     """Decode a ground-truth mask to a bool ``(H, W)`` array (any pixel > 0 is anomalous),
     EXIF orientation applied as for images.
 
     MVTec masks are 0/255, for which ``> 0`` and ``> 127`` are equivalent; ``> 0`` also accepts
-    0/1 masks. Lossless masks only: :func:`scan_class` refuses JPEG masks. Colour or palette masks are converted to grayscale first. If ``shape`` (the
-    image's ``(H, W)`` or ``(H, W, C)``) is given and differs, raises DatasetError naming the
-    mask and both sizes.
+    0/1 masks. Lossless masks only: :func:`scan_class` refuses JPEG masks. Colour or palette
+    masks are converted to grayscale first. ``grey_threshold=t`` reads the mask as the study did
+    instead: PIL ``convert("L")`` whatever the mode, then ``> t`` (127: the study's ``> 0.5``
+    after ``/255``). If ``shape`` (the image's ``(H, W)`` or ``(H, W, C)``) is given and differs,
+    raises DatasetError naming the mask and both sizes.
     """
     path, name = _resolve(root, rel_path)
     with _open_loaded(path, name, "mask") as im:
         im = _upright(im)
-        if im.mode not in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
-            im = im.convert("L")
-        m = np.asarray(im) > 0
+        if grey_threshold is not None:
+            m = np.asarray(im.convert("L")) > int(grey_threshold)
+        else:
+            if im.mode not in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
+                im = im.convert("L")
+            m = np.asarray(im) > 0
     if m.ndim != 2:  # pragma: no cover - every mode above decodes to 2-D
         m = m.any(axis=-1)
     if shape is not None:

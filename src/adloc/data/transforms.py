@@ -6,16 +6,21 @@ Two protocols:
   then a 224x224 center crop (the PatchCore/PaDiM papers' protocol on MVTec's square images).
 * study: ``Preprocess(resize=224, crop=None)`` -- straight 224x224 bilinear resize, no crop.
 
-Images: bilinear resize *with antialias* on the uint8 tensor (torchvision's uint8 antialiased
-kernel matches PIL's ``Image.resize(BILINEAR)``, which the study used, to within 1 grey level),
-then center crop (:func:`image_uint8_tensor`: uint8 ``(3, S, S)``), then ``/255`` and ImageNet
+Images (``resize_backend``): ``"torchvision"`` (default): bilinear resize *with antialias* on the
+uint8 tensor (torchvision's uint8 antialiased kernel matches PIL's ``Image.resize(BILINEAR)``,
+which the study used, to within 1 grey level); ``"pil"`` (the study preset): PIL's
+``Image.resize(BILINEAR)`` itself, as the study's ``torchvision.transforms.functional.resize`` of a
+PIL image ran it, so the model input equals the study's bit for bit. Then center crop (:func:`image_uint8_tensor`: uint8 ``(3, S, S)``), then ``/255`` and ImageNet
 mean/std normalisation (:func:`normalize_images`); :func:`image_tensor` is the two in a row.
 The feature extractor takes the uint8 tensors (``load_split_images(..., as_uint8=True)``: 4x less
 host memory and host->device traffic) and runs the same :func:`normalize_images` on its device,
 so its features equal those of the float tensors bit for bit on the CPU.
 Masks: PIL ``NEAREST`` resize (pixel-centre nearest neighbour, as the study did; identical to
 torchvision's ``NEAREST_EXACT``, which a test checks; torch's legacy ``NEAREST`` is shifted by half
-a pixel), the same crop, ``> 0.5``. Mask and display-image geometry use PIL only, so rules that
+a pixel), the same crop, ``> 0.5``. With ``resize_backend="pil"`` masks are also read as the study
+read them: converted to 8-bit grey (PIL ``convert("L")``) and ``> 127`` (its ``> 0.5`` after
+``/255``; the same before or after a nearest resize), instead of any pixel ``> 0``; the two
+differ only for masks with grey levels 1-127. Mask and display-image geometry use PIL only, so rules that
 evaluate or draw (no model) never import torch: torch is imported lazily by the model-input path.
 """
 
@@ -24,7 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 from PIL import Image
@@ -38,14 +43,23 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PathLike = str | os.PathLike
 
 
+#: image resize implementations (module docstring)
+RESIZE_BACKENDS = ("torchvision", "pil")
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """Square resize to ``resize`` x ``resize`` then (optional) center crop to ``crop``."""
 
     resize: int = 256
     crop: int | None = 224
+    resize_backend: str = "torchvision"
 
     def __post_init__(self) -> None:
+        if self.resize_backend not in RESIZE_BACKENDS:
+            raise DatasetError(
+                f"preprocess.resize_backend must be one of {list(RESIZE_BACKENDS)}, got {self.resize_backend!r}."
+            )
         if int(self.resize) < 1:
             raise DatasetError(f"preprocess.resize must be >= 1, got {self.resize}.")
         if self.crop is not None and not 1 <= int(self.crop) <= int(self.resize):
@@ -60,14 +74,33 @@ class Preprocess:
 
     @classmethod
     def study(cls) -> "Preprocess":
-        return cls(resize=224, crop=None)
+        return cls(resize=224, crop=None, resize_backend="pil")
+
+    @classmethod
+    def from_config(cls, d: Mapping[str, Any]) -> "Preprocess":
+        """From the config's ``preprocess`` section (``resize_backend`` defaults to torchvision)."""
+        crop = d.get("crop")
+        return cls(
+            resize=int(d["resize"]),
+            crop=None if crop is None else int(crop),
+            resize_backend=str(d.get("resize_backend", "torchvision")),
+        )
+
+    @property
+    def mask_threshold(self) -> int | None:
+        """Grey level a mask pixel must exceed (the study's path: 127), None: any pixel > 0."""
+        return 127 if self.resize_backend == "pil" else None
 
     @classmethod
     def paper(cls) -> "Preprocess":
         return cls(resize=256, crop=224)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"resize": int(self.resize), "crop": None if self.crop is None else int(self.crop)}
+        return {
+            "resize": int(self.resize),
+            "crop": None if self.crop is None else int(self.crop),
+            "resize_backend": self.resize_backend,
+        }
 
 
 def _geometry(t, pre: Preprocess, interp):
@@ -102,8 +135,9 @@ def _pil_geometry(im: Image.Image, pre: Preprocess, resample) -> Image.Image:
 def image_uint8_tensor(img: np.ndarray, pre: Preprocess):
     """uint8 ``(H, W, 3)`` RGB -> uint8 ``(3, S, S)`` (contiguous), ``S = pre.output_size``.
 
-    The model input's geometry (antialiased bilinear resize + center crop on the uint8 tensor),
-    not normalised: :func:`normalize_images` of it is :func:`image_tensor`.
+    The model input's geometry (antialiased bilinear resize + center crop on the uint8 tensor,
+    or PIL's with ``resize_backend="pil"``), not normalised: :func:`normalize_images` of it is
+    :func:`image_tensor`.
     """
     import torch
     from torchvision.transforms import InterpolationMode
@@ -113,6 +147,8 @@ def image_uint8_tensor(img: np.ndarray, pre: Preprocess):
             "image_tensor and image_uint8_tensor expect a uint8 HxWx3 array, "
             f"got {img.dtype} {tuple(img.shape)}."
         )
+    if pre.resize_backend == "pil":
+        return torch.from_numpy(np.array(image_uint8(img, pre))).permute(2, 0, 1).contiguous()
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
     return _geometry(t, pre, InterpolationMode.BILINEAR).contiguous()
 
@@ -144,9 +180,10 @@ def image_tensor(img: np.ndarray, pre: Preprocess):
 
 
 def image_uint8(img: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """uint8 ``(H, W, 3)`` -> uint8 ``(S, S, 3)`` with the model's geometry, for figures.
+    """uint8 ``(H, W, 3)`` -> uint8 ``(S, S, 3)`` with the model's geometry (PIL bilinear).
 
-    PIL bilinear (within 1 grey level of the model input's torchvision kernel; display only).
+    For figures (within 1 grey level of the torchvision kernel), and the model input itself with
+    ``resize_backend="pil"``.
     """
     return np.asarray(_pil_geometry(Image.fromarray(np.ascontiguousarray(img)), pre, Image.BILINEAR))
 
@@ -173,7 +210,7 @@ def load_split_masks(root: PathLike, entries: Iterable[dict[str, Any]], pre: Pre
     masks = np.zeros((len(entries), s, s), dtype=bool)
     for i, e in enumerate(entries):
         if e.get("mask"):
-            m = load_mask(root, e["mask"], shape=image_size(root, e["path"]))
+            m = load_mask(root, e["mask"], shape=image_size(root, e["path"]), grey_threshold=pre.mask_threshold)
             masks[i] = mask_array(m, pre)
         elif int(e.get("label", 0)) == 1:
             raise DatasetError(

@@ -5,11 +5,19 @@ Algorithm (as patchcore-inspection's ``ApproximateGreedyCoresetSampler``):
 1. Project the features to ``proj_dim`` dimensions with a seeded Gaussian random matrix
    (Johnson-Lindenstrauss; entries N(0, 1/proj_dim)); skipped when ``proj_dim`` is None or not
    smaller than D.
-2. Draw ``starts`` distinct random points; every point's initial "distance to the coreset" is
-   its MEAN L2 distance to those starting points (the starting points are not selected).
-3. Repeat ``n`` times: select the point with the largest distance to the coreset (the lowest
-   index among exact ties), then lower every point's distance to ``min(old, distance to the new
-   point)``.
+2. Start (``start``):
+
+   * ``"mean_of_random"`` (patchcore-inspection's way, the default): draw ``starts`` distinct
+     random points; every point's initial "distance to the coreset" is its MEAN L2 distance to
+     those starting points (the starting points are not selected).
+   * ``"random_point"`` (the study's sampler, ``GreedyCoresetSubsampling`` in
+     IvanNece/Detection-of-Anomalies-with-Localization): ONE random point is the coreset's first
+     member (it is kept, and counts towards ``n``); every point's initial distance is its L2
+     distance to it. The point is the first of the seeded permutation that ``"mean_of_random"``
+     draws its points from (:func:`coreset_start_indices`).
+3. Repeat until ``n`` points are selected: select the point with the largest distance to the
+   coreset (the lowest index among exact ties), then lower every point's distance to
+   ``min(old, distance to the new point)``.
 
 Distances are kept SQUARED (argmax and min are the same as with L2). A selected point's
 distance is set to ``-inf`` so it can never be selected twice (the reference relies on its
@@ -104,7 +112,16 @@ def random_projection(x: torch.Tensor, proj_dim: int | None, seed: int, device: 
     return out
 
 
-def _start_indices(num: int, seed: int, starts: int) -> torch.Tensor:
+#: how the greedy loop starts (module docstring, step 2)
+STARTS = ("mean_of_random", "random_point")
+
+
+def coreset_start_indices(num: int, seed: int, starts: int = 1) -> torch.Tensor:
+    """The seeded random starting points (int64, CPU) of a coreset of ``num`` points.
+
+    The first ``starts`` entries of a permutation drawn from ``seed + 1``; ``start="random_point"``
+    uses the first one only, so for a seed both start rules begin from the same point.
+    """
     gen = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
     return torch.randperm(num, generator=gen)[: max(1, min(int(starts), num))]
 
@@ -121,6 +138,7 @@ def greedy_coreset(
     dtype: str = "float32",
     graph_chunk: int = DEFAULT_GRAPH_CHUNK,
     threads: int | None = None,
+    start: str = "mean_of_random",
 ) -> torch.Tensor:
     """Indices (n,) int64 of an approximate greedy k-center coreset of ``x`` (N, D), in selection order.
 
@@ -133,7 +151,9 @@ def greedy_coreset(
     CUDA the matrix-vector product reads half the bytes). ``graph_chunk``: on CUDA, iterations
     per captured CUDA graph (0: launch every iteration's kernels from Python); the selection is
     the same either way. ``threads``: threads of the pruned CPU loop (default: torch's thread
-    count; the selection is the same for any value). Returned indices are on the CPU.
+    count; the selection is the same for any value). ``start``: ``"mean_of_random"``
+    (``starts`` random points, not selected) or ``"random_point"`` (one random point, selected
+    first: the study's sampler). Returned indices are on the CPU.
     """
     if x.ndim != 2:
         raise ModelError(f"coreset input must be (N, D), got {tuple(x.shape)}")
@@ -141,6 +161,8 @@ def greedy_coreset(
         raise ModelError(f"coreset method {method!r} unknown; use one of {list(METHODS)}")
     if dtype not in DTYPES:
         raise ModelError(f"coreset dtype {dtype!r} unknown; use one of {list(DTYPES)}")
+    if start not in STARTS:
+        raise ModelError(f"coreset start {start!r} unknown; use one of {list(STARTS)}")
     num = int(x.shape[0])
     n = int(n)
     if num == 0 or n <= 0:
@@ -164,24 +186,31 @@ def greedy_coreset(
         # on CUDA the loop keeps the float16 points; elsewhere their exact float32 values
         z = zh if (method == "dense" and device.type == "cuda") else zh.float()
         del zh
-    start_idx = _start_indices(num, seed, starts)
+    keep = start == "random_point"
+    start_idx = coreset_start_indices(num, seed, 1 if keep else starts)
     info = ""
     with torch.inference_mode():
         if method == "dense":
-            sel = _greedy_dense(z, n, start_idx.to(device), int(graph_chunk)).cpu()
+            sel = _greedy_dense(z, n, start_idx.to(device), int(graph_chunk), keep_start=keep).cpu()
         else:
             zn = np.ascontiguousarray(z.detach().numpy(), dtype=np.float32)
             min_d = _initial_distances_cpu(zn, start_idx.numpy())
-            if method == "plain":
-                sel = torch.from_numpy(_greedy_plain(zn, min_d, n))
+            first = np.empty(0, dtype=np.int64)
+            if keep:  # the starting point is the first member; the loop selects the rest
+                first = start_idx.numpy().astype(np.int64)
+                min_d[first] = -np.inf
+            if n - len(first) == 0:
+                out = np.empty(0, dtype=np.int64)
+            elif method == "plain":
+                out = _greedy_plain(zn, min_d, n - len(first))
             else:
                 nthreads = torch.get_num_threads() if threads is None else int(threads)
-                out, frac = _greedy_pruned(zn, min_d, n, int(block_size), max(1, nthreads))
-                sel = torch.from_numpy(out)
+                out, frac = _greedy_pruned(zn, min_d, n - len(first), int(block_size), max(1, nthreads))
                 info = f", {100 * frac:.1f}% of point distances computed"
+            sel = torch.from_numpy(np.concatenate((first, out)))
     log.info(
-        "coreset (%s, %s): %d x %d -> %d points in %.2f s%s",
-        method, dtype, num, int(z.shape[1]), n, time.perf_counter() - t0, info,
+        "coreset (%s, %s, start %s): %d x %d -> %d points in %.2f s%s",
+        method, dtype, start, num, int(z.shape[1]), n, time.perf_counter() - t0, info,
     )
     return sel
 
@@ -196,8 +225,12 @@ def _mm_out_float32_supported(device: torch.device) -> bool:
         return False
 
 
-def _greedy_dense(z: torch.Tensor, n: int, start_idx: torch.Tensor, graph_chunk: int = 0) -> torch.Tensor:
+def _greedy_dense(z: torch.Tensor, n: int, start_idx: torch.Tensor, graph_chunk: int = 0,
+                  keep_start: bool = False) -> torch.Tensor:
     """The greedy loop with one matrix-vector product per iteration, all on ``z.device``.
+
+    ``keep_start``: ``start_idx`` holds one point, selected first (``start="random_point"``);
+    otherwise the initial distances are the mean distances to ``start_idx`` (not selected).
 
     ``z`` is float32, or float16 on CUDA: then the products read the float16 points and
     accumulate and return float32 (``torch.mm(..., out_dtype=torch.float32)``), and the squared
@@ -215,12 +248,20 @@ def _greedy_dense(z: torch.Tensor, n: int, start_idx: torch.Tensor, graph_chunk:
     zsq = (zf * zf).sum(1)
     c = zf.index_select(0, start_idx)  # (S, d)
     d0 = torch.mm(zf, c.t()).mul_(-2).add_(zsq.unsqueeze(1)).add_((c * c).sum(1).unsqueeze(0))
-    min_d = d0.clamp_min_(0).sqrt_().mean(1).square_()  # (N,) squared mean-L2 distance
+    if keep_start:  # (N,) squared L2 distance to the one starting point
+        min_d = d0[:, 0].clamp_min(0).contiguous()
+    else:  # (N,) squared mean-L2 distance
+        min_d = d0.clamp_min_(0).sqrt_().mean(1).square_()
     del d0, c, zf
 
     selected = torch.empty(n, dtype=torch.int64, device=device)
     neg_inf = torch.tensor(float("-inf"), dtype=torch.float32, device=device)
     buf = torch.empty_like(min_d)
+    i = 0
+    if keep_start:
+        selected[:1] = start_idx[:1]
+        min_d.index_put_((start_idx[:1],), neg_inf)
+        i = 1
 
     def step(out: torch.Tensor, j: int) -> None:
         idx = torch.argmax(min_d, dim=0, keepdim=True)  # (1,) on device, no sync
@@ -234,9 +275,8 @@ def _greedy_dense(z: torch.Tensor, n: int, start_idx: torch.Tensor, graph_chunk:
         torch.minimum(min_d, dist, out=min_d)
         min_d.index_put_((idx,), neg_inf)
 
-    i = 0
     warm = 3
-    if device.type == "cuda" and graph_chunk > 0 and n >= warm + graph_chunk:
+    if device.type == "cuda" and graph_chunk > 0 and n - i >= warm + graph_chunk:
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):

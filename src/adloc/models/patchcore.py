@@ -18,7 +18,8 @@ Embedding (per image, from raw stage maps ``{layer: (N, C_l, h_l, w_l)}``; the f
   centre counted twice ((sum + centre) / 10) per channel.
 
 Memory bank: approximate greedy k-center coreset (:mod:`adloc.models.coreset`) of all training
-patches, ``max(1, int(N_patches * coreset_ratio))`` entries.
+patches, ``max(1, int(N_patches * coreset_ratio))`` entries; ``coreset_start`` picks
+patchcore-inspection's start (``"mean_of_random"``) or the study's (``"random_point"``).
 
 Memory of a fit: the training features as given (keep them float16 with
 ``load_features(..., keep_dtype=True)``: every chunk is cast to float32 as it is embedded;
@@ -75,10 +76,13 @@ from .common import (
     score_maps,
     unpack_features,
 )
+from .coreset import STARTS as CORESET_STARTS
 from .coreset import greedy_coreset
 from .knn import KnnIndex
 
 KIND = "patchcore"
+#: images per k-NN search when the caller does not say (:meth:`PatchCore.predict`)
+DEFAULT_QUERY_IMAGES = 16
 log = logging.getLogger("adloc.models.patchcore")
 
 
@@ -91,6 +95,7 @@ class PatchCoreConfig(ModelConfig):
     coreset_ratio: float = 0.1
     coreset_projection_dim: int | None = 128
     coreset_starts: int = 10
+    coreset_start: str = "mean_of_random"
     coreset_dtype: str = "float32"
     embedding_dtype: str = "float32"
     num_neighbors: int = 9
@@ -108,6 +113,7 @@ class PatchCoreConfig(ModelConfig):
         check_choice(name, "blur_mode", self.blur_mode, {"reflect", "mirror", "nearest"})
         check_choice(name, "coreset_dtype", self.coreset_dtype, {"float32", "float16"})
         check_choice(name, "embedding_dtype", self.embedding_dtype, {"float32", "float16"})
+        check_choice(name, "coreset_start", self.coreset_start, set(CORESET_STARTS))
         if not (0 < float(self.coreset_ratio) <= 1):
             raise ModelError(f"{name} key 'coreset_ratio' must be in (0, 1], got {self.coreset_ratio!r}")
         if int(self.patch_size) < 1 or int(self.patch_size) % 2 == 0:
@@ -258,7 +264,7 @@ class PatchCore(FeatureModel):
             # the projection (and the greedy loop) run on self.device; the full patches stay on the CPU
             sel = greedy_coreset(
                 store, n_keep, c.coreset_projection_dim, c.seed, c.coreset_starts,
-                device=self.device, dtype=c.coreset_dtype,
+                device=self.device, dtype=c.coreset_dtype, start=c.coreset_start,
             )
         self.bank = _gather_rows(store, sel)
         del store
@@ -292,20 +298,35 @@ class PatchCore(FeatureModel):
         return self._index
 
 
-    def predict(self, features, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-        """``(image_scores float32 (N,), anomaly_maps float32 (N, image_size, image_size))``."""
+    def predict(self, features, batch_size: int = 16,
+                query_images: int | None = DEFAULT_QUERY_IMAGES) -> tuple[np.ndarray, np.ndarray]:
+        """``(image_scores float32 (N,), anomaly_maps float32 (N, image_size, image_size))``.
+
+        The k-NN search runs on blocks of ``query_images`` images (None: all N in one search),
+        counted from the first image, whatever ``batch_size`` (images embedded at a time, a
+        memory bound): faiss' distances depend on how many queries one search holds (its BLAS
+        blocking rounds differently), so the blocks are fixed by the caller's setting, never by
+        memory, and the results are bit-identical for any ``batch_size``. The study searched 8
+        images at a time per class, a whole split at a time for its global model.
+        """
         c = self.config
         feats, prov, input_size = unpack_features(features, None, c.layers)
         self._check_input_size(input_size)
         self._check_provenance(prov)
+        if query_images is not None and int(query_images) < 1:
+            raise ModelError(f"query_images must be >= 1 or None (all images), got {query_images!r}")
         index = self._knn()
         t0, knn0 = time.perf_counter(), index.search_seconds
         n = int(next(iter(feats.values())).shape[0])
+        block = n if query_images is None else int(query_images)
         scores = np.empty(n, dtype=np.float32)
         maps = np.empty((n, int(c.image_size), int(c.image_size)), dtype=np.float32)
         with torch.inference_mode():
-            for s, e in chunks(n, batch_size):
-                emb = self._embed(feats, s, e)
+            for s, e in chunks(n, max(1, block)):
+                bs = max(1, int(batch_size))
+                embs = [self._embed(feats, s2, min(e, s2 + bs)) for s2 in range(s, e, bs)]
+                emb = embs[0] if len(embs) == 1 else torch.cat(embs)
+                del embs
                 b, d, h, w = emb.shape
                 if d != index.bank.shape[1]:
                     raise ModelError(
