@@ -156,7 +156,9 @@ def image_uint8_tensor(img: np.ndarray, pre: Preprocess):
 def normalize_images(t, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """uint8 ``(..., 3, H, W)`` -> float32: ``/255`` then ``(x - mean) / std``, on ``t``'s device.
 
-    torchvision's ``to_dtype(scale=True)`` and ``normalize``; elementwise, so a batch gives the
+    ``x.float() / 255`` (as torchvision's ``to_tensor``, which the study and the reference
+    PatchCore code used; ``to_dtype(scale=True)`` multiplies by ``1/255`` instead, which differs
+    in the last bit) and torchvision's ``normalize``; elementwise, so a batch gives the
     same bits as its images one at a time. ``mean`` / ``std``: sequences of 3 floats, or float32
     tensors already on ``t``'s device (then nothing is copied host->device, so a CUDA caller is
     not synchronised with its stream).
@@ -166,7 +168,7 @@ def normalize_images(t, mean=IMAGENET_MEAN, std=IMAGENET_STD):
 
     if t.dtype != torch.uint8:
         raise DatasetError(f"normalize_images expects a uint8 tensor, got {t.dtype}.")
-    t = TF.to_dtype(t, torch.float32, scale=True)
+    t = t.to(torch.float32).div_(255.0)
     if not isinstance(mean, torch.Tensor):
         mean = list(mean)
     if not isinstance(std, torch.Tensor):
