@@ -17,7 +17,14 @@ from adloc.data.transforms import Preprocess, load_split_masks
 from adloc.errors import AdlocError
 from adloc.features import FeatureSet
 from adloc.metrics import au_pro, au_pro_study, calibrate_threshold
-from adloc.pipeline import display_images, evaluate_scores, pixel_metrics, split_labels, training_set
+from adloc.pipeline import (
+    calibrate_scores,
+    display_images,
+    evaluate_scores,
+    pixel_metrics,
+    split_labels,
+    training_set,
+)
 
 PRE = Preprocess(32, None)
 THR = {"mode": "exact", "grid_size": 1000, "on_degenerate": "error"}
@@ -58,10 +65,12 @@ def _flat_auroc(masks, maps):
 
 def test_per_class_paper_protocol(klass):
     root, splits, scores, masks = klass
-    out = evaluate_scores(scores, splits, root, PRE, THR, PAPER, scope="per_class")
+    thr = calibrate_scores([scores], THR, ["synth_carpet"])["threshold"]
+    out = evaluate_scores(scores, splits, root, PRE, thr, PAPER, scope="per_class")
     maps, labels = scores["test_maps"], scores["test_labels"].astype(bool)
-    thr = calibrate_threshold(scores["val_labels"], scores["val_scores"])
-    assert out["threshold"]["threshold"] == thr.threshold
+    assert out["threshold"]["threshold"] == calibrate_threshold(scores["val_labels"], scores["val_scores"]).threshold
+    pred = scores["test_scores"] >= thr["threshold"]
+    assert out["test"]["recall"] == pytest.approx(pred[labels].mean())
     assert out["test"]["auroc"] == pytest.approx(roc_auc_score(labels, scores["test_scores"]))
     assert out["test"]["auroc_ci"] is None  # bootstrap n = 0
     px = out["pixel"]
@@ -77,8 +86,11 @@ def test_study_protocol_branches_change_the_numbers(klass):
     for the global one; pro_mode 'study': 200 linear thresholds on anomalous images only."""
     root, splits, scores, masks = klass
     maps, labels = scores["test_maps"], scores["test_labels"].astype(bool)
-    per = evaluate_scores(scores, splits, root, PRE, THR, STUDY, scope="per_class")["pixel"]
-    glo = evaluate_scores(scores, splits, root, PRE, THR, STUDY, scope="global")["pixel"]
+    thr = calibrate_scores([scores], THR, ["synth_carpet"])["threshold"]
+    per = evaluate_scores(scores, splits, root, PRE, thr, STUDY, scope="per_class")["pixel"]
+    glo = evaluate_scores(scores, splits, root, PRE, thr, STUDY, scope="global")["pixel"]
+    # the absolute-unified scope is the same global model: the global image set
+    assert evaluate_scores(scores, splits, root, PRE, thr, STUDY, scope="unified_abs")["pixel"] == glo
     assert per["pixel_auroc_images"] == "all" and glo["pixel_auroc_images"] == "anomalous"
     assert per["pixel_auroc"] == pytest.approx(_flat_auroc(masks, maps), abs=1e-12)
     assert glo["pixel_auroc"] == pytest.approx(_flat_auroc(masks[labels], maps[labels]), abs=1e-12)
