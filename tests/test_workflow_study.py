@@ -69,5 +69,10 @@ def test_study_branches_are_recorded(study_run):
     sc = np.load(r / "scores" / "patchcore" / "global" / f"{CLASSES[0]}.npz")
     assert "train_scores" in sc and np.isfinite(sc["test_maps"]).all()
     df = pd.read_csv(r / "tables" / "metrics.csv")
-    assert len(df[df["class"] != "macro"]) == 2 * 2 * len(CLASSES)
+    per = df[df["class"] != "macro"]
+    assert len(per) == 2 * 3 * len(CLASSES)  # methods x scopes x classes
+    # both scopes of the global model share its (anomalous-images) pixel metrics
+    for (m, c), rows in per.groupby(["method", "class"]):
+        by = rows.set_index("scope")["pixel_auroc"]
+        assert by["unified_abs"] == by["global"], (m, c)
     assert "study" in (r / "summary.md").read_text().lower()
