@@ -107,7 +107,7 @@ def test_auroc_replicates_are_one_vectorised_pass(monkeypatch):
     import adloc.metrics.bootstrap as B
 
     calls = {"vectorised": 0, "per_replicate": 0}
-    vec, per = B._auroc_replicates, B._rank_auroc_unchecked
+    vec, per = B._auroc_replicates, B.rank_auroc_unchecked
 
     def count_vec(*a):
         calls["vectorised"] += 1
@@ -118,7 +118,7 @@ def test_auroc_replicates_are_one_vectorised_pass(monkeypatch):
         return per(*a)
 
     monkeypatch.setattr(B, "_auroc_replicates", count_vec)
-    monkeypatch.setattr(B, "_rank_auroc_unchecked", count_per)
+    monkeypatch.setattr(B, "rank_auroc_unchecked", count_per)
     labels, scores = _data(100)
     ci = bootstrap_ci(labels, scores, metric=auroc, n_boot=1000, seed=0)
     gap = paired_gap_ci(labels, scores, scores[::-1].copy(), metric=auroc, n_boot=1000, seed=0)
