@@ -8,7 +8,6 @@ that records and refuses any non-local connection or DNS lookup; here we read it
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -42,14 +41,12 @@ def test_missing_hub_weights_fail_fast_without_download(tmp_path, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    t0 = time.perf_counter()
     with pytest.raises(WeightsError) as err:
         build_backbone("resnet18", "imagenet")
-    elapsed = time.perf_counter() - t0
     msg = str(err.value)
     expected = Path(tmp_path / "torch_home" / "hub" / "checkpoints")
     assert "resnet18-f37072fd.pth" in msg and str(expected) in msg, msg
     assert "put the file" in msg and "never downloads" in msg, msg
+    # failing fast = no network attempt at all (an operation count, not a wall-clock limit)
     assert tried == [], f"a network access was attempted: {tried}"
-    assert elapsed < 5, f"took {elapsed:.1f} s"
     assert not (tmp_path / "torch_home").exists() or not any((tmp_path / "torch_home").rglob("*.pth"))
