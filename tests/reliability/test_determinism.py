@@ -31,7 +31,7 @@ def test_tables_summary_and_metrics_are_bit_identical(reference_run, resumed_run
     assert sorted(a) == sorted(b)
     must = [k for k in a if k.startswith(("tables/", "metrics/")) or k == "summary.md"]
     assert len([k for k in must if k.startswith("tables/")]) >= 5
-    assert len([k for k in must if k.startswith("metrics/")]) == 4  # 2 methods x 2 scopes
+    assert len([k for k in must if k.startswith("metrics/")]) == 6  # 2 methods x 3 scopes (per-class, global, unified_abs)
     differ = [k for k in must if a[k].read_bytes() != b[k].read_bytes()]
     assert differ == [], f"differ between two runs: {differ}"
 
