@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 import yaml  # noqa: E402
 
-from adloc.data.synthetic import DEFAULT_COUNTS, EMBEDDED_CLASSES, generate_class, mvtec_counts  # noqa: E402
+from adloc.data.synthetic import DEFAULT_COUNTS, generate_class, mvtec_counts  # noqa: E402
 
 RE_EXTRACT = re.compile(r"(\w+): (\d+) images decoded in ([\d.]+) s, extracted in ([\d.]+) s")
 RE_DECODE = re.compile(r"(train|val|test): (\d+) images decoded in ([\d.]+) s \(")  # preprocess_images
@@ -57,7 +57,8 @@ def parse_args(argv=None):
     ap.add_argument("--image-size", type=int, default=None, help="generated image side (cpu: 256, mvtec: 1024)")
     ap.add_argument("--counts", default=None,
                     help="override counts per class: TRAIN_GOOD,TEST_GOOD,ANOMALIES (smoke runs)")
-    ap.add_argument("--classes", nargs="+", default=list(EMBEDDED_CLASSES))
+    ap.add_argument("--classes", nargs="+", default=None,
+                    help="embedded classes (default: config.yaml's classes, the three-class study)")
     ap.add_argument("--work", default=None, help="work folder (default benchmarks/out/study-<scale>)")
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--workers", type=int, default=0, help="generation processes (0: one per CPU)")
@@ -317,6 +318,7 @@ def profile(stats: dict, wall: float) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.classes = args.classes or list(yaml.safe_load((REPO / "config.yaml").read_text())["classes"])
     size = args.image_size or (1024 if args.scale == "mvtec" else 256)
     work = Path(args.work or REPO / "benchmarks" / "out" / f"study-{args.scale}").resolve()
     data = work / "data"
