@@ -173,9 +173,10 @@ CASES = {
     ),
     "results file corrupted between runs (scores .npz)": (
         corrupt_file(SCORES), {},
-        [f"results/tiny/metrics/patchcore/{CLASS}/{CLASS}.json", "--forcerun", "evaluate"],
+        # the first reader of a scores file is the calibrate rule (evaluate reads its threshold)
+        [f"results/tiny/metrics/patchcore/{CLASS}/{CLASS}.json", "--forcerun", "calibrate"],
         [f"scores file is corrupt: {SCORES}", "Delete it and rerun"],
-        [f"results/tiny/metrics/patchcore/{CLASS}/{CLASS}.json"], True,
+        [f"results/tiny/thresholds/patchcore/{CLASS}/{CLASS}.json"], True,
     ),
     "results file corrupted between runs (image cache .pt)": (
         corrupt_file(IMAGES), {},
