@@ -111,6 +111,15 @@ def _clustered(n=4000, d=24, seed=3):
     return x
 
 
+def _coreset_data(name):
+    """The point sets the pruned-vs-plain coreset tests run on."""
+    return {
+        "gauss": lambda: torch.randn(3000, 48, generator=torch.Generator().manual_seed(5)),
+        "manifold": lambda: _manifold(4000, 64, seed=4),
+        "clustered": _clustered,
+    }[name]()
+
+
 @pytest.mark.parametrize(
     "data,proj,block",
     [
@@ -125,11 +134,7 @@ def _clustered(n=4000, d=24, seed=3):
 )
 def test_pruned_coreset_equals_plain_loop(data, proj, block):
     """Pruning only skips points whose distance provably cannot change: same picks, same order."""
-    x = {
-        "gauss": lambda: torch.randn(3000, 48, generator=torch.Generator().manual_seed(5)),
-        "manifold": lambda: _manifold(4000, 64, seed=4),
-        "clustered": _clustered,
-    }[data]()
+    x = _coreset_data(data)
     n = len(x) // 4
     plain = greedy_coreset(x, n, proj_dim=proj, seed=3, method="plain")
     pruned = greedy_coreset(x, n, proj_dim=proj, seed=3, method="pruned", block_size=block)
@@ -144,11 +149,7 @@ def test_pruned_coreset_two_threads_equals_plain_loop(monkeypatch, data, block):
     import adloc.models.coreset as coreset
 
     monkeypatch.setattr(coreset, "_PAR_MIN_ROWS", 0)
-    x = {
-        "gauss": lambda: torch.randn(3000, 48, generator=torch.Generator().manual_seed(5)),
-        "manifold": lambda: _manifold(4000, 64, seed=4),
-        "clustered": _clustered,
-    }[data]()
+    x = _coreset_data(data)
     n = len(x) // 4
     plain = greedy_coreset(x, n, proj_dim=None, seed=3, method="plain")
     two = greedy_coreset(x, n, proj_dim=None, seed=3, method="pruned", block_size=block, threads=2)
