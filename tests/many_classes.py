@@ -47,6 +47,7 @@ def gap_rows(classes=MVTEC_CLASSES, methods=("patchcore", "padim"), seed: int = 
                     # per-class minus absolute-unified (one threshold for all classes)
                     "unified_abs": 0.8 if metric in ("f1", "accuracy") else float("nan"),
                     "gap_abs": g + 0.05 if metric in ("f1", "accuracy") else float("nan"),
+                    "n_classes": int(np.isfinite(g)),
                 })
                 gaps.append(g)
             m = float(np.nanmean(gaps))
@@ -56,6 +57,7 @@ def gap_rows(classes=MVTEC_CLASSES, methods=("patchcore", "padim"), seed: int = 
                 "ci_excludes_zero": False, "n_boot": 0, "n_valid": 0, "n_test": 50 * len(classes),
                 "unified_abs": 0.8 if metric in ("f1", "accuracy") else float("nan"),
                 "gap_abs": m + 0.05 if metric in ("f1", "accuracy") else float("nan"),
+                "n_classes": int(np.isfinite(gaps).sum()),
             })
     return pd.DataFrame(rows, columns=COLUMNS)
 

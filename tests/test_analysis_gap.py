@@ -200,3 +200,19 @@ def test_absolute_unified_gap_differs_only_in_threshold_metrics(tmp_path):
     bad["unified_abs_metrics"] = dict(pairs[0]["unified_abs_metrics"])
     with pytest.raises(AdlocError, match="absolute-unified metrics are for"):
         gap_table([bad], n_boot=0)
+
+
+def test_macro_rows_say_how_many_classes_they_cover():
+    """A macro gap over fewer than all classes (a metric N/A for some) says so (issue 13 §5)."""
+    pairs = [_pair("patchcore", "a", 2), _pair("patchcore", "b", 3, pixel=(None, None))]
+    df = gap_table(pairs, n_boot=0)
+    macro = df[df["class"] == "macro"].set_index("metric")
+    assert macro.at["auroc", "n_classes"] == 2
+    assert macro.at["pixel_auroc", "n_classes"] == 1
+    per = df[(df["class"] == "b")].set_index("metric")
+    assert per.at["pixel_auroc", "n_classes"] == 0 and per.at["auroc", "n_classes"] == 1
+    assert macro.at["pixel_auroc", "gap"] == pytest.approx(df[(df["class"] == "a") & (
+        df["metric"] == "pixel_auroc")]["gap"].item())
+    wide = wide_gap_table(df).set_index("class")
+    assert wide.at["macro", "pixel AUROC"].endswith("(1/2 classes)")
+    assert "classes" not in wide.at["macro", "AUROC"]

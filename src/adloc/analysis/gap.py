@@ -44,7 +44,7 @@ METRIC_LABELS = {
 
 COLUMNS = [
     "method", "class", "metric", "per_class", "global", "gap", "gap_low", "gap_high",
-    "ci_excludes_zero", "n_boot", "n_valid", "n_test", "unified_abs", "gap_abs",
+    "ci_excludes_zero", "n_boot", "n_valid", "n_test", "unified_abs", "gap_abs", "n_classes",
 ]
 #: Metrics that depend on the threshold, so differ between model- and absolute-unified.
 THRESHOLD_METRICS = ("f1", "accuracy")
@@ -207,8 +207,9 @@ def gap_table(
         seed, alpha: bootstrap seed and 1 - confidence level.
         ci_fn: the paired bootstrap (default :func:`adloc.metrics.paired_gap_ci`).
         stratify: resample normal and anomalous images separately (class counts fixed).
-        macro: add a ``class == "macro"`` row per method and metric: the mean gap over classes
-            (point value only; no interval).
+        macro: add a ``class == "macro"`` row per method and metric: the mean gap over the
+            classes where it is defined (point value only; no interval); its ``n_classes`` says
+            how many classes that mean covers (1 or 0 on a class row: defined or N/A).
 
     Returns:
         columns :data:`COLUMNS`: ``per_class``, ``global`` and ``gap`` point values from the
@@ -249,7 +250,7 @@ def gap_table(
                 "method": method, "class": cls, "metric": metric, "per_class": a, "global": b,
                 "gap": a - b, "gap_low": np.nan, "gap_high": np.nan, "ci_excludes_zero": pd.NA,
                 "n_boot": 0, "n_valid": 0, "n_test": int(labels.size), "unified_abs": c,
-                "gap_abs": a - c,
+                "gap_abs": a - c, "n_classes": int(np.isfinite(a - b)),
             }
             if metric in CI_METRICS and n_boot > 0:
                 extra = {"stratify": True} if stratify else {}
@@ -284,7 +285,7 @@ def gap_table(
                 "gap": mean(g["gap"]), "gap_low": np.nan, "gap_high": np.nan,
                 "ci_excludes_zero": pd.NA, "n_boot": 0, "n_valid": 0,
                 "n_test": int(g["n_test"].sum()), "unified_abs": mean(g["unified_abs"]),
-                "gap_abs": mean(g["gap_abs"]),
+                "gap_abs": mean(g["gap_abs"]), "n_classes": int(g["gap"].notna().sum()),
             })
         df = pd.concat([df, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True)
     return _sort(df)
@@ -325,7 +326,7 @@ def read_gap_table(path) -> pd.DataFrame:
         df[c] = text_column(df[c])
     for c in ("per_class", "global", "gap", "gap_low", "gap_high", "unified_abs", "gap_abs"):
         df[c] = df[c].astype(float)
-    for c in ("n_boot", "n_valid", "n_test"):
+    for c in ("n_boot", "n_valid", "n_test", "n_classes"):
         df[c] = df[c].astype(int)
     df["ci_excludes_zero"] = pd.array(
         [pd.NA if pd.isna(v) else (str(v).strip().lower() == "true") for v in
@@ -340,13 +341,18 @@ def significant_gaps(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def wide_gap_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
-    """Readable view: one row per method x class, one column per metric with ``gap [lo, hi]``."""
+    """Readable view: one row per method x class, one column per metric with ``gap [lo, hi]``;
+    a macro value over fewer than all classes says over how many (``(k/n classes)``)."""
     from .figures import method_label as ml
+
+    n_of = df[df["class"] != "macro"].groupby("method")["class"].nunique().to_dict()
 
     def cell(r):
         if pd.isna(r["gap"]):
             return "N/A"
         s = f"{r['gap']:+.{decimals}f}"
+        if r["class"] == "macro" and r["n_classes"] < n_of.get(r["method"], 0):
+            s += f" ({r['n_classes']}/{n_of[r['method']]} classes)"
         if pd.notna(r["gap_low"]) and pd.notna(r["gap_high"]):
             s += f" [{r['gap_low']:+.{decimals}f}, {r['gap_high']:+.{decimals}f}]"
             if bool(r["ci_excludes_zero"]) is True:
