@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..errors import AdlocError
 from ..io import load_npz, read_json, write_csv
+from ..metrics import auprc, auroc, paired_gap_ci
 from .figures import class_colors, method_label, new_figure, style
 from .tables import METHOD_ORDER, order_key, read_table_csv, text_column
 
@@ -93,23 +94,6 @@ def check_same_test_images(pc_scores: Mapping, gl_scores: Mapping, what: str) ->
     for name, d in (("per-class", pc_scores), ("global", gl_scores)):
         if np.asarray(d["test_scores"]).shape != p1.shape:
             raise AdlocError(f"{what}: {name} test_scores and test_paths differ in length")
-
-
-def _default_ci_fn() -> Callable:
-    try:
-        from ..metrics import paired_gap_ci
-    except ImportError as exc:  # pragma: no cover - only while adloc.metrics is incomplete
-        raise AdlocError(f"adloc.metrics.paired_gap_ci is not available: {exc}") from None
-    return paired_gap_ci
-
-
-def _metric_fns() -> dict[str, Callable]:
-    try:
-        from ..metrics import auprc, auroc
-    except ImportError:  # pragma: no cover
-        from sklearn.metrics import average_precision_score as auprc
-        from sklearn.metrics import roc_auc_score as auroc
-    return {"auroc": auroc, "auprc": auprc}
 
 
 def _as_pair(pair: Any) -> tuple[Mapping, Mapping, Mapping, Mapping]:
@@ -221,8 +205,8 @@ def gap_table(
             order), or the dicts disagree on method/class, or a method x class appears twice.
     """
     check_estimate = ci_fn is None  # the real bootstrap recomputes the point gap: cross-check
-    ci_fn = ci_fn or (_default_ci_fn() if n_boot > 0 else None)
-    metric_fns = _metric_fns()
+    ci_fn = ci_fn or (paired_gap_ci if n_boot > 0 else None)
+    metric_fns = {"auroc": auroc, "auprc": auprc}
     rows: list[dict] = []
     seen: set[tuple[str, str]] = set()
     for pair in pairs:
