@@ -50,6 +50,8 @@ from .common import (
 )
 
 KIND = "padim"
+#: fewest image rows per Mahalanobis product (see :meth:`Padim._distance_grid`)
+MIN_ROWS = 8
 
 N_FEATURES_DEFAULTS = {"resnet18": 100, "resnet50": 100, "resnet50_timm": 100, "wide_resnet50_2": 550}
 
@@ -109,6 +111,94 @@ def padim_embedding(feats: Mapping[str, torch.Tensor], layers, idx: torch.Tensor
     return torch.cat(parts, 1)
 
 
+class RowEmbedding:
+    """The values of :func:`padim_embedding` for all images at a range of grid positions,
+    position-major: (positions, N, D) float32.
+
+    Reads only the stage-map rows and the ``idx`` channels those positions need, at the stage's
+    own resolution; deeper layers are then mapped to the first layer's grid by copying whole
+    (N, channels) blocks of source rows / columns, the ones ``F.interpolate(mode="nearest")``
+    picks (asked of torch, not re-derived). So a fit walks the grid a chunk of positions at a
+    time, each chunk laid out as its matrix products want it.
+    """
+
+    def __init__(self, feats: Mapping[str, torch.Tensor], layers, idx: torch.Tensor, grid: tuple[int, int]) -> None:
+        self.feats, self.grid = feats, (int(grid[0]), int(grid[1]))
+        self.parts = []  # (layer, local channels, source rows, source columns)
+        offset = 0
+        for layer in layers:
+            x = feats[layer]
+            c, hl, wl = (int(v) for v in x.shape[1:])
+            local = idx[(idx >= offset) & (idx < offset + c)] - offset
+            if local.numel():
+                rows, cols = _nearest_source(hl, self.grid[0]), _nearest_source(wl, self.grid[1])
+                self.parts.append((layer, local.to(x.device), rows.to(x.device), cols.to(x.device)))
+            offset += c
+
+    def centred(self, start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
+        """Write the embedding minus its mean over the N images into ``out`` (stop - start, N, D),
+        float32, positions row-major; return that mean, (stop - start, D). The mean is summed in
+        float64; both are computed at each stage's own resolution (the same numbers as on the
+        grid), then copied block by block into ``out`` (a buffer the caller reuses: fresh
+        allocations of this size cost more than the copies on the CPU)."""
+        w = self.grid[1]
+        r0, r1 = start // w, (stop - 1) // w + 1
+        mean = out.new_empty((stop - start, out.shape[2]))
+        off = 0
+        for layer, local, rows, cols in self.parts:
+            src = rows[r0:r1]
+            lo, hi = int(src.min()), int(src.max()) + 1
+            y = self.feats[layer][:, local, lo:hi].to(out.device)  # (N, C, rows, w_l): own resolution
+            mu = (torch.sum(y, 0, dtype=torch.float64) / y.shape[0]).float().permute(1, 2, 0)  # (rows, w_l, C)
+            yc = out.new_empty((hi - lo, y.shape[3], y.shape[0], y.shape[1]))  # (rows, w_l, N, C)
+            torch.sub(y.permute(2, 3, 0, 1), mu.unsqueeze(2), out=yc)
+            del y
+            c = yc.shape[-1]
+            for i, pos in enumerate(range(start, stop)):
+                r, col = divmod(pos, w)
+                sr, sc = int(rows[r]) - lo, int(cols[col])
+                out[i, :, off : off + c].copy_(yc[sr, sc])
+                mean[i, off : off + c] = mu[sr, sc]
+            off += c
+        return mean
+
+
+def _nearest_source(size_in: int, size_out: int) -> torch.Tensor:
+    """Source index of each output index of a nearest resize ``size_in`` -> ``size_out``, as
+    ``F.interpolate(mode="nearest")`` computes it (asked of torch, not re-derived)."""
+    src = torch.arange(size_in, dtype=torch.float64).view(1, 1, size_in)
+    return F.interpolate(src, size=size_out, mode="nearest").view(-1).long()
+
+
+def padim_statistics(feats: Mapping[str, torch.Tensor], layers, idx: torch.Tensor, grid: tuple[int, int],
+                     device, chunk_bytes: int = 128 << 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D, P) and centred scatter matrices (P, D, D) (not yet divided by N - 1), float32.
+
+    One chunk of grid positions at a time, each holding about ``chunk_bytes`` of float32
+    embedding: the embedding of ALL N images at the chunk's positions (:class:`RowEmbedding`,
+    the values of :func:`padim_embedding`) is laid out (positions, N, D) contiguously, so each
+    position's scatter matrix is one matrix product of inner size N, written once into its
+    slice of the (P, D, D) buffer. The mean is accumulated in float64. (Before 2026-11-30: two
+    passes over 32-image chunks, each adding a 32-image product into the whole 3.8 GB buffer
+    through a permuted view, several times slower on the CPU; same values up to float rounding.)
+    """
+    h, w = grid
+    p = h * w
+    d = int(idx.numel())
+    rows = RowEmbedding(feats, layers, idx, grid)
+    n = int(next(iter(feats.values())).shape[0])
+    mean = torch.empty((d, p), dtype=torch.float32, device=device)
+    cov = torch.empty((p, d, d), dtype=torch.float32, device=device)
+    step = max(1, int(chunk_bytes) // (4 * n * d))
+    buf = torch.empty((min(step, p), n, d), dtype=torch.float32, device=device)
+    for ps, pe in chunks(p, step):
+        x = buf[: pe - ps]
+        mean[:, ps:pe] = rows.centred(ps, pe, x).t()  # x: (positions, N, D), centred
+        torch.bmm(x.transpose(1, 2), x, out=cov[ps:pe])
+    del buf
+    return mean, cov
+
+
 class Padim(FeatureModel):
     """PaDiM on pre-extracted stage maps; same API as :class:`adloc.models.patchcore.PatchCore`."""
 
@@ -118,6 +208,9 @@ class Padim(FeatureModel):
     embed_batch = 32
     #: grid positions per chunk for the in-place inverse and the Mahalanobis product
     position_chunk = 256
+    #: bytes of float32 embedding (all training images, a chunk of positions) per statistics
+    #: chunk (:func:`padim_statistics`)
+    stat_chunk_bytes = 128 << 20
 
     def __init__(self, config: PadimConfig | Mapping[str, Any] | None = None) -> None:
         self.config = config if isinstance(config, PadimConfig) else PadimConfig.from_dict(config)
@@ -155,23 +248,14 @@ class Padim(FeatureModel):
         h, w = (int(v) for v in feats[c.layers[0]].shape[-2:])
         p = h * w
         with torch.inference_mode():
-            # pass 1: mean (float64 accumulation)
-            mean = torch.zeros((d, p), dtype=torch.float64, device=self.device)
-            for s, e in chunks(n, self.embed_batch):
-                mean += self._embed(feats, s, e).reshape(e - s, d, p).double().sum(0)
-            mean = (mean / n).float()
-            # pass 2: centred scatter matrices, accumulated in the single (P, D, D) buffer
-            cov = torch.zeros((p, d, d), dtype=torch.float32, device=self.device)
-            for s, e in chunks(n, self.embed_batch):
-                xc = (self._embed(feats, s, e).reshape(e - s, d, p) - mean).permute(2, 0, 1)  # (P, B, D)
-                cov.baddbmm_(xc.transpose(1, 2), xc)
-                del xc
+            mean, cov = padim_statistics(feats, list(c.layers), self.idx, (h, w), self.device,
+                                         self.stat_chunk_bytes)
             if release_features:
                 del feats
                 release_features_of(features)
             cov.div_(n - 1)
             cov.diagonal(dim1=1, dim2=2).add_(float(c.covariance_eps))
-            _invert_in_place(cov, self.position_chunk)
+            invert_in_place(cov, self.position_chunk)
         self.mean, self.inv_covariance = mean, cov
         self.grid = (h, w)
         self.n_features = d
@@ -205,11 +289,17 @@ class Padim(FeatureModel):
                 f"{self.mean.shape[0]}-d on {self.grid[0]}x{self.grid[1]}; use features from the same "
                 "backbone, layers and input size"
             )
-        delta = (emb.reshape(b, d, h * w) - self.mean).permute(2, 0, 1).contiguous()  # (P, B, D)
-        d2 = torch.empty((h * w, b), dtype=torch.float32, device=delta.device)
+        emb = emb.reshape(b, d, h * w)
+        # at least MIN_ROWS rows per product (zero rows padded): MKL computes products of fewer
+        # rows by another kernel, so an image's distances would depend on how many images were
+        # scored with it; from MIN_ROWS rows on, every row is computed alike (see the tests)
+        rows = max(b, MIN_ROWS)
+        d2 = torch.empty((h * w, b), dtype=torch.float32, device=emb.device)
         for ps, pe in chunks(h * w, self.position_chunk):
-            t = torch.bmm(delta[ps:pe], self.inv_covariance[ps:pe])  # (p, B, D)
-            d2[ps:pe] = (t * delta[ps:pe]).sum(-1)
+            delta = emb.new_zeros((pe - ps, rows, d)) if rows > b else emb.new_empty((pe - ps, b, d))
+            delta[:, :b] = (emb[:, :, ps:pe] - self.mean[:, ps:pe]).permute(2, 0, 1)  # (p, B, D)
+            t = torch.bmm(delta, self.inv_covariance[ps:pe])  # (p, rows, D)
+            d2[ps:pe] = (t[:, :b] * delta[:, :b]).sum(-1)
         return d2.clamp_min_(0).sqrt_().t().reshape(b, h, w)
 
     def predict(self, features, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +360,7 @@ class Padim(FeatureModel):
         return model
 
 
-def _invert_in_place(cov: torch.Tensor, chunk: int) -> None:
+def invert_in_place(cov: torch.Tensor, chunk: int) -> None:
     """Replace each SPD matrix of ``cov`` (P, D, D) by its inverse, ``chunk`` positions at a time."""
     for s, e in chunks(cov.shape[0], chunk):
         block = cov[s:e]
