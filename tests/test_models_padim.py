@@ -8,7 +8,15 @@ from scipy import ndimage
 from scipy.spatial.distance import mahalanobis
 
 from adloc.errors import ModelError
-from adloc.models.padim import Padim, PadimConfig, resolve_n_features
+from adloc.models.padim import (
+    MIN_ROWS,
+    Padim,
+    PadimConfig,
+    RowEmbedding,
+    padim_embedding,
+    padim_statistics,
+    resolve_n_features,
+)
 
 torch.set_num_threads(1)
 
@@ -116,3 +124,102 @@ def test_fitted_inverse_covariance_is_symmetric_and_matches_numpy():
     for p in range(16):
         cov = np.cov(emb[:, :, p], rowvar=False) + 0.01 * np.eye(6)
         np.testing.assert_allclose(inv[p].numpy(), np.linalg.inv(cov), rtol=1e-4, atol=1e-4)
+
+
+def _odd_feats(n, seed, dtype=torch.float32):
+    """Three stages on a 7x7 grid: 4x4 and 2x2 deeper maps (nearest ratios 4/7 and 2/7)."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "layer1": torch.randn(n, 6, 7, 7, generator=g).to(dtype),
+        "layer2": (torch.rand(n, 8, 4, 4, generator=g) * 2).to(dtype),
+        "layer3": (torch.randn(n, 10, 2, 2, generator=g) + 1).to(dtype),
+    }
+
+
+ODD = PadimConfig(layers=("layer1", "layer2", "layer3"), n_features=15, covariance_eps=0.01, image_size=28,
+                  blur_sigma=2.0)
+
+
+def test_position_chunks_gather_exactly_the_embedding():
+    """RowEmbedding (chunks that split grid rows, deeper stages at non-integer ratios) gives the
+    values of padim_embedding: centred output + returned mean reproduce (emb - mean) exactly."""
+    feats = _odd_feats(9, 5, torch.float16)
+    idx = torch.randperm(24, generator=torch.Generator().manual_seed(1))[:15].sort().values
+    emb = padim_embedding({k: v.float() for k, v in feats.items()}, list(ODD.layers), idx).reshape(9, 15, 49)
+    rows = RowEmbedding(feats, list(ODD.layers), idx, (7, 7))
+    for start, stop in ((0, 5), (5, 13), (13, 14), (40, 49), (0, 49)):
+        out = torch.empty(stop - start, 9, 15)
+        mean = rows.centred(start, stop, out)
+        ref_mean = (emb[:, :, start:stop].double().sum(0) / 9).float().t()
+        assert torch.equal(mean, ref_mean)
+        assert torch.equal(out, (emb[:, :, start:stop] - ref_mean.t()).permute(2, 0, 1))
+
+
+@pytest.mark.parametrize("chunk_positions", [1, 5, 7, 49])
+def test_fit_matches_a_float64_numpy_reference(chunk_positions):
+    """Mean, covariance (unbiased + eps I) and its inverse against numpy in float64: mean to
+    1e-6, covariance to 1e-5 and inverse to 1e-4 relative (Frobenius, per position; float32
+    rounding); every position-chunk size gives bit-identical statistics."""
+    train = _odd_feats(40, 7)
+    model = Padim(ODD)
+    model.stat_chunk_bytes = 4 * 40 * 15 * chunk_positions
+    model.position_chunk = 4
+    model.fit(train)
+    idx = model.idx.numpy()
+    emb = padim_embedding(train, list(ODD.layers), model.idx).double().numpy().reshape(40, 15, 49)
+    mean_ref = emb.mean(0)
+    np.testing.assert_allclose(model.mean.numpy(), mean_ref, rtol=1e-6, atol=1e-6)
+    mean, scatter = padim_statistics(train, list(ODD.layers), model.idx, (7, 7), "cpu", model.stat_chunk_bytes)
+    assert torch.equal(mean, model.mean)
+    for p in range(49):
+        cov_ref = np.cov(emb[:, :, p], rowvar=False, ddof=1)
+        cov = scatter[p].double().numpy() / 39
+        assert np.linalg.norm(cov - cov_ref) <= 1e-5 * np.linalg.norm(cov_ref)
+        inv_ref = np.linalg.inv(cov_ref + 0.01 * np.eye(15))
+        inv = model.inv_covariance[p].double().numpy()
+        assert np.linalg.norm(inv - inv_ref) <= 1e-4 * np.linalg.norm(inv_ref)
+    assert len(idx) == 15
+    one = Padim(ODD)
+    one.stat_chunk_bytes = 4 * 40 * 15 * 49
+    one.fit(train)
+    assert torch.equal(one.mean, model.mean) and torch.equal(one.inv_covariance, model.inv_covariance)
+
+
+def test_two_fits_are_bit_identical():
+    train = _odd_feats(30, 8, torch.float16)
+    a, b = Padim(ODD).fit(train), Padim(ODD).fit(train)
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.inv_covariance, b.inv_covariance)
+
+
+def test_scores_and_maps_do_not_depend_on_the_batch_size():
+    """The same images scored 1, 5 and 16 at a time (and all at once) give bit-identical
+    distances, maps and scores. 64-d on an 8x8 grid, so the products run through MKL's gemm
+    (which computes products of fewer than 5 rows by another kernel: hence MIN_ROWS)."""
+    g = torch.Generator().manual_seed(9)
+    def feats(n):
+        return {"layer1": torch.randn(n, 40, 8, 8, generator=g), "layer2": torch.rand(n, 48, 4, 4, generator=g)}
+    cfg = PadimConfig(layers=("layer1", "layer2"), n_features=64, image_size=32, blur_sigma=2.0)
+    model = Padim(cfg).fit(feats(80))
+    test = feats(16)
+    ref_d = model.distances(test, batch_size=16)
+    ref_s, ref_m = model.predict(test, batch_size=16)
+    assert MIN_ROWS >= 5
+    for bs in (1, 5, 7, 100):
+        assert torch.equal(model.distances(test, batch_size=bs), ref_d)
+        s, m = model.predict(test, batch_size=bs)
+        np.testing.assert_array_equal(s, ref_s)
+        np.testing.assert_array_equal(m, ref_m)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_and_scores_close_to_cpu():
+    train, test = _odd_feats(40, 7), _odd_feats(6, 3)
+    cpu = Padim(ODD).fit(train)
+    gpu = Padim(PadimConfig(**{**ODD.to_dict(), "device": "cuda"})).fit(train)
+    torch.testing.assert_close(gpu.mean.cpu(), cpu.mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gpu.inv_covariance.cpu(), cpu.inv_covariance, rtol=1e-3, atol=1e-3)
+    s_cpu, m_cpu = cpu.predict(test)
+    s_gpu, m_gpu = gpu.predict(test)
+    np.testing.assert_allclose(s_gpu, s_cpu, rtol=1e-3)
+    np.testing.assert_allclose(m_gpu, m_cpu, rtol=1e-3, atol=1e-4)

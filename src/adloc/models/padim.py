@@ -6,16 +6,22 @@
   (``torch.randperm`` with a seeded generator, kept in the model; stored sorted, which leaves
   Mahalanobis distances unchanged). Only the selected channels are ever upsampled.
 * Fit: per grid position, the mean and the UNBIASED covariance (N - 1, as anomalib's
-  ``MultiVariateGaussian``) of the N training embeddings, plus ``covariance_eps * I``; the inverse
-  is computed in place, position chunk by position chunk (Cholesky), so only one (P, D, D) float32
+  ``MultiVariateGaussian``) of the N training embeddings, plus ``covariance_eps * I``. Mean and
+  covariance come from one pass over the grid, a chunk of positions at a time with ALL N images
+  (:func:`padim_statistics`: centred, no E[xx^T] - mu mu^T cancellation; one matrix product of
+  inner size N per position, on a contiguous (positions, N, D) buffer); the inverse is then
+  computed in place, position chunk by position chunk (Cholesky), so only one (P, D, D) float32
   tensor ever exists (WRN50-2, 550 dims, 56x56: 3.8 GB); the inverse of a chunk is
   ``L^-T L^-1`` (triangular solve, then one batched product), ~10x less CPU time than
-  ``torch.cholesky_inverse``. Mean and covariance are accumulated in
-  two streaming passes over image chunks (centred, no E[xx^T] - mu mu^T cancellation).
+  ``torch.cholesky_inverse``. Two fits on the same features are bit-identical, for any
+  position-chunk size.
 * Score: Mahalanobis distance per position (``sqrt(clamp(delta^T S^-1 delta, 0))``), bilinear
   upsample to ``image_size``, Gaussian blur (sigma = ``blur_sigma``; anomalib uses torch
   ``reflect`` padding = ``blur_mode="mirror"`` here), image score = max of the BLURRED map (as
   anomalib's ``torch.amax(anomaly_map)``).
+  Distances, maps and scores are bit-identical for any scoring ``batch_size`` (a memory bound
+  only): the Mahalanobis products get at least ``MIN_ROWS`` rows and the maps are made
+  ``MIN_ROWS`` at a time (:func:`blocked_score_maps`).
 
 ``n_features=None`` resolves from the features' backbone: 100 for resnet18 / resnet50 /
 resnet50_timm, 550 for wide_resnet50_2 (the PaDiM paper's values, also anomalib's defaults),
@@ -50,7 +56,8 @@ from .common import (
 )
 
 KIND = "padim"
-#: fewest image rows per Mahalanobis product (see :meth:`Padim._distance_grid`)
+#: fewest image rows per Mahalanobis product (see :meth:`Padim._distance_grid`), and the images
+#: per upsample-and-blur call (:func:`blocked_score_maps`)
 MIN_ROWS = 8
 
 N_FEATURES_DEFAULTS = {"resnet18": 100, "resnet50": 100, "resnet50_timm": 100, "wide_resnet50_2": 550}
@@ -124,7 +131,7 @@ class RowEmbedding:
 
     def __init__(self, feats: Mapping[str, torch.Tensor], layers, idx: torch.Tensor, grid: tuple[int, int]) -> None:
         self.feats, self.grid = feats, (int(grid[0]), int(grid[1]))
-        self.parts = []  # (layer, local channels, source rows, source columns)
+        self.parts = []  # (layer, local channels, source rows, source columns): indices as lists
         offset = 0
         for layer in layers:
             x = feats[layer]
@@ -132,31 +139,32 @@ class RowEmbedding:
             local = idx[(idx >= offset) & (idx < offset + c)] - offset
             if local.numel():
                 rows, cols = _nearest_source(hl, self.grid[0]), _nearest_source(wl, self.grid[1])
-                self.parts.append((layer, local.to(x.device), rows.to(x.device), cols.to(x.device)))
+                self.parts.append((layer, local.to(x.device), rows.tolist(), cols.tolist()))
             offset += c
 
     def centred(self, start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
         """Write the embedding minus its mean over the N images into ``out`` (stop - start, N, D),
         float32, positions row-major; return that mean, (stop - start, D). The mean is summed in
         float64; both are computed at each stage's own resolution (the same numbers as on the
-        grid), then copied block by block into ``out`` (a buffer the caller reuses: fresh
-        allocations of this size cost more than the copies on the CPU)."""
+        grid), then copied (N, channels) block by block into ``out`` (a buffer the caller reuses:
+        on the CPU, fresh allocations of this size cost more than the copies)."""
         w = self.grid[1]
         r0, r1 = start // w, (stop - 1) // w + 1
+        c0, c1 = (start - r0 * w, stop - r0 * w) if r1 - r0 == 1 else (0, w)
         mean = out.new_empty((stop - start, out.shape[2]))
         off = 0
         for layer, local, rows, cols in self.parts:
-            src = rows[r0:r1]
-            lo, hi = int(src.min()), int(src.max()) + 1
-            y = self.feats[layer][:, local, lo:hi].to(out.device)  # (N, C, rows, w_l): own resolution
-            mu = (torch.sum(y, 0, dtype=torch.float64) / y.shape[0]).float().permute(1, 2, 0)  # (rows, w_l, C)
-            yc = out.new_empty((hi - lo, y.shape[3], y.shape[0], y.shape[1]))  # (rows, w_l, N, C)
+            lo, hi = rows[r0], rows[r1 - 1] + 1  # nearest maps are monotone
+            clo, chi = cols[c0], cols[c1 - 1] + 1
+            y = self.feats[layer][:, local, lo:hi, clo:chi].to(out.device)  # (N, C, rows, cols): own resolution
+            mu = (torch.sum(y, 0, dtype=torch.float64) / y.shape[0]).float().permute(1, 2, 0)  # (rows, cols, C)
+            yc = out.new_empty((hi - lo, chi - clo, y.shape[0], y.shape[1]))  # (rows, cols, N, C)
             torch.sub(y.permute(2, 3, 0, 1), mu.unsqueeze(2), out=yc)
             del y
             c = yc.shape[-1]
             for i, pos in enumerate(range(start, stop)):
                 r, col = divmod(pos, w)
-                sr, sc = int(rows[r]) - lo, int(cols[col])
+                sr, sc = rows[r] - lo, cols[col] - clo
                 out[i, :, off : off + c].copy_(yc[sr, sc])
                 mean[i, off : off + c] = mu[sr, sc]
             off += c
@@ -204,8 +212,6 @@ class Padim(FeatureModel):
 
     NAME = "PaDiM"
 
-    #: images per chunk when accumulating statistics / scoring
-    embed_batch = 32
     #: grid positions per chunk for the in-place inverse and the Mahalanobis product
     position_chunk = 256
     #: bytes of float32 embedding (all training images, a chunk of positions) per statistics
@@ -268,7 +274,7 @@ class Padim(FeatureModel):
 
     # ------------------------------------------------------------------ predict
 
-    def distances(self, features, batch_size: int = 16) -> torch.Tensor:
+    def distances(self, features, batch_size: int = 64) -> torch.Tensor:
         """Mahalanobis distance grid (N, h, w), float32 on the CPU (no upsampling, no blur)."""
         feats, _, _ = unpack_features(features, None, self.config.layers)
         n = int(next(iter(feats.values())).shape[0])
@@ -302,7 +308,7 @@ class Padim(FeatureModel):
             d2[ps:pe] = (t[:, :b] * delta[:, :b]).sum(-1)
         return d2.clamp_min_(0).sqrt_().t().reshape(b, h, w)
 
-    def predict(self, features, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, features, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """``(image_scores float32 (N,), anomaly_maps float32 (N, image_size, image_size))``."""
         c = self.config
         feats, prov, input_size = unpack_features(features, None, c.layers)
@@ -314,7 +320,7 @@ class Padim(FeatureModel):
         with torch.inference_mode():
             for s, e in chunks(n, batch_size):
                 grid = self._distance_grid(feats, s, e)
-                m = score_maps(grid, int(c.image_size), float(c.blur_sigma), c.blur_mode)
+                m = blocked_score_maps(grid, int(c.image_size), float(c.blur_sigma), c.blur_mode)
                 scores[s:e] = m.reshape(e - s, -1).amax(1).cpu().numpy()
                 maps[s:e] = m.cpu().numpy()
         return scores, maps
@@ -358,6 +364,20 @@ class Padim(FeatureModel):
         model.n_train_images = int(obj.get("n_train_images") or 0)
         model.n_features = int(obj.get("n_features") or idx.numel())
         return model
+
+
+def blocked_score_maps(grid: torch.Tensor, image_size: int, blur_sigma: float, blur_mode: str) -> torch.Tensor:
+    """:func:`adloc.models.common.score_maps` on blocks of exactly ``MIN_ROWS`` grids (the last
+    padded with zeros): the convolutions pick their algorithm by the number of maps, and some
+    round differently per algorithm, so a fixed block makes every map independent of how many
+    images were scored together (tested); also cheaper than one call on a large batch."""
+    out = []
+    for s, e in chunks(grid.shape[0], MIN_ROWS):
+        block = grid[s:e]
+        if e - s < MIN_ROWS:
+            block = torch.cat([block, block.new_zeros((MIN_ROWS - (e - s), *block.shape[1:]))])
+        out.append(score_maps(block, image_size, blur_sigma, blur_mode)[: e - s])
+    return torch.cat(out)
 
 
 def invert_in_place(cov: torch.Tensor, chunk: int) -> None:
