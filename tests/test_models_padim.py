@@ -13,6 +13,7 @@ from adloc.models.padim import (
     Padim,
     PadimConfig,
     RowEmbedding,
+    invert_in_place,
     padim_embedding,
     padim_statistics,
     resolve_n_features,
@@ -223,3 +224,24 @@ def test_cuda_fit_and_scores_close_to_cpu():
     s_gpu, m_gpu = gpu.predict(test)
     np.testing.assert_allclose(s_gpu, s_cpu, rtol=1e-3)
     np.testing.assert_allclose(m_gpu, m_cpu, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("inference", [True, False])
+def test_inverse_is_the_same_for_any_number_of_workers(inference):
+    """invert_in_place shares chunks among Python threads, each running torch single-threaded:
+    1, 2 or 3 workers give bit-identical inverses (and torch's thread count is restored)."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(23, 60, 40, generator=g)
+    with torch.inference_mode(inference):
+        cov = torch.bmm(x.transpose(1, 2), x) / 59 + 0.01 * torch.eye(40)
+        out = {}
+        for workers in (1, 2, 3):
+            out[workers] = cov.clone()
+            invert_in_place(out[workers], 4, workers=workers)
+    assert torch.get_num_threads() == 1
+    assert torch.equal(out[1], out[2]) and torch.equal(out[1], out[3])
+    ref = np.linalg.inv(cov.double().numpy())
+    assert np.abs(out[2].double().numpy() - ref).max() <= 1e-4 * np.abs(ref).max()
+    singular = torch.zeros(3, 5, 5)
+    with pytest.raises(ModelError, match="grid position 0 is singular"):
+        invert_in_place(singular, 2, workers=2)
