@@ -4,8 +4,10 @@ Features are random (|N(0,1)|, like post-ReLU maps) with WRN50-2's layer1 / laye
 at a 224 input (256 x 56^2, 512 x 28^2, 1024 x 14^2), stored float16 as the study's
 ``--storage-dtype float16`` run keeps them; 550 channels as the paper. ``--legacy`` also times
 the implementation before 2026-11-30 (two passes over 32-image chunks, a permuted
-(positions, images, D) view fed to ``baddbmm_``; the Mahalanobis product on a whole-grid
-copy), re-stated here, and prints how far its results are from the current ones. Prints CPU
+(positions, images, D) view fed to ``baddbmm_``; the inverse chunk after chunk with MKL's
+threads inside each matrix, timed on the first 256 positions and scaled to the grid; the
+Mahalanobis product on a whole-grid copy), re-stated here, and prints how far its results are
+from the current ones. Prints CPU
 seconds (``time.process_time``, steadier than wall time on a shared machine), wall seconds and
 GFLOP per CPU second per part, with the 1-minute load average; asserts nothing.
 
@@ -56,6 +58,16 @@ def legacy_statistics(feats, idx, n: int, d: int, p: int, batch: int = 32):
         cov.baddbmm_(xc.transpose(1, 2), xc)
         del xc
     return mean, cov
+
+
+def legacy_inverse(cov: torch.Tensor, chunk: int) -> None:
+    """The in-place inverse before 2026-11-30: chunk after chunk in the calling thread, MKL
+    using torch's threads inside each factorisation (the positive-definite branch only)."""
+    for s, e in chunks(cov.shape[0], chunk):
+        lower = torch.linalg.cholesky_ex(cov[s:e])[0]
+        eye = torch.eye(lower.shape[-1]).expand_as(lower)
+        inv_lower = torch.linalg.solve_triangular(lower, eye, upper=False)
+        torch.bmm(inv_lower.transpose(1, 2), inv_lower, out=cov[s:e])
 
 
 def legacy_distances(model: Padim, feats, batch: int) -> torch.Tensor:
@@ -128,8 +140,17 @@ def main() -> None:
             del mean0, cov0
         cov.div_(n - 1)
         cov.diagonal(dim1=1, dim2=2).add_(0.01)
+        if args.legacy:
+            cov0 = cov[: model.position_chunk].clone()
+            c, w, _ = timed(lambda: legacy_inverse(cov0, model.position_chunk))
+            row(f"inverse, before, first {len(cov0)} positions x {p / len(cov0):.2f}", c * p / len(cov0),
+                w * p / len(cov0), inv_flop)
         c, w, _ = timed(lambda: invert_in_place(cov, model.position_chunk))
         row("inverse (Cholesky, solve, product)", c, w, inv_flop)
+        if args.legacy:
+            print(f"before vs now, inverse of the first {len(cov0)} positions: rel. diff "
+                  f"{rel(cov0, cov[: len(cov0)]):.1e}")
+            del cov0
         model.mean, model.inv_covariance, model.grid = mean, cov, (args.grid, args.grid)
         dist = {}
         for b in args.batches:
