@@ -166,7 +166,8 @@ class RowEmbedding:
             yc = out.new_empty((hi - lo, chi - clo, n, c))
             torch.sub(y.permute(2, 3, 0, 1), mu.view(hi - lo, chi - clo, 1, c), out=yc)
             del y
-            src = [(rows[r] - lo) * (chi - clo) + cols[col] - clo for r, col in (divmod(q, w) for q in range(start, stop))]
+            grid_pos = (divmod(q, w) for q in range(start, stop))
+            src = [(rows[r] - lo) * (chi - clo) + cols[col] - clo for r, col in grid_pos]  # rows of yc
             flat = yc.view(-1, n, c)
             if src == list(range(src[0], src[0] + len(src))):  # the stage's own grid: no gather
                 out[:, :, off : off + c].copy_(flat[src[0] : src[0] + len(src)])
@@ -268,15 +269,15 @@ class Padim(FeatureModel):
         self.n_features: int | None = None
 
     def _embed(self, feats, s: int, e: int) -> torch.Tensor:
-        part = {layer: feats[layer][s:e].to(self.device) for layer in self.config.layers}  # float32 after the channel pick
+        # moved as stored (float16 stays float16); padim_embedding casts the picked channels
+        part = {layer: feats[layer][s:e].to(self.device) for layer in self.config.layers}
         return padim_embedding(part, list(self.config.layers), self.idx)
-
 
     # ------------------------------------------------------------------ fit
     def fit(self, features, sources=None, provenance: Mapping[str, Any] | None = None,
             release_features: bool = False) -> "Padim":
         """Mean and inverse covariance per position. ``release_features=True``: ``features`` is
-        emptied after the second pass, before the inversion (as :meth:`PatchCore.fit`)."""
+        emptied once the statistics are gathered, before the inversion (as :meth:`PatchCore.fit`)."""
         c = self.config
         feats, prov, input_size = unpack_features(features, provenance, c.layers)
         self._check_input_size(input_size)
