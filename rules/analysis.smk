@@ -1,18 +1,15 @@
-# Aggregates: metrics table, per-class vs global gap, cross-class confusion ("identical
-# shortcut"), t-SNE views and example maps.
+# Aggregates: per repeat the metrics table, per-class vs global gap and cross-class confusion
+# ("identical shortcut"); across repeats the tables and the gap figure; t-SNE views and example
+# maps of the first repeat.
 
 
 rule metrics_table:
     input:
-        metric_files(),
+        repeat_metric_files,
     output:
-        report(
-            f"{RESULTS}/tables/metrics.csv",
-            caption="../report/metrics.rst",
-            category="Tables",
-        ),
+        f"{REP}/tables/metrics.csv",
     log:
-        f"{RESULTS}/logs/metrics_table.log",
+        f"{REP}/logs/metrics_table.log",
     conda:
         "../envs/analysis.yaml"
     script:
@@ -21,24 +18,19 @@ rule metrics_table:
 
 rule gap:
     input:
-        metrics=metric_files(),
-        per_class=[scores_of(m, c, c) for m in METHODS for c in CLASSES],
-        unified=[scores_of(m, GLOBAL, c) for m in METHODS for c in CLASSES],
+        metrics=repeat_metric_files,
+        per_class=lambda w: [
+            scores_of(m, c, c, w.repeat) for m in METHODS for c in CLASSES
+        ],
+        unified=lambda w: [
+            scores_of(m, GLOBAL, c, w.repeat) for m in METHODS for c in CLASSES
+        ],
     output:
-        table=report(
-            f"{RESULTS}/tables/gap.csv",
-            caption="../report/gap_table.rst",
-            category="Tables",
-        ),
-        figure=report(
-            f"{RESULTS}/figures/gap.png",
-            caption="../report/gap.rst",
-            category="Figures",
-        ),
+        table=f"{REP}/tables/gap.csv",
     log:
-        f"{RESULTS}/logs/gap.log",
+        f"{REP}/logs/gap.log",
     benchmark:
-        f"{RESULTS}/benchmarks/gap.tsv"
+        f"{REP}/benchmarks/gap.tsv"
     conda:
         "../envs/analysis.yaml"
     params:
@@ -47,28 +39,70 @@ rule gap:
         "../scripts/gap.py"
 
 
-rule confusion:
+# Across repeats: every repeat's rows, then mean, sd and 95% t-interval per method x scope x
+# class, the paired test of each gap, and the gap figure with the across-repeat spread.
+rule repeats:
     input:
-        thresholds=expand(
-            f"{RESULTS}/thresholds/{{{{method}}}}/{GLOBAL}/{{cls}}.json", cls=CLASSES
-        ),
-        pooled=f"{RESULTS}/thresholds/{{method}}/pooled.json",
-        scores=expand(
-            f"{RESULTS}/scores/{{{{method}}}}/{GLOBAL}/{{cls}}.npz", cls=CLASSES
-        ),
+        metrics=expand(f"{RESULTS}/{{repeat}}/tables/metrics.csv", repeat=REPEATS),
+        gap=expand(f"{RESULTS}/{{repeat}}/tables/gap.csv", repeat=REPEATS),
     output:
-        table=report(
-            f"{RESULTS}/tables/confusion_{{method}}.csv",
-            caption="../report/confusion_table.rst",
+        metrics=report(
+            f"{RESULTS}/tables/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Tables",
+        ),
+        metrics_across=report(
+            f"{RESULTS}/tables/metrics_across_repeats.csv",
+            caption="../report/metrics_across.rst",
+            category="Tables",
+        ),
+        gap=report(
+            f"{RESULTS}/tables/gap.csv",
+            caption="../report/gap_table.rst",
+            category="Tables",
+        ),
+        gap_across=report(
+            f"{RESULTS}/tables/gap_across_repeats.csv",
+            caption="../report/gap_across.rst",
             category="Tables",
         ),
         figure=report(
-            f"{RESULTS}/figures/confusion_{{method}}.png",
-            caption="../report/confusion.rst",
+            f"{RESULTS}/figures/gap.png",
+            caption="../report/gap.rst",
             category="Figures",
         ),
     log:
-        f"{RESULTS}/logs/confusion/{{method}}.log",
+        f"{RESULTS}/logs/repeats.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        repeats=REPEATS,
+    script:
+        "../scripts/repeats.py"
+
+
+rule confusion:
+    input:
+        thresholds=expand(
+            f"{REP_X}/thresholds/{{{{method}}}}/{GLOBAL}/{{cls}}.json", cls=CLASSES
+        ),
+        pooled=f"{REP}/thresholds/{{method}}/pooled.json",
+        scores=expand(scores_of("{{method}}", GLOBAL, "{cls}", "{{repeat}}"), cls=CLASSES),
+    output:
+        table=report(
+            f"{REP}/tables/confusion_{{method}}.csv",
+            caption="../report/confusion_table.rst",
+            category="Tables",
+            subcategory="{repeat}",
+        ),
+        figure=report(
+            f"{REP}/figures/confusion_{{method}}.png",
+            caption="../report/confusion.rst",
+            category="Figures",
+            subcategory="{repeat}",
+        ),
+    log:
+        f"{REP}/logs/confusion/{{method}}.log",
     conda:
         "../envs/analysis.yaml"
     params:
@@ -80,10 +114,12 @@ rule confusion:
 rule tsne:
     input:
         model=(
-            f"{RESULTS}/models/patchcore/{GLOBAL}.pt" if "patchcore" in METHODS else []
+            f"{RESULTS}/{FIRST}/models/patchcore/{GLOBAL}.pt"
+            if "patchcore" in METHODS
+            else []
         ),
-        features=expand(f"{RESULTS}/features/{TSNE_FSET}/{{cls}}/train.pt", cls=CLASSES),
-        splits=expand(f"{RESULTS}/splits/{{cls}}.json", cls=CLASSES),
+        features=expand(f"{RESULTS}/features/{TSNE_FSET}/{{cls}}.pt", cls=CLASSES),
+        splits=expand(f"{RESULTS}/{FIRST}/splits/{{cls}}.json", cls=CLASSES),
     output:
         figure=report(
             f"{RESULTS}/figures/tsne.png",
@@ -114,12 +150,12 @@ rule tsne:
 
 rule examples:
     input:
-        splits=f"{RESULTS}/splits/{{cls}}.json",
+        splits=f"{RESULTS}/{FIRST}/splits/{{cls}}.json",
         scores=lambda w: [
-            scores_of(m, s, w.cls) for m in METHODS for s in (w.cls, GLOBAL)
+            scores_of(m, s, w.cls, FIRST) for m in METHODS for s in (w.cls, GLOBAL)
         ],
         metrics=lambda w: [
-            f"{RESULTS}/metrics/{m}/{s}/{w.cls}.json"
+            f"{RESULTS}/{FIRST}/metrics/{m}/{s}/{w.cls}.json"
             for m in METHODS
             for s in (w.cls, GLOBAL)
         ],

@@ -11,8 +11,10 @@ from snakemake.utils import validate
 from adloc.config import (
     validate_config,
     feature_set_name,
-    run_folder_name,
     is_offline,
+    parse_repeat,
+    repeat_names,
+    run_folder_name,
     schema_path,
 )
 from adloc.data.fetch import (
@@ -47,6 +49,12 @@ if RUN == "compare":
     )
 config["run_name"] = RUN
 RESULTS = f"results/{RUN}"
+# One subfolder per repeat (split seed x model seed): splits, models, scores, thresholds,
+# metrics and that repeat's tables. Images and features (keyed by image) sit above, shared.
+REPEATS = repeat_names(config)
+FIRST = REPEATS[0]  # the repeat whose confusion, t-SNE and example figures are drawn
+REP = f"{RESULTS}/{{repeat}}"  # a path prefix with the repeat wildcard
+REP_X = f"{RESULTS}/{{{{repeat}}}}"  # the same inside expand() (keeps {repeat} a wildcard)
 CLASSES = list(config["classes"])
 METHODS = list(config["methods"])
 DATA_ROOT = config["dataset"]["root"]  # ~ expanded by validate_config
@@ -139,6 +147,7 @@ wildcard_constraints:
     scope=SCOPE_RE,
     method="patchcore|padim",
     split="train|val|test",
+    repeat="|".join(REPEATS),
 
 
 def fset_of(method):
@@ -218,54 +227,69 @@ def model_params(method, cls=None):
     return params
 
 
+def split_seed(wildcards):
+    return parse_repeat(wildcards.repeat)[0]
+
+
+def model_seed(wildcards):
+    return parse_repeat(wildcards.repeat)[1]
+
+
 def final_targets():
     t = [
         f"{RESULTS}/tables/metrics.csv",
+        f"{RESULTS}/tables/metrics_across_repeats.csv",
         f"{RESULTS}/tables/gap.csv",
+        f"{RESULTS}/tables/gap_across_repeats.csv",
         f"{RESULTS}/figures/gap.png",
         f"{RESULTS}/figures/tsne.png",
         f"{RESULTS}/summary.md",
     ]
-    t += expand(f"{RESULTS}/tables/confusion_{{method}}.csv", method=METHODS)
-    t += expand(f"{RESULTS}/figures/confusion_{{method}}.png", method=METHODS)
+    t += expand(
+        f"{RESULTS}/{{repeat}}/tables/confusion_{{method}}.csv",
+        repeat=REPEATS,
+        method=METHODS,
+    )
     t += expand(f"{RESULTS}/figures/examples_{{cls}}.png", cls=CLASSES)
     if "patchcore" in METHODS:
         t.append(f"{RESULTS}/tables/memory_bank_composition.csv")
     return t
 
 
-def metric_files():
+def features_of(method, cls):
+    """A class's features (every image once) for the feature set that ``method`` reads."""
+    return f"{RESULTS}/features/{fset_of(method)}/{cls}.pt"
+
+
+def metric_files(repeat="{repeat}"):
     return [
-        f"{RESULTS}/metrics/{m}/{s}/{c}.json"
+        f"{RESULTS}/{repeat}/metrics/{m}/{s}/{c}.json"
         for m in METHODS
         for c in CLASSES
         for s in (c, GLOBAL, UNIFIED_ABS)
     ]
 
 
+def repeat_metric_files(wildcards):
+    return metric_files(wildcards.repeat)
+
+
 def score_inputs(w):
-    """A per-class model's inputs: its model, the class's val/test features and split file."""
-    fs = f"{RESULTS}/features/{fset_of(w.method)}/{w.cls}"
+    """A per-class model's inputs: its model, the class's features and split file."""
     return {
-        "model": f"{RESULTS}/models/{w.method}/{w.cls}.pt",
-        "val": [f"{fs}/val.pt"],
-        "test": [f"{fs}/test.pt"],
-        "splits": [f"{RESULTS}/splits/{w.cls}.json"],
+        "model": f"{RESULTS}/{w.repeat}/models/{w.method}/{w.cls}.pt",
+        "features": [features_of(w.method, w.cls)],
+        "splits": [f"{RESULTS}/{w.repeat}/splits/{w.cls}.json"],
     }
 
 
 def score_global_inputs(w):
-    """The global model plus every class's val/test (and train, for the in-sample variant)."""
-    fs = f"{RESULTS}/features/{fset_of(w.method)}"
-    inputs = {
-        "model": f"{RESULTS}/models/{w.method}/{GLOBAL}.pt",
-        "val": [f"{fs}/{c}/val.pt" for c in CLASSES],
-        "test": [f"{fs}/{c}/test.pt" for c in CLASSES],
-        "splits": [f"{RESULTS}/splits/{c}.json" for c in CLASSES],
+    """The global model plus every class's features and split file."""
+    return {
+        "model": f"{RESULTS}/{w.repeat}/models/{w.method}/{GLOBAL}.pt",
+        "features": [features_of(w.method, c) for c in CLASSES],
+        "splits": [f"{RESULTS}/{w.repeat}/splits/{c}.json" for c in CLASSES],
     }
-    if config["analysis"]["confusion_normals"] == "train":
-        inputs["train"] = [f"{fs}/{c}/train.pt" for c in CLASSES]
-    return inputs
 
 
 def query_images(key):
@@ -273,8 +297,8 @@ def query_images(key):
     return lambda w: config["patchcore"][key] if w.method == "patchcore" else None
 
 
-def scores_of(method, scope, cls):
-    return f"{RESULTS}/scores/{method}/{scope}/{cls}.npz"
+def scores_of(method, scope, cls, repeat="{repeat}"):
+    return f"{RESULTS}/{repeat}/scores/{method}/{scope}/{cls}.npz"
 
 
 TSNE_FSET = fset_of("patchcore" if "patchcore" in METHODS else METHODS[0])

@@ -1,4 +1,5 @@
-# Dataset (generated embedded one, or a real MVTec-format folder) -> study splits per class.
+# Dataset (generated embedded one, or a real MVTec-format folder) -> the class's index (its
+# files, layout checked and hashed once) -> study splits per class and split seed (one per repeat).
 
 if config["dataset"]["generate"]:
 
@@ -17,18 +18,36 @@ if config["dataset"]["generate"]:
             "../scripts/generate_class.py"
 
 
-rule splits:
+rule index:
     input:
         class_images,
     output:
-        f"{RESULTS}/splits/{{cls}}.json",
+        f"{RESULTS}/index/{{cls}}.json",
     log:
-        f"{RESULTS}/logs/splits/{{cls}}.log",
+        f"{RESULTS}/logs/index/{{cls}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/index/{{cls}}.tsv"
+    conda:
+        "../envs/data.yaml"
+    params:
+        root=DATA_ROOT,
+        bit_depth=config["dataset"]["bit_depth"],
+    script:
+        "../scripts/index.py"
+
+
+rule splits:
+    input:
+        index=f"{RESULTS}/index/{{cls}}.json",
+    output:
+        f"{REP}/splits/{{cls}}.json",
+    log:
+        f"{REP}/logs/splits/{{cls}}.log",
     conda:
         "../envs/data.yaml"
     params:
         root=DATA_ROOT,
         splits=config["splits"],
-        bit_depth=config["dataset"]["bit_depth"],
+        seed=split_seed,
     script:
         "../scripts/splits.py"

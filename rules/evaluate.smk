@@ -1,4 +1,4 @@
-# Thresholds (rule calibrate: F1-max on the validation split, one file each) and test metrics,
+# Per repeat: thresholds (rule calibrate: F1-max on the validation split, one file each) and test metrics,
 # for every method, scope and class. Scopes: per-class (the class's own model and threshold),
 # global or model-unified (one model, the class's threshold) and unified_abs or
 # absolute-unified (one model, ONE threshold from the pooled validation split of every class).
@@ -7,11 +7,11 @@
 rule calibrate:
     input:
         scores=scores_of("{method}", "{cls}", "{cls}"),
-        splits=f"{RESULTS}/splits/{{cls}}.json",
+        splits=f"{REP}/splits/{{cls}}.json",
     output:
-        f"{RESULTS}/thresholds/{{method}}/{{cls}}/{{cls}}.json",
+        f"{REP}/thresholds/{{method}}/{{cls}}/{{cls}}.json",
     log:
-        f"{RESULTS}/logs/calibrate/{{method}}/{{cls}}.log",
+        f"{REP}/logs/calibrate/{{method}}/{{cls}}.log",
     conda:
         "../envs/analysis.yaml"
     params:
@@ -22,15 +22,15 @@ rule calibrate:
 
 rule calibrate_global:
     input:
-        scores=expand(scores_of("{{method}}", GLOBAL, "{cls}"), cls=CLASSES),
-        splits=expand(f"{RESULTS}/splits/{{cls}}.json", cls=CLASSES),
+        scores=expand(scores_of("{{method}}", GLOBAL, "{cls}", "{{repeat}}"), cls=CLASSES),
+        splits=expand(f"{REP_X}/splits/{{cls}}.json", cls=CLASSES),
     output:
         per_class=expand(
-            f"{RESULTS}/thresholds/{{{{method}}}}/{GLOBAL}/{{cls}}.json", cls=CLASSES
+            f"{REP_X}/thresholds/{{{{method}}}}/{GLOBAL}/{{cls}}.json", cls=CLASSES
         ),
-        pooled=f"{RESULTS}/thresholds/{{method}}/pooled.json",
+        pooled=f"{REP}/thresholds/{{method}}/pooled.json",
     log:
-        f"{RESULTS}/logs/calibrate/{{method}}/{GLOBAL}.log",
+        f"{REP}/logs/calibrate/{{method}}/{GLOBAL}.log",
     conda:
         "../envs/analysis.yaml"
     params:
@@ -42,14 +42,14 @@ rule calibrate_global:
 rule evaluate:
     input:
         scores=scores_of("{method}", "{cls}", "{cls}"),
-        threshold=f"{RESULTS}/thresholds/{{method}}/{{cls}}/{{cls}}.json",
-        splits=f"{RESULTS}/splits/{{cls}}.json",
+        threshold=f"{REP}/thresholds/{{method}}/{{cls}}/{{cls}}.json",
+        splits=f"{REP}/splits/{{cls}}.json",
     output:
-        f"{RESULTS}/metrics/{{method}}/{{cls}}/{{cls}}.json",
+        f"{REP}/metrics/{{method}}/{{cls}}/{{cls}}.json",
     log:
-        f"{RESULTS}/logs/evaluate/{{method}}/{{cls}}/{{cls}}.log",
+        f"{REP}/logs/evaluate/{{method}}/{{cls}}/{{cls}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate/{{method}}/{{cls}}/{{cls}}.tsv"
+        f"{REP}/benchmarks/evaluate/{{method}}/{{cls}}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
     params:
@@ -63,16 +63,16 @@ rule evaluate:
 rule evaluate_global:
     input:
         scores=scores_of("{method}", GLOBAL, "{cls}"),
-        threshold=f"{RESULTS}/thresholds/{{method}}/{GLOBAL}/{{cls}}.json",
-        pooled=f"{RESULTS}/thresholds/{{method}}/pooled.json",
-        splits=f"{RESULTS}/splits/{{cls}}.json",
+        threshold=f"{REP}/thresholds/{{method}}/{GLOBAL}/{{cls}}.json",
+        pooled=f"{REP}/thresholds/{{method}}/pooled.json",
+        splits=f"{REP}/splits/{{cls}}.json",
     output:
-        unified=f"{RESULTS}/metrics/{{method}}/{GLOBAL}/{{cls}}.json",
-        pooled=f"{RESULTS}/metrics/{{method}}/{UNIFIED_ABS}/{{cls}}.json",
+        unified=f"{REP}/metrics/{{method}}/{GLOBAL}/{{cls}}.json",
+        pooled=f"{REP}/metrics/{{method}}/{UNIFIED_ABS}/{{cls}}.json",
     log:
-        f"{RESULTS}/logs/evaluate/{{method}}/{GLOBAL}/{{cls}}.log",
+        f"{REP}/logs/evaluate/{{method}}/{GLOBAL}/{{cls}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate/{{method}}/{GLOBAL}/{{cls}}.tsv"
+        f"{REP}/benchmarks/evaluate/{{method}}/{GLOBAL}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
     params:

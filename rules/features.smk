@@ -1,11 +1,11 @@
 # Images decoded and preprocessed once per class (a CPU job), then backbone features extracted
-# once per image and feature set (backbone + weights), reused by every method and scope that
-# reads that feature set.
+# once per image and feature set (backbone + weights), reused by every method, scope, split and
+# repeat that reads that feature set: repeats never multiply extraction.
 
 
 rule preprocess_images:
     input:
-        splits=f"{RESULTS}/splits/{{cls}}.json",
+        index=f"{RESULTS}/index/{{cls}}.json",
         data=class_images,
     output:
         f"{RESULTS}/images/{{cls}}.pt",
@@ -29,12 +29,12 @@ rule preprocess_images:
 rule extract_features:
     input:
         images=f"{RESULTS}/images/{{cls}}.pt",
-        splits=f"{RESULTS}/splits/{{cls}}.json",
+        # extraction batches follow the first repeat's splits (the study's batching, bit for
+        # bit); the file holds every image once and serves every split and repeat
+        order=f"{RESULTS}/{FIRST}/splits/{{cls}}.json",
         weights=weights_file,
     output:
-        train=f"{RESULTS}/features/{{fset}}/{{cls}}/train.pt",
-        val=f"{RESULTS}/features/{{fset}}/{{cls}}/val.pt",
-        test=f"{RESULTS}/features/{{fset}}/{{cls}}/test.pt",
+        f"{RESULTS}/features/{{fset}}/{{cls}}.pt",
     log:
         f"{RESULTS}/logs/extract_features/{{fset}}/{{cls}}.log",
     benchmark:

@@ -1,16 +1,18 @@
-# Fit one model per class and one model-unified ("global") model on every class's train split,
-# then score the val and test splits of each class with both.
+# Per repeat: fit one model per class and one model-unified ("global") model on every class's
+# train split (rows of the class's features selected by the repeat's split file), then score the
+# val and test splits of each class with both.
 
 
 rule fit_class:
     input:
-        train=lambda w: f"{RESULTS}/features/{fset_of(w.method)}/{w.cls}/train.pt",
+        features=lambda w: features_of(w.method, w.cls),
+        splits=f"{REP}/splits/{{cls}}.json",
     output:
-        f"{RESULTS}/models/{{method}}/{{cls}}.pt",
+        f"{REP}/models/{{method}}/{{cls}}.pt",
     log:
-        f"{RESULTS}/logs/fit/{{method}}/{{cls}}.log",
+        f"{REP}/logs/fit/{{method}}/{{cls}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/fit/{{method}}/{{cls}}.tsv"
+        f"{REP}/benchmarks/fit/{{method}}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: MAX_THREADS
@@ -22,22 +24,21 @@ rule fit_class:
         model=lambda w: model_params(w.method, w.cls),
         image_size=IMAGE_SIZE,
         device=device_param,
-        seed=config["seed"],
+        seed=model_seed,
     script:
         "../scripts/fit.py"
 
 
 rule fit_global:
     input:
-        train=lambda w: expand(
-            f"{RESULTS}/features/{fset_of(w.method)}/{{cls}}/train.pt", cls=CLASSES
-        ),
+        features=lambda w: [features_of(w.method, c) for c in CLASSES],
+        splits=expand(f"{REP_X}/splits/{{cls}}.json", cls=CLASSES),
     output:
-        f"{RESULTS}/models/{{method}}/{GLOBAL}.pt",
+        f"{REP}/models/{{method}}/{GLOBAL}.pt",
     log:
-        f"{RESULTS}/logs/fit/{{method}}/{GLOBAL}.log",
+        f"{REP}/logs/fit/{{method}}/{GLOBAL}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/fit/{{method}}/{GLOBAL}.tsv"
+        f"{REP}/benchmarks/fit/{{method}}/{GLOBAL}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: MAX_THREADS
@@ -49,7 +50,7 @@ rule fit_global:
         model=lambda w: model_params(w.method),
         image_size=IMAGE_SIZE,
         device=device_param,
-        seed=config["seed"],
+        seed=model_seed,
         classes=CLASSES,
     script:
         "../scripts/fit.py"
@@ -59,11 +60,11 @@ rule score:
     input:
         unpack(score_inputs),
     output:
-        f"{RESULTS}/scores/{{method}}/{{cls}}/{{cls}}.npz",
+        scores_of("{method}", "{cls}", "{cls}"),
     log:
-        f"{RESULTS}/logs/score/{{method}}/{{cls}}.log",
+        f"{REP}/logs/score/{{method}}/{{cls}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/score/{{method}}/{{cls}}.tsv"
+        f"{REP}/benchmarks/score/{{method}}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: MAX_THREADS
@@ -74,6 +75,7 @@ rule score:
     params:
         device=device_param,
         query_images=query_images("query_images"),
+        splits=["val", "test"],
     script:
         "../scripts/score.py"
 
@@ -84,11 +86,11 @@ rule score_global:
     input:
         unpack(score_global_inputs),
     output:
-        expand(f"{RESULTS}/scores/{{{{method}}}}/{GLOBAL}/{{cls}}.npz", cls=CLASSES),
+        expand(scores_of("{{method}}", GLOBAL, "{cls}", "{{repeat}}"), cls=CLASSES),
     log:
-        f"{RESULTS}/logs/score/{{method}}/{GLOBAL}.log",
+        f"{REP}/logs/score/{{method}}/{GLOBAL}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/score/{{method}}/{GLOBAL}.tsv"
+        f"{REP}/benchmarks/score/{{method}}/{GLOBAL}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: MAX_THREADS
@@ -100,5 +102,7 @@ rule score_global:
         device=device_param,
         classes=CLASSES,
         query_images=query_images("query_images_global"),
+        splits=["val", "test"]
+        + (["train"] if config["analysis"]["confusion_normals"] == "train" else []),
     script:
         "../scripts/score.py"

@@ -3,16 +3,19 @@
 
 rule summary:
     input:
-        metrics=f"{RESULTS}/tables/metrics.csv",
-        gap=f"{RESULTS}/tables/gap.csv",
-        confusion=expand(f"{RESULTS}/tables/confusion_{{method}}.csv", method=METHODS),
+        metrics=f"{RESULTS}/{FIRST}/tables/metrics.csv",
+        metrics_across=f"{RESULTS}/tables/metrics_across_repeats.csv",
+        gap=f"{RESULTS}/{FIRST}/tables/gap.csv",
+        gap_across=f"{RESULTS}/tables/gap_across_repeats.csv",
+        confusion=expand(
+            f"{RESULTS}/{FIRST}/tables/confusion_{{method}}.csv", method=METHODS
+        ),
         composition=(
             f"{RESULTS}/tables/memory_bank_composition.csv"
             if "patchcore" in METHODS
             else []
         ),
-        splits=expand(f"{RESULTS}/splits/{{cls}}.json", cls=CLASSES),
-        metric_files=metric_files(),
+        splits=expand(f"{RESULTS}/{FIRST}/splits/{{cls}}.json", cls=CLASSES),
     output:
         report(
             f"{RESULTS}/summary.md",
@@ -25,5 +28,6 @@ rule summary:
         "../envs/analysis.yaml"
     params:
         config=config,
+        repeats=REPEATS,
     script:
         "../scripts/summary.py"

@@ -1,7 +1,10 @@
-"""Rule extract_features: backbone stage maps for every image of one class, once per feature set.
+"""Rule extract_features: backbone stage maps for every image of one class, once per feature set
+(keyed by image: every split and repeat selects its rows by relative path).
 
 The images come preprocessed from the class's image cache (rule preprocess_images), decoded once
-for every feature set; "decoded" in the log means read from that cache.
+for every feature set; "decoded" in the log means read from that cache. They are extracted in
+the first repeat's split order, batches restarting at each split (train, val, test), as the
+study's code batched them: a CPU convolution's last bits depend on which images share a batch.
 """
 
 import logging
@@ -13,14 +16,27 @@ log = logging.getLogger("adloc.extract_features")
 
 
 def main(smk):
-    from adloc.data.cache import check_cache_paths, load_image_cache
-    from adloc.data.splits import read_splits
+    import torch
+
+    from adloc.data.cache import ALL, load_image_cache
+    from adloc.data.splits import SPLIT_NAMES, read_splits
+    from adloc.errors import DatasetError
     from adloc.features import FeatureExtractor, save_features
     from adloc.runtime import device_label, resolve_device
 
     p = smk.params
     cache = load_image_cache(smk.input.images, mmap=True)
-    check_cache_paths(cache, read_splits(smk.input.splits), smk.input.splits)
+    if ALL not in cache.paths:
+        raise DatasetError(f"image cache {smk.input.images} has no {ALL!r} group; delete it and rerun")
+    row = {path: i for i, path in enumerate(cache.paths[ALL])}
+    splits = read_splits(smk.input.order)
+    groups = [[e["path"] for e in splits["splits"][name]] for name in SPLIT_NAMES]
+    listed = [path for g in groups for path in g]
+    if sorted(listed) != sorted(row):
+        raise DatasetError(
+            f"image cache {smk.input.images} and split file {smk.input.order} list different images "
+            f"({len(row)} vs {len(listed)}); delete both and rerun the workflow"
+        )
     extractor = FeatureExtractor(
         p.spec["backbone"],
         p.spec["weights"],
@@ -31,28 +47,28 @@ def main(smk):
         seed=p.seed,
     )
     extractor.provenance["extract_device"] = device_label(extractor.device)
-    for name in ("train", "val", "test"):
-        paths = cache.paths[name]
-        t0 = time.perf_counter()
-        # uint8 images, normalised on the device; maps come back in the storage dtype
-        images = cache.images(name)  # read from the memory-mapped cache
-        t1 = time.perf_counter()
-        feats = extractor.extract(
-            images, batch_size=p.features["batch_size"], out_dtype=p.features["storage_dtype"]
-        )
-        t2 = time.perf_counter()
-        log.info(
-            "%s: %d images decoded in %.2f s, extracted in %.2f s (%.1f img/s)",
-            name, len(paths), t1 - t0, t2 - t1, len(paths) / max(t2 - t1, 1e-9),
-        )
-        save_features(
-            getattr(smk.output, name),
-            feats,
-            paths=paths,
-            provenance=extractor.provenance,
-            input_size=cache.input_size,
-            storage_dtype=p.features["storage_dtype"],
-        )
+    t0 = time.perf_counter()
+    images = cache.images(ALL)  # read from the memory-mapped cache
+    t1 = time.perf_counter()
+    parts = []
+    for paths in groups:  # uint8 images, normalised on the device; maps in the storage dtype
+        if paths:
+            sel = images.index_select(0, torch.as_tensor([row[q] for q in paths], dtype=torch.long))
+            parts.append(extractor.extract(sel, batch_size=p.features["batch_size"], out_dtype=p.features["storage_dtype"]))
+    feats = {k: torch.cat([part[k] for part in parts]) for k in parts[0]}
+    t2 = time.perf_counter()
+    log.info(
+        "%d images decoded in %.2f s, extracted in %.2f s (%.1f img/s)",
+        len(listed), t1 - t0, t2 - t1, len(listed) / max(t2 - t1, 1e-9),
+    )
+    save_features(
+        smk.output[0],
+        feats,
+        paths=listed,
+        provenance=extractor.provenance,
+        input_size=cache.input_size,
+        storage_dtype=p.features["storage_dtype"],
+    )
 
 
 run_script(snakemake, main)  # noqa: F821

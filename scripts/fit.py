@@ -1,4 +1,6 @@
-"""Rules fit_class / fit_global: fit one PatchCore or PaDiM model on train-split features."""
+"""Rules fit_class / fit_global: fit one PatchCore or PaDiM model on train-split features (the
+rows of each class's features that the repeat's split file puts in train), with the repeat's
+model seed."""
 
 import logging
 import time
@@ -9,13 +11,17 @@ log = logging.getLogger("adloc.fit")
 
 
 def main(smk):
+    from adloc.data.splits import read_splits
     from adloc.models import build_model
     from adloc.pipeline import load_training_set
     from adloc.runtime import device_label, resolve_device
 
     p = smk.params
+    train_paths = [
+        [e["path"] for e in read_splits(s)["splits"]["train"]] for s in as_list(smk.input.splits)
+    ]
     classes = list(getattr(p, "classes", None) or [smk.wildcards.get("cls")])
-    train, sources = load_training_set(as_list(smk.input.train), classes)
+    train, sources = load_training_set(as_list(smk.input.features), classes, train_paths)
     device = resolve_device(p.device)
     model = build_model(
         smk.wildcards.method,

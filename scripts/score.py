@@ -1,7 +1,8 @@
 """Rules score / score_global: image scores and test anomaly maps of one model on val and test.
 
 ``score`` handles one per-class model and its class; ``score_global`` loads the global model
-once and writes one scores file per class (outputs, inputs and classes in the same order).
+once and writes one scores file per class (outputs, inputs and classes in the same order). A
+split's images are the rows of the class's features that the repeat's split file lists.
 """
 
 import json
@@ -26,14 +27,14 @@ def main(smk):
     device = resolve_device(smk.params.device)
     model = load_model(smk.wildcards.method, smk.input.model, device=str(device))
     provenance = np.array(json.dumps({**model.provenance, "score_device": device_label(device)}, sort_keys=True))
-    splits_present = [s for s in ("val", "test", "train") if s in smk.input.keys()]
     # PatchCore's k-NN searches run on fixed blocks of images (faiss rounds by block size)
     kw = {"query_images": smk.params.query_images} if smk.wildcards.method == "patchcore" else {}
     for k, out in enumerate(smk.output):
         splits = read_splits(as_list(smk.input.splits)[k])
+        features_file = as_list(smk.input.features)[k]
         arrays = {"provenance": provenance}
-        for split in splits_present:
-            fs = load_features(as_list(smk.input[split])[k])
+        for split in smk.params.splits:
+            fs = load_features(features_file, paths=[e["path"] for e in splits["splits"][split]])
             t0 = time.perf_counter()
             scores, maps = model.predict(fs, **kw)
             log.info("%s %s: %d images scored in %.2f s", splits["class"], split, len(fs.paths), time.perf_counter() - t0)

@@ -1,29 +1,22 @@
-"""Rule splits: scan one class folder and write the study's train/val/test split with sha256s."""
-
-import logging
+"""Rule splits: the study's train/val/test split of one class for the split seed of one repeat,
+drawn from the class's index (rule index: its sha256s, bit depth and warnings are copied)."""
 
 from _common import run_script
 
-log = logging.getLogger("adloc.splits")
-
 
 def main(smk):
-    from adloc.data.mvtec import scan_class
-    from adloc.data.splits import make_splits
+    from adloc.data.splits import read_index, splits_from_index
     from adloc.io import write_json
 
     p = smk.params
-    index = scan_class(p.root, smk.wildcards.cls)
-    splits = make_splits(
-        index,
-        seed=p.splits["seed"],
+    splits = splits_from_index(
+        read_index(smk.input.index),
+        p.root,
+        seed=p.seed,  # the repeat's split seed
         train_fraction=p.splits["train_fraction"],
         val_anomaly_fraction=p.splits["val_anomaly_fraction"],
         stratify_by_defect=p.splits["stratify_by_defect"],
-        bit_depth=p.bit_depth,
     )
-    for w in splits["warnings"]:  # also repeated in the summary's Warnings section
-        log.warning("%s", w)
     write_json(smk.output[0], splits)
 
 

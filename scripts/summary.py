@@ -1,4 +1,5 @@
-"""Rule summary: results/summary.md, the run as a short results section."""
+"""Rule summary: results/<run>/summary.md, the run as a short results section: the first
+repeat's tables, and the across-repeat intervals and paired tests."""
 
 from _common import as_list, run_script
 
@@ -14,12 +15,17 @@ def main(smk):
         read_gap_table,
         read_metrics_table,
         side_by_side,
+        read_gap_across,
+        read_metrics_across,
         write_summary,
     )
     from adloc.data.splits import read_splits
 
     cfg = smk.params.config
-    mt = read_metrics_table(smk.input.metrics)
+    repeats = list(smk.params.repeats)
+    first = repeats[0]
+    mt = read_metrics_table(smk.input.metrics)  # the first repeat's tables
+    gap = read_gap_table(smk.input.gap)
     splits, warnings = {}, []
     for f in as_list(smk.input.splits):
         sp = read_splits(f)
@@ -35,11 +41,14 @@ def main(smk):
     ctx = {
         "config": cfg,
         "metrics_table": mt,
-        "gap_table": read_gap_table(smk.input.gap),
+        "gap_table": gap,
+        "repeats": repeats,
+        "metrics_across": read_metrics_across(smk.input.metrics_across),
+        "gap_across": read_gap_across(smk.input.gap_across),
         "confusion": {m: read_confusion(f) for m, f in zip(cfg["methods"], as_list(smk.input.confusion))},
         "bank_composition": read_bank_composition(smk.input.composition) if smk.input.composition else None,
         "splits": splits,
-        "figures": default_figures(cfg),
+        "figures": default_figures(cfg, first),
         "warnings": warnings,
     }
     if cfg["study_reference"]:

@@ -30,7 +30,10 @@ def main(smk):
         composition = memory_bank_composition(source, patches, duplicate_train_images(hashes))
         write_bank_composition(smk.output.composition, composition)
         views.append((BANK_TITLE, *embed_view(bank, source, **kw)))
-    sets = [load_features(f) for f in as_list(smk.input.features)]
+    sets = [  # the first repeat's training images of each class
+        load_features(f, paths=[e["path"] for e in read_splits(sf)["splits"]["train"]])
+        for f, sf in zip(as_list(smk.input.features), as_list(smk.input.splits))
+    ]
     views.append((BACKBONE_TITLE, *embed_view(*pooled_backbone_features(sets, p.classes), **kw)))
     savefig(plot_tsne(views), smk.output.figure)
 

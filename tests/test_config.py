@@ -91,3 +91,20 @@ def test_run_folder_name_derived_and_user_name_wins():
     assert run_folder_name(folder) == "My_Set"
     for p in (ROOT / "presets").glob("*.yaml"):
         assert "run_name" not in yaml.safe_load(p.read_text()), p
+
+
+def test_repeats_default_to_one_run_and_name_their_folders():
+    from adloc.config import load_config, parse_repeat, repeat_name, repeat_names
+
+    cfg_path = ROOT / "config.yaml"
+    cfg = load_config(cfg_path)
+    assert repeat_names(cfg) == [repeat_name(cfg["splits"]["seed"], cfg["seed"])] == ["s42-m0"]
+    cfg = load_config(cfg_path, {"repeats": {"split_seeds": [1, 2], "model_seeds": [0, 5]}})
+    assert repeat_names(cfg) == ["s1-m0", "s1-m5", "s2-m0", "s2-m5"]
+    assert parse_repeat("s-3-m7") == (-3, 7)
+    with pytest.raises(ConfigError, match="not a repeat name"):
+        parse_repeat("s1m2")
+    with pytest.raises(ConfigError, match="repeats"):
+        load_config(cfg_path, {"repeats": {"split_seed": [1]}})
+    with pytest.raises(ConfigError, match="repeats.split_seeds"):
+        load_config(cfg_path, {"repeats": {"split_seeds": []}})

@@ -16,6 +16,7 @@ from workflow_utils import TINY, make_dataset, planned_jobs, snakemake, write_co
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 CLASSES = TINY["classes"]
+REP = "s42-m0"  # the default config's one repeat: split seed 42, model seed 0
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +34,16 @@ def test_every_target_exists_and_parses(run):
     r = wd / "results" / "tiny"
     assert "results/tiny/summary.md" in proc.stdout + proc.stderr
     for cls in CLASSES:
-        s = json.loads((r / "splits" / f"{cls}.json").read_text())
+        s = json.loads((r / REP / "splits" / f"{cls}.json").read_text())
         assert s["class"] == cls
         assert (r / "figures" / f"examples_{cls}.png").stat().st_size > 10_000
     for m in ("patchcore", "padim"):
-        assert (r / "figures" / f"confusion_{m}.png").stat().st_size > 10_000
-        conf = pd.read_csv(r / "tables" / f"confusion_{m}.csv")
+        assert (r / REP / "figures" / f"confusion_{m}.png").stat().st_size > 10_000
+        conf = pd.read_csv(r / REP / "tables" / f"confusion_{m}.csv")
         assert len(conf) > 0
         for cls in CLASSES:
             for scope in (cls, "global"):
-                sc = np.load(r / "scores" / m / scope / f"{cls}.npz")
+                sc = np.load(r / REP / "scores" / m / scope / f"{cls}.npz")
                 assert np.isfinite(sc["test_scores"]).all()
                 assert sc["test_maps"].shape[1:] == (64, 64)
     for f in ("gap.png", "tsne.png"):
@@ -63,13 +64,14 @@ def test_metrics_table_values_are_sane(run):
     per = df[df["class"] != "macro"]
     assert len(per) == 2 * 3 * len(CLASSES)  # methods x scopes x classes
     assert set(per["scope"]) == {"per_class", "global", "unified_abs"}
+    assert (per["repeat"] == REP).all()
     assert per["auroc"].between(0, 1).all()
     assert per["pixel_auroc"].between(0, 1).all()
     assert per["au_pro"].between(0, 1).all()
     assert (per["auroc_low"] <= per["auroc"] + 1e-12).all()
     assert (per["auroc_high"] >= per["auroc"] - 1e-12).all()
     for cls in CLASSES:
-        s = json.loads((r / "splits" / f"{cls}.json").read_text())
+        s = json.loads((r / REP / "splits" / f"{cls}.json").read_text())
         rows = per[per["class"] == cls]
         assert (rows["n_test"] == s["counts"]["test"]["total"]).all()
         assert (rows["n_test_anomalous"] == s["counts"]["test"]["anomalous"]).all()
@@ -80,7 +82,7 @@ def test_thresholds_come_from_the_calibrate_rule(run):
     """evaluate reads the threshold files; the absolute-unified scope shares ONE pooled threshold
     (F1-max on the pooled validation split), the global model's scores and its pixel metrics."""
     wd, _, _ = run
-    r = wd / "results" / "tiny"
+    r = wd / "results" / "tiny" / REP
     for m in ("patchcore", "padim"):
         pooled = json.loads((r / "thresholds" / m / "pooled.json").read_text())
         assert pooled["classes"] == sorted(CLASSES) or set(pooled["classes"]) == set(CLASSES)
@@ -96,9 +98,20 @@ def test_thresholds_come_from_the_calibrate_rule(run):
             assert ab["pixel"] == gl["pixel"] and ab["test"]["auroc"] == gl["test"]["auroc"]
         conf = pd.read_csv(r / "tables" / f"confusion_{m}.csv")
         assert (conf["threshold_class"] == "one pooled threshold").sum() == len(CLASSES)
-    gap = pd.read_csv(r / "tables" / "gap.csv")
+    gap = pd.read_csv(r.parent / "tables" / "gap.csv")
     assert gap.loc[gap["metric"] == "f1", "gap_abs"].notna().all()
-    assert "What class identity at inference buys" in (r / "summary.md").read_text()
+    assert "What class identity at inference buys" in (r.parent / "summary.md").read_text()
+
+
+def test_one_repeat_reports_across_repeat_statistics_as_na(run):
+    wd, _, _ = run
+    r = wd / "results" / "tiny"
+    across = pd.read_csv(r / "tables" / "metrics_across_repeats.csv")
+    auroc = across[across["metric"] == "auroc"]
+    assert (auroc["n_repeats"] == 1).all() and auroc["sd"].isna().all() and auroc["ci_low"].isna().all()
+    gap = pd.read_csv(r / "tables" / "gap_across_repeats.csv")
+    assert gap["p_value"].isna().all() and gap["holds"].isna().all()
+    assert "With one repeat the spread, the intervals and the paired test are N/A" in (r / "summary.md").read_text()
 
 
 def test_changed_threshold_mode_reruns_calibration_and_evaluation_only(run):

@@ -238,3 +238,27 @@ def feature_set_name(backbone: str, weights: str) -> str:
     else:
         tag = "file-" + "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(weights).stem)
     return f"{backbone}-{tag}"
+
+
+def repeat_name(split_seed: int, model_seed: int) -> str:
+    """Folder name of one repeat under results/<run>/: ``s<split seed>-m<model seed>``."""
+    return f"s{int(split_seed)}-m{int(model_seed)}"
+
+
+def parse_repeat(name: str) -> tuple[int, int]:
+    """``(split seed, model seed)`` of a repeat folder name (inverse of :func:`repeat_name`)."""
+    import re
+
+    m = re.fullmatch(r"s(-?\d+)-m(-?\d+)", str(name))
+    if not m:
+        raise ConfigError(f"{name!r} is not a repeat name (expected s<split seed>-m<model seed>)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def repeat_names(cfg: Mapping[str, Any]) -> list[str]:
+    """Every repeat of a validated config, split seeds outer, model seeds inner. Without
+    ``repeats`` this is one repeat: ``splits.seed`` x ``seed`` (a single run, as before)."""
+    rep = cfg.get("repeats") or {}
+    split_seeds = rep.get("split_seeds") or [cfg["splits"]["seed"]]
+    model_seeds = rep.get("model_seeds") or [cfg["seed"]]
+    return [repeat_name(s, m) for s in split_seeds for m in model_seeds]

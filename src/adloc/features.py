@@ -231,6 +231,21 @@ class FeatureSet:
             self.input_size,
         )
 
+    def by_paths(self, paths: Sequence[str], what: str = "feature file") -> "FeatureSet":
+        """The images with these relative paths, in that order (a split or repeat selects its
+        rows from a class's features, which hold every image of the class once).
+
+        Raises :class:`AdlocError` naming the first missing path: the features are stale.
+        """
+        row = {p: i for i, p in enumerate(self.paths)}
+        missing = [p for p in paths if p not in row]
+        if missing:
+            raise AdlocError(
+                f"{what}: {len(missing)} image(s) of the split (e.g. {missing[0]}) are not in the "
+                "class's features; the features are stale. Delete them and rerun the workflow."
+            )
+        return self.select([row[p] for p in paths])
+
 
 def concat_features(sets: Sequence[FeatureSet], release: bool = False) -> FeatureSet:
     """Concatenate feature sets (e.g. several classes' train splits for a global model).
@@ -303,13 +318,16 @@ def save_features(
     )
 
 
-def load_features(path, keep_dtype: bool = False) -> FeatureSet:
+def load_features(path, keep_dtype: bool = False, paths: Sequence[str] | None = None) -> FeatureSet:
     """Read a feature file written by :func:`save_features`; layers come back as float32.
 
     ``keep_dtype=True``: layers keep their stored dtype (float16 files stay float16, half the
     memory; the models convert each chunk to float32 as they embed it).
+    ``paths``: only these images, in this order (a split's rows of a class's features); the
+    file is memory-mapped, so only the selected rows are read into memory. A path the file
+    lacks raises :class:`AdlocError` (the features are stale).
     """
-    obj = load_torch(path, what="feature file")
+    obj = load_torch(path, what="feature file", mmap=paths is not None)
     if not isinstance(obj, dict) or obj.get("kind") != "features":
         raise AdlocError(f"{path} is not an adloc feature file. Delete it and rerun the workflow.")
     if obj.get("format_version") != FEATURES_FORMAT_VERSION:
@@ -317,9 +335,13 @@ def load_features(path, keep_dtype: bool = False) -> FeatureSet:
             f"{path} has feature format_version {obj.get('format_version')!r}; this adloc reads "
             f"{FEATURES_FORMAT_VERSION}. Delete it and rerun the workflow."
         )
-    paths = list(obj["paths"])
-    layers = {k: (v if keep_dtype else v.float()) for k, v in obj["layers"].items()}
-    for k, v in layers.items():
-        if v.shape[0] != len(paths):
-            raise AdlocError(f"{path}: layer {k} holds {v.shape[0]} images but {len(paths)} paths; the file is corrupt. Delete it and rerun.")
-    return FeatureSet(layers, paths, dict(obj["provenance"]), int(obj["input_size"]))
+    stored = list(obj["paths"])
+    for k, v in obj["layers"].items():
+        if v.shape[0] != len(stored):
+            raise AdlocError(f"{path}: layer {k} holds {v.shape[0]} images but {len(stored)} paths; the file is corrupt. Delete it and rerun.")
+    fs = FeatureSet(dict(obj["layers"]), stored, dict(obj["provenance"]), int(obj["input_size"]))
+    if paths is not None:
+        fs = fs.by_paths(paths, what=str(path))  # copies the selected rows out of the mapping
+    if keep_dtype:
+        return fs
+    return FeatureSet({k: v.float() for k, v in fs.layers.items()}, fs.paths, fs.provenance, fs.input_size)

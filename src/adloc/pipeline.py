@@ -32,16 +32,22 @@ def training_set(sets: Sequence, classes: Sequence[str], release: bool = False):
     return merged, sources
 
 
-def load_training_set(paths: Sequence, classes: Sequence[str]):
-    """Load per-class train feature files and concatenate them, as :func:`training_set`.
+def load_training_set(paths: Sequence, classes: Sequence[str], select: Sequence | None = None):
+    """Load per-class feature files and concatenate them, as :func:`training_set`.
 
+    ``select``: per file, the relative paths of its training images (a repeat's train split; the
+    class's features hold every image once); only those rows are read (memory-mapped file).
     Features keep their stored dtype (a float16 file stays float16) and each file's tensors are
     freed as they are copied, so the peak is the concatenated features plus one layer of one
     class. The models cast every chunk to float32 when they embed it.
     """
     from .features import load_features
 
-    return training_set([load_features(p, keep_dtype=True) for p in paths], classes, release=True)
+    select = [None] * len(paths) if select is None else list(select)
+    if len(select) != len(paths):
+        raise AdlocError(f"got {len(select)} path lists for {len(paths)} feature files")
+    sets = [load_features(p, keep_dtype=True, paths=s) for p, s in zip(paths, select)]
+    return training_set(sets, classes, release=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -176,8 +176,12 @@ def snakemake_cmd(wd: Path, *args: str) -> list[str]:
     ]
 
 
+#: the one repeat of the reference config (split seed 42, model seed 0)
+REPEAT = "s42-m0"
+
+
 def _fit_started(wd: Path) -> bool:
-    r = wd / "results" / "tiny"
+    r = wd / "results" / "tiny" / REPEAT
     models = r / "models"
     if models.is_dir() and any(p.is_file() for p in models.rglob("*")):
         return True
@@ -216,10 +220,9 @@ def resumed_run(tmp_path_factory, dataset_cache):
         proc.wait(timeout=60)
         out.close()
     time.sleep(0.5)  # let the kernel reap the group
+    models = wd / "results" / "tiny" / REPEAT / "models"
     state = {
-        "models": sorted(str(p.relative_to(wd)) for p in (wd / "results" / "tiny" / "models").rglob("*.pt"))
-        if (wd / "results" / "tiny" / "models").is_dir()
-        else [],
+        "models": sorted(str(p.relative_to(wd)) for p in models.rglob("*.pt")) if models.is_dir() else [],
         "group_alive": _leftover_processes(proc.pid, wd),
         "returncode": proc.returncode,
     }

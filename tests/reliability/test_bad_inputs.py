@@ -24,8 +24,9 @@ from .conftest import CLASS, REFERENCE, adloc_lines, new_workdir, tmp_leftovers
 
 
 FSET = "efficientnet_lite0-imagenet"
-FEATURES = [f"results/tiny/features/{FSET}/{CLASS}/{s}.pt" for s in ("train", "val", "test")]
-SPLITS = [f"results/tiny/splits/{CLASS}.json"]
+REP = "results/tiny/s42-m0"  # the one repeat of the default config (split seed 42, model seed 0)
+FEATURES = [f"results/tiny/features/{FSET}/{CLASS}.pt"]  # every image of the class, once
+SPLITS = [f"{REP}/splits/{CLASS}.json"]
 IMAGES = f"results/tiny/images/{CLASS}.pt"
 CFG_ERROR = "adloc: invalid configuration:"
 
@@ -88,7 +89,7 @@ def corrupt_file(rel):
     return f
 
 
-SCORES = f"results/tiny/scores/patchcore/{CLASS}/{CLASS}.npz"
+SCORES = f"{REP}/scores/patchcore/{CLASS}/{CLASS}.npz"
 TRAIN_FEATURES = FEATURES[0]
 
 # id: (break the input, config overrides, snakemake args, substrings of the adloc line,
@@ -174,9 +175,9 @@ CASES = {
     "results file corrupted between runs (scores .npz)": (
         corrupt_file(SCORES), {},
         # the first reader of a scores file is the calibrate rule (evaluate reads its threshold)
-        [f"results/tiny/metrics/patchcore/{CLASS}/{CLASS}.json", "--forcerun", "calibrate"],
+        [f"{REP}/metrics/patchcore/{CLASS}/{CLASS}.json", "--forcerun", "calibrate"],
         [f"scores file is corrupt: {SCORES}", "Delete it and rerun"],
-        [f"results/tiny/thresholds/patchcore/{CLASS}/{CLASS}.json"], True,
+        [f"{REP}/thresholds/patchcore/{CLASS}/{CLASS}.json"], True,
     ),
     "results file corrupted between runs (image cache .pt)": (
         corrupt_file(IMAGES), {},
@@ -186,9 +187,9 @@ CASES = {
     ),
     "results file corrupted between runs (features .pt)": (
         corrupt_file(TRAIN_FEATURES), {},
-        [f"results/tiny/models/patchcore/{CLASS}.pt", "--forcerun", "fit_class"],
+        [f"{REP}/models/patchcore/{CLASS}.pt", "--forcerun", "fit_class"],
         [f"feature file is corrupt or not a torch file: {TRAIN_FEATURES}", "Delete it and rerun"],
-        [f"results/tiny/models/patchcore/{CLASS}.pt"], True,
+        [f"{REP}/models/patchcore/{CLASS}.pt"], True,
     ),
 }
 
@@ -246,7 +247,7 @@ def test_no_anomalies_in_val_error_then_fallback(tmp_path_factory, dataset_cache
     # int(0.01 x 8 anomalies) = 0 anomalous validation images (the schema requires > 0)
     over = {"methods": ["patchcore"], "splits": {"val_anomaly_fraction": 0.01}}
     wd = new_workdir(tmp_path_factory, "degenerate", dataset_cache, **over)
-    target = f"results/tiny/metrics/patchcore/{CLASS}/{CLASS}.json"
+    target = f"{REP}/metrics/patchcore/{CLASS}/{CLASS}.json"
     proc = snakemake(wd, "--cores", "2", target, check=False)
     check_failure(
         wd, proc,
@@ -255,9 +256,9 @@ def test_no_anomalies_in_val_error_then_fallback(tmp_path_factory, dataset_cache
          "raise splits.val_anomaly_fraction to at least 0.125", "set threshold.on_degenerate: fallback"],
         [target],
     )
-    assert f"results/tiny/logs/calibrate/patchcore/{CLASS}.log" in adloc_lines(proc.stderr)[0]
+    assert f"{REP}/logs/calibrate/patchcore/{CLASS}.log" in adloc_lines(proc.stderr)[0]
     write_config(wd, **{**REFERENCE, **over, "threshold": {"on_degenerate": "fallback"}})
-    snakemake(wd, "--cores", "2", "results/tiny/tables/metrics.csv")
+    snakemake(wd, "--cores", "2", f"{REP}/tables/metrics.csv")
     df = pd.read_csv(wd / "results" / "tiny" / "tables" / "metrics.csv")
     rows = df[df["class"] == CLASS]
     assert len(rows) == 3  # per-class, global (model-unified) and unified_abs (one pooled threshold)

@@ -22,16 +22,18 @@ def _files(wd):
     return {
         str(p.relative_to(r)): p
         for p in sorted(r.rglob("*"))
-        if p.is_file() and p.relative_to(r).parts[0] not in SKIP
+        if p.is_file() and not set(p.relative_to(r).parts) & set(SKIP)
     }
 
 
 def test_tables_summary_and_metrics_are_bit_identical(reference_run, resumed_run):
     a, b = _files(reference_run[0]), _files(resumed_run["workdir"])
     assert sorted(a) == sorted(b)
-    must = [k for k in a if k.startswith(("tables/", "metrics/")) or k == "summary.md"]
+    rep = "s42-m0/"  # the one repeat of the default config
+    must = [k for k in a if k.startswith(("tables/", rep + "tables/", rep + "metrics/", rep + "thresholds/"))
+            or k == "summary.md"]
     assert len([k for k in must if k.startswith("tables/")]) >= 5
-    assert len([k for k in must if k.startswith("metrics/")]) == 6  # 2 methods x 3 scopes (per-class, global, unified_abs)
+    assert len([k for k in must if k.startswith(rep + "metrics/")]) == 6  # 2 methods x 3 scopes (per-class, global, unified_abs)
     differ = [k for k in must if a[k].read_bytes() != b[k].read_bytes()]
     assert differ == [], f"differ between two runs: {differ}"
 
@@ -46,7 +48,7 @@ def test_every_other_result_file_is_bit_identical(reference_run, resumed_run):
 
 def test_metrics_json_is_key_sorted_and_free_of_run_specific_values(reference_run):
     r = reference_run[0] / "results" / "tiny"
-    for f in (r / "metrics").rglob("*.json"):
+    for f in (r / "s42-m0" / "metrics").rglob("*.json"):
         text = f.read_text()
         obj = json.loads(text)
         assert text == json.dumps(obj, indent=2, sort_keys=True) + "\n"

@@ -68,7 +68,7 @@ def test_linked_folder_edits_rerun_and_stale_images_stop(tmp_path_factory, datas
     assert planned_jobs(wd, SPLITS) == []
     proc = snakemake(wd, "--cores", "2", IMAGES, "--forcerun", "preprocess_images", check=False)
     check_failure(wd, proc, [f"file(s) of class {CLASS} changed since the split file {SPLITS}",
-                             f"{CLASS}/train/good/003.png", "snakemake --forcerun splits"], [IMAGES])
+                             f"{CLASS}/train/good/003.png", "snakemake --forcerun index"], [IMAGES])
 
 
 def _real_world_folder(root: Path) -> None:

@@ -181,7 +181,7 @@ def test_a_file_edited_after_the_split_is_caught(data, tmp_path):
         check_unchanged(root, s, "results/x/splits/synth_nut.json", names=("test",), keys=("mask",))
     msg = str(err.value)
     assert "1 file(s) of class synth_nut changed since the split file results/x/splits/synth_nut.json" in msg
-    assert mask in msg and "snakemake --forcerun splits" in msg
+    assert mask in msg and "snakemake --forcerun index" in msg
 
 
 # --- 7. degenerate validation splits: a fix that can work -------------------------------------

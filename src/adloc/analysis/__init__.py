@@ -3,16 +3,17 @@ figures, the study's reference numbers and summary.md.
 
 Every function takes loaded data (dicts, arrays, DataFrames) and returns a DataFrame, a
 matplotlib Figure or text; ``write_*`` variants and :func:`figures.savefig` write atomically.
-Submodules: :mod:`.tables`, :mod:`.gap`, :mod:`.confusion`, :mod:`.tsne`, :mod:`.figures`,
+Submodules: :mod:`.tables`, :mod:`.gap`, :mod:`.repeats`, :mod:`.confusion`, :mod:`.tsne`, :mod:`.figures`,
 :mod:`.study_reference`, :mod:`.summary`.
 """
 
-from . import confusion, figures, gap, study_reference, summary, tables, tsne
+from . import confusion, figures, gap, repeats, study_reference, summary, tables, tsne
 from .confusion import (
     confusion_matrix, normal_scores_from_npz, plot_confusion, read_confusion, write_confusion,
 )
 from .figures import examples_figure, savefig, select_examples, style
 from .gap import gap_table, load_pair, load_pairs, plot_gap, read_gap_table, write_gap_table
+from .repeats import read_gap_across, read_metrics_across
 from .study_reference import (
     embedded_class_map, load_study_reference, published_anchors, side_by_side,
 )
@@ -31,5 +32,6 @@ __all__ = [
     "write_metrics_table", "embed_view", "memory_bank_composition", "plot_tsne", "tsne_embed",
     "read_confusion", "write_confusion", "read_gap_table", "write_gap_table", "default_figures",
     "read_metrics_table", "read_bank_composition", "write_bank_composition", "bank_by_source",
-    "pooled_backbone_features", "embedded_class_map",
+    "pooled_backbone_features", "embedded_class_map", "repeats",
+    "read_gap_across", "read_metrics_across",
 ]

@@ -190,7 +190,8 @@ def plot_confusion(df: pd.DataFrame, method: str, variant: str = "heldout"):
     # stays about 12 x 10 inches at 15 classes and every "100.0%" still fits its cell
     cell_w, cell_h, fs = (1.15, 0.95, 8) if n <= 6 else (0.66, 0.5, 7)
     with style():
-        fig = new_figure(max(4.6, cell_w * n + 2.6), max(3.6, cell_h * n_rows + 2.0))
+        fig = new_figure(max(4.6, cell_w * n + 2.6) + (1.2 if POOLED in rows else 0.0),
+                         max(3.6, cell_h * n_rows + 2.0))
         ax = fig.subplots()
         im = ax.imshow(pct.to_numpy(float), cmap="Reds", vmin=0, vmax=100,
                        aspect="equal" if n <= 6 else "auto")
@@ -207,7 +208,7 @@ def plot_confusion(df: pd.DataFrame, method: str, variant: str = "heldout"):
         ax.set_xticks(range(n), classes, rotation=30 if n <= 6 else 45, ha="right")
         ax.set_yticks(range(n_rows), rows)
         ax.set_xlabel("normal images of class B\n(bold diagonal: each class's own threshold)")
-        ax.set_ylabel("threshold of class A")
+        ax.set_ylabel("threshold of class A" + (" (last row: one threshold)" if POOLED in rows else ""))
         for s in ax.spines.values():
             s.set_visible(False)
         cb = fig.colorbar(im, ax=ax, shrink=0.85)

@@ -361,10 +361,13 @@ def wide_gap_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
 GROUPED_MAX_CLASSES = 6
 
 
-def plot_gap(df: pd.DataFrame, title: str = TITLE):
-    """One panel per method: grouped bars (one bar per class) for each metric, bootstrap error
-    bars where available, a hatched bar for the mean over classes, and a zero line. More than
-    GROUPED_MAX_CLASSES classes: one panel per metric and method instead, classes along x."""
+def plot_gap(df: pd.DataFrame, title: str = TITLE, points: pd.DataFrame | None = None,
+             errorbar_note: str = "paired bootstrap 95% interval, AUROC and AUPRC only"):
+    """One panel per method: grouped bars (one bar per class) for each metric, error bars where
+    available, a hatched bar for the mean over classes, and a zero line. ``points``: every
+    repeat's gap table (same columns), drawn as dots over the bars (the across-repeat spread).
+    More than GROUPED_MAX_CLASSES classes: one panel per metric and method instead, classes
+    along x."""
     from matplotlib.patches import Patch
 
     if df.empty:
@@ -380,7 +383,7 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE):
         from .gap_panels import plot_gap_by_class
 
         labels = [METRIC_LABELS[m] if col == "gap" else ABS_LABELS[m] for m, col in groups]
-        return plot_gap_by_class(df, groups, labels, title)
+        return plot_gap_by_class(df, groups, labels, title, points=points, errorbar_note=errorbar_note)
     has_macro = bool((df["class"] == "macro").any())
     slots = classes + (["macro"] if has_macro else [])
     width = 0.84 / max(1, len(slots))
@@ -408,6 +411,13 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE):
                 if has.any():
                     ax.errorbar(xs[has], y[has], yerr=[y[has] - lo[has], hi[has] - y[has]],
                                 fmt="none", ecolor="black", elinewidth=1, capsize=3)
+                if points is not None:
+                    pts = points[(points["method"] == method) & (points["class"] == cls)]
+                    for i, (m, col) in enumerate(groups):
+                        v = pts.loc[pts["metric"] == m, col].to_numpy(float)
+                        v = v[np.isfinite(v)]
+                        ax.scatter(np.full(v.size, xs[i]), v, s=9, color="black", zorder=3,
+                                   linewidths=0)
                 for xi, yi in zip(xs, y):
                     if not np.isfinite(yi):
                         ax.annotate("N/A", (xi, 0), xytext=(0, 3), textcoords="offset points",
@@ -421,8 +431,8 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE):
             ax.tick_params(axis="x", labelbottom=True)
             ax.grid(axis="y", color="0.9", linewidth=0.6)
             ax.set_axisbelow(True)
-        axes[-1].set_xlabel("test-split metric (error bars: paired bootstrap 95% interval, "
-                            "AUROC and AUPRC only)")
+        axes[-1].set_xlabel(f"test-split metric (error bars: {errorbar_note}"
+                            + ("; dots: each repeat" if points is not None else "") + ")")
         handles = [Patch(facecolor=colors[c], edgecolor="black", label=c) for c in classes]
         if has_macro:
             handles.append(Patch(facecolor="0.85", edgecolor="black", hatch="///",

@@ -16,13 +16,15 @@ import pandas as pd
 
 from .figures import class_colors, method_label, new_figure, style
 
-#: x-axis label of the bottom row
-XLABEL = "class (error bars: paired bootstrap 95% interval, AUROC and AUPRC only)"
+#: what the error bars are, by default (the x-axis label of the bottom row names it)
+ERRORBAR_NOTE = "paired bootstrap 95% interval, AUROC and AUPRC only"
 
 
-def _panel(ax, d: pd.DataFrame, slots: Sequence[str], colors: dict, column: str) -> None:
+def _panel(ax, d: pd.DataFrame, slots: Sequence[str], colors: dict, column: str,
+           pts: pd.DataFrame | None = None) -> None:
     """Bars of one method and metric: one per slot (class, then "macro" if present), the value
-    in ``column`` ("gap"; "gap_abs": per-class minus absolute-unified, no interval)."""
+    in ``column`` ("gap"; "gap_abs": per-class minus absolute-unified, no interval); ``pts``:
+    every repeat's rows of that method and metric, drawn as dots (the across-repeat spread)."""
     d = d.set_index("class").reindex(list(slots))
     x = np.arange(len(slots), dtype=float)
     y = d[column].to_numpy(float)
@@ -36,6 +38,11 @@ def _panel(ax, d: pd.DataFrame, slots: Sequence[str], colors: dict, column: str)
     if has.any():
         ax.errorbar(x[has], y[has], yerr=[y[has] - lo[has], hi[has] - y[has]], fmt="none",
                     ecolor="black", elinewidth=0.9, capsize=2)
+    if pts is not None:
+        for xi, cls in zip(x, slots):
+            v = pts.loc[pts["class"] == cls, column].to_numpy(float)
+            v = v[np.isfinite(v)]
+            ax.scatter(np.full(v.size, xi), v, s=7, color="black", zorder=3, linewidths=0)
     for xi, yi in zip(x, y):
         if not np.isfinite(yi):
             ax.annotate("N/A", (xi, 0), xytext=(0, 3), textcoords="offset points", ha="center",
@@ -46,10 +53,12 @@ def _panel(ax, d: pd.DataFrame, slots: Sequence[str], colors: dict, column: str)
 
 
 def plot_gap_by_class(df: pd.DataFrame, groups: Sequence[tuple[str, str]],
-                      labels: Sequence[str], title: str):
+                      labels: Sequence[str], title: str, points: pd.DataFrame | None = None,
+                      errorbar_note: str = ERRORBAR_NOTE):
     """Rows = ``groups`` ((metric, column) pairs as :func:`adloc.analysis.gap.plot_gap` builds
     them, named by ``labels``), columns = methods, x = classes (+ "mean" when the table has
-    macro rows); every panel of a row shares its y axis, so methods compare directly."""
+    macro rows); every panel of a row shares its y axis, so methods compare directly.
+    ``points``: every repeat's gap table, drawn as dots (the across-repeat spread)."""
     methods = list(dict.fromkeys(df["method"]))
     classes = sorted(c for c in df["class"].unique() if c != "macro")
     colors = class_colors(classes)
@@ -64,13 +73,17 @@ def plot_gap_by_class(df: pd.DataFrame, groups: Sequence[tuple[str, str]],
             for c, method in enumerate(methods):
                 ax = axes[r, c]
                 d = df[(df["method"] == method) & (df["metric"] == metric)]
-                _panel(ax, d, slots, colors, column)
+                pts = None
+                if points is not None:
+                    pts = points[(points["method"] == method) & (points["metric"] == metric)]
+                _panel(ax, d, slots, colors, column, pts)
                 if r == 0:
                     ax.set_title(method_label(method))
                 if c == 0:
                     ax.set_ylabel(f"{label}\nper-class − {other}", fontsize=9)
         for ax in axes[-1]:
             ax.set_xticks(np.arange(len(slots)), names, rotation=60, ha="right", fontsize=8)
-        fig.supxlabel(XLABEL, fontsize=9)
+        fig.supxlabel(f"class (error bars: {errorbar_note}"
+                      + ("; dots: each repeat" if points is not None else "") + ")", fontsize=9)
         fig.suptitle(textwrap.fill(title, width=int(width * 10)))  # ~10 title characters per inch
     return fig

@@ -20,6 +20,9 @@ with identical inputs produce identical bytes. ``ctx`` keys:
 ``warnings``                  sentences on how inputs were interpreted (the split files'
                               ``warnings``: EXIF orientation applied, bit depth inferred, ...),
                               shown in a Warnings section before the results when any
+``repeats``                   repeat names (the first one's tables are ``metrics_table`` etc.)
+``metrics_across``            :func:`adloc.analysis.repeats.metrics_across_repeats` output, or None
+``gap_across``                :func:`adloc.analysis.repeats.gap_across_repeats` output, or None
 ============================  =====================================================================
 """
 
@@ -37,6 +40,7 @@ from .confusion import VARIANTS, confusion_cells, summary_sentence
 from .figures import method_label, scope_label
 from .gap import METRIC_LABELS, significant_gaps, wide_gap_table
 from .study_reference import wide_side_by_side
+from .repeats import summary_lines
 from .tables import display_table
 from .tsne import covered_sentences
 
@@ -234,16 +238,19 @@ def identity_sentences(mt: pd.DataFrame) -> list[str]:
     return out
 
 
-def default_figures(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+def default_figures(config: Mapping[str, Any], repeat: str | None = None) -> list[tuple[str, str]]:
     """``(caption, relative path)`` of every figure the workflow draws, for ``ctx["figures"]``
-    (paths relative to summary.md, as in ``results/figures/*.png``)."""
+    (paths relative to summary.md, as in ``results/<run>/figures/*.png``; the confusion figures
+    of ``repeat`` are in ``<repeat>/figures/``)."""
     methods = list(_get(config, "methods", []) or [])
     variant = VARIANTS.get(_get(config, "analysis.confusion_normals", "heldout"), "")
-    figs = [("Per-class minus global model, test split (error bars: paired bootstrap 95% "
-             "intervals)", "figures/gap.png")]
+    figs = [("Per-class minus global model, test split (error bars: across-repeat 95% "
+             "t-intervals, or with one repeat paired bootstrap 95% intervals)", "figures/gap.png")]
+    sub = f"{repeat}/" if repeat else ""
     for m in methods:
         figs.append((f"{method_label(m)} global model: class A's threshold on class B's "
-                     f"{variant}", f"figures/confusion_{m}.png"))
+                     f"{variant}" + (f" (repeat {repeat})" if repeat else ""),
+                     f"{sub}figures/confusion_{m}.png"))
     tsne = ("t-SNE: global PatchCore memory bank by source class, and frozen backbone features"
             if "patchcore" in methods else "t-SNE: frozen backbone features")
     figs.append((tsne, "figures/tsne.png"))
@@ -302,7 +309,9 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
         lines += [f"- {w}" for w in warnings] + [""]
 
     # --- results
-    lines += ["## Results", "", "### Per-class vs global models (test split)", "",
+    reps = list(ctx.get("repeats") or [])
+    of_rep = f", repeat {reps[0]}" if reps else ""
+    lines += ["## Results", "", f"### Per-class vs global models (test split{of_rep})", "",
               _md(display_table(mt)), "",
               "N/A: not defined (a class without ground-truth masks has no pixel metrics, one "
               "without anomalous test images no AUROC, AUPRC or F1). Macro rows average the "
@@ -316,7 +325,7 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
                       f"{r['threshold_fallback']}" for _, r in fb.iterrows()) + ".", ""]
 
     gap = ctx.get("gap_table")
-    lines += ["### Gap: per-class minus global", ""]
+    lines += [f"### Gap: per-class minus global{' (repeat ' + reps[0] + ')' if reps else ''}", ""]
     if gap is None or len(gap) == 0:
         lines += ["Not computed.", ""]
     else:
@@ -345,6 +354,10 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
                   "split of every class (absolute-unified); positive = knowing the class helps. "
                   "Ranking and pixel metrics do not depend on the threshold, so they are the "
                   "same in both scopes.", ""] + ident + [""]
+
+    if ctx.get("metrics_across") is not None and ctx.get("gap_across") is not None:
+        lines += summary_lines(ctx["metrics_across"], ctx["gap_across"],
+                               list(ctx.get("repeats") or ["?"]))
 
     conf = ctx.get("confusion") or {}
     variant = g("analysis.confusion_normals", "heldout")

@@ -1,22 +1,23 @@
 """Image cache: every image of one class decoded and preprocessed once, reused by every backbone.
 
-Rule ``preprocess_images`` decodes and resizes/crops a class's images (train, val and test
-splits) once and writes them here; every ``extract_features`` job of that class (one per feature
+Rule ``preprocess_images`` decodes and resizes/crops every image of a class (train/good, then
+every test folder: the dataset's listing, independent of any split or repeat) once and writes
+them here as one group, :data:`ALL`; every ``extract_features`` job of that class (one per feature
 set: backbone + weights) reads the cache instead of decoding the PNGs again, and a rerun after a
-backbone change decodes nothing. The tensors are exactly
+backbone change decodes nothing. Splits and repeats select images by relative path later (from
+the features). The tensors are exactly
 ``load_split_images(root, entries, pre, as_uint8=True)`` (:mod:`adloc.data.transforms`), so
 features extracted from the cache equal those extracted from freshly decoded images bit for bit.
 
 File format (one file per class, written atomically and byte-stably by :func:`adloc.io.save_torch`)::
 
     {"kind": "images", "format_version": 1, "adloc_version": "...",
-     "splits": {"train": uint8 (N, 3, S, S), "val": ..., "test": ...},
-     "paths": {"train": [relative path, ...], "val": [...], "test": [...]},
+     "splits": {"all": uint8 (N, 3, S, S)}, "paths": {"all": [relative path, ...]},
      "preprocess": {"resize": 256, "crop": 224, "resize_backend": "torchvision"}}
 
 A corrupt, foreign or older-format file raises :class:`adloc.errors.DatasetError` naming the file
-and saying to delete it and rerun; :func:`check_cache_paths` checks the cache against a split
-file (same images, same order). torch is imported lazily (by :mod:`adloc.io`).
+and saying to delete it and rerun (version 1 caches held one group per split and are refused).
+torch is imported lazily (by :mod:`adloc.io`).
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from typing import Any, Mapping, Sequence
 from .. import __version__
 from ..errors import AdlocError, DatasetError
 from ..io import load_torch, save_torch
-from .splits import SPLIT_NAMES
 from .transforms import Preprocess
 
-IMAGES_FORMAT_VERSION = 1
+IMAGES_FORMAT_VERSION = 2
+#: The one group of a class's cache: every image of the class, split-independent.
+ALL = "all"
 
 PathLike = str | os.PathLike
 
@@ -166,35 +168,10 @@ def load_image_cache(
     return ImageCache(dict(splits), {k: list(v) for k, v in paths.items()}, cached_pre, str(path))
 
 
-def check_cache_paths(cache: ImageCache, splits: Mapping[str, Any], splits_path: PathLike = "") -> None:
-    """Raise :class:`DatasetError` unless the cache holds exactly the split file's entries.
-
-    Every split (train, val, test) must list the same relative paths in the same order as
-    ``splits`` (a split file's dict, :func:`adloc.data.splits.read_splits`).
-    """
-    src = f" ({splits_path})" if splits_path else ""
-    for name in SPLIT_NAMES:
-        want = [e["path"] for e in splits["splits"][name]]
-        got = cache.paths.get(name)
-        if got is None:
-            raise _bad(cache.path, f"has no {name} split, which the split file{src} has")
-        if got != want:
-            diff = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-            detail = (
-                f"entry {diff}: {got[diff] if diff < len(got) else '(none)'} in the cache, "
-                f"{want[diff] if diff < len(want) else '(none)'} in the split file"
-            )
-            raise _bad(
-                cache.path,
-                f"does not match the split file{src}: its {name} split has {len(got)} images, the "
-                f"split file {len(want)}; first difference at {detail}",
-            )
-
-
 __all__ = [
     "IMAGES_FORMAT_VERSION",
     "ImageCache",
     "save_image_cache",
     "load_image_cache",
-    "check_cache_paths",
+    "ALL",
 ]

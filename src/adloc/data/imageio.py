@@ -86,7 +86,7 @@ def _bit_scale(arr: np.ndarray, bit_depth: int | None, name: str) -> float:
         raise DatasetError(
             f"image {name} has values up to {peak}, above the {bits}-bit range (0..{top}) it is "
             "read with. Set dataset.bit_depth to the camera's bit depth (or null to infer it "
-            "per class), then rerun from the splits rule (snakemake --forcerun splits)."
+            "per class), then rerun from the index rule (snakemake --forcerun index)."
         )
     return 255.0 / top
 

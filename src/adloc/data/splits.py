@@ -195,6 +195,75 @@ def make_splits(
     }
 
 
+INDEX_KEYS = ("class", "has_masks", "bit_depth", "warnings", "train", "test")
+
+
+def make_index(index: ClassIndex, bit_depth: int | None = None) -> dict[str, Any]:
+    """The class's listing, read once (rule index): every image's entry with its sha256 (and its
+    mask's, size checked against the image's header), the bit depth and the reading warnings
+    (:func:`reading_notes`). Every repeat's split file is drawn from it (:func:`splits_from_index`)
+    without reading the files again, and the image cache is checked against its hashes.
+
+    ``{"class", "has_masks", "bit_depth", "warnings", "train": [entry], "test": [entry]}`` with
+    ``train`` = ``train/good`` and ``test`` = every test folder, in the scanner's order.
+    """
+    root = Path(index.root)
+    depth, warnings = reading_notes(index, bit_depth)
+    return {
+        "class": index.name,
+        "has_masks": bool(index.has_masks),
+        "bit_depth": depth,
+        "warnings": warnings,
+        "train": [_entry(s, root, True) for s in index.train],
+        "test": [_entry(s, root, True) for s in index.test],
+    }
+
+
+def read_index(path: PathLike) -> dict[str, Any]:
+    """Read a class index (:func:`make_index`); DatasetError naming the file when malformed."""
+    try:
+        obj = read_json(path, what="class index")
+    except AdlocError as exc:
+        raise DatasetError(str(exc)) from None
+    if not isinstance(obj, dict) or any(k not in obj for k in INDEX_KEYS) or not all(
+        isinstance(e, dict) and all(k in e for k in ENTRY_KEYS) for e in obj["train"] + obj["test"]
+    ):
+        raise DatasetError(f"class index {path} is malformed; delete it and rerun the workflow.")
+    return obj
+
+
+def splits_from_index(indexed: dict[str, Any], root: PathLike, seed: int = 42, **protocol: Any) -> dict[str, Any]:
+    """:func:`make_splits` of a class index (rule splits, one per split seed): the same split,
+    with the sha256s, bit depth and warnings the index recorded (no file is read again).
+    ``protocol``: make_splits' train_fraction, val_anomaly_fraction, stratify_by_defect."""
+    fields = ("path", "label", "defect", "mask")
+    cls_index = ClassIndex(
+        root=Path(root),
+        name=str(indexed["class"]),
+        train=[Sample(**{k: e[k] for k in fields}) for e in indexed["train"]],
+        test=[Sample(**{k: e[k] for k in fields}) for e in indexed["test"]],
+        has_masks=bool(indexed["has_masks"]),
+    )
+    out = make_splits(cls_index, seed=seed, hash_files=False, bit_depth=indexed["bit_depth"], **protocol)
+    by_path = {e["path"]: e for e in indexed["train"] + indexed["test"]}
+    for entries in out["splits"].values():
+        for e in entries:
+            e["sha256"], e["mask_sha256"] = by_path[e["path"]]["sha256"], by_path[e["path"]]["mask_sha256"]
+    out["warnings"] = list(indexed["warnings"])
+    return out
+
+
+def index_entries(indexed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every entry of a class index: train/good, then the test folders (the image cache's order)."""
+    return list(indexed["train"]) + list(indexed["test"])
+
+
+def check_index_unchanged(root: PathLike, indexed: dict[str, Any], index_path: PathLike = "") -> None:
+    """DatasetError unless every image of the class index still has its recorded sha256."""
+    check_unchanged(root, {"class": indexed["class"], "splits": {"all": index_entries(indexed)}},
+                    index_path, names=("all",), keys=("path",), what="class index")
+
+
 def validate_splits(obj: Any, name: str = "splits") -> dict[str, Any]:
     """Check the structure written by :func:`make_splits`; DatasetError naming ``name`` if not."""
 
@@ -270,18 +339,20 @@ def check_unchanged(
     splits_path: PathLike = "",
     names: tuple[str, ...] = SPLIT_NAMES,
     keys: tuple[str, ...] = ("path", "mask"),
+    what: str = "split file",
 ) -> None:
     """DatasetError unless the files (``keys`` of the splits ``names``) still have the sha256
-    the split file recorded: a file edited (or replaced, keeping its old time stamp) after the
-    split was written would otherwise mix old features with new labels or masks."""
+    the split file (or class index: ``what``) recorded: a file edited (or replaced, keeping its
+    old time stamp) after it was written would otherwise mix old features with new labels or
+    masks. The hashes come from rule index, so the fix reruns the class from there."""
     changed = verify_hashes(root, splits, names, keys)
     if changed:
         src = f" {splits_path}" if splits_path else ""
         raise DatasetError(
-            f"{len(changed)} file(s) of class {splits.get('class')} changed since the split "
-            f"file{src} was written (e.g. {changed[0]} under {root}, sha256 differs or the file "
+            f"{len(changed)} file(s) of class {splits.get('class')} changed since the {what}"
+            f"{src} was written (e.g. {changed[0]} under {root}, sha256 differs or the file "
             "is gone): results made from the old files would mix with the new ones. Rerun the "
-            "class from its split: snakemake --forcerun splits (with your usual arguments)."
+            "class from its index: snakemake --forcerun index (with your usual arguments)."
         )
 
 

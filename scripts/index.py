@@ -1,0 +1,25 @@
+"""Rule index: scan one class folder once (image paths, labels, defect types, masks, sha256s,
+bit depth, reading warnings), checking its layout; every repeat's split and the image cache are
+made from this listing, so a bad folder stops one job and no file is hashed twice."""
+
+import logging
+
+from _common import run_script
+
+log = logging.getLogger("adloc.index")
+
+
+def main(smk):
+    from adloc.data.mvtec import scan_class
+    from adloc.data.splits import make_index
+    from adloc.io import write_json
+
+    p = smk.params
+    indexed = make_index(scan_class(p.root, smk.wildcards.cls), bit_depth=p.bit_depth)
+    for w in indexed["warnings"]:  # also repeated in the summary's Warnings section
+        log.warning("%s", w)
+    log.info("class %s: %d train/good and %d test images", indexed["class"], len(indexed["train"]), len(indexed["test"]))
+    write_json(smk.output[0], indexed)
+
+
+run_script(snakemake, main)  # noqa: F821

@@ -1,0 +1,35 @@
+"""Rule repeats: every repeat's metrics and gap rows, their across-repeat mean, sd and 95%
+t-interval with the paired t-test of each gap, and the gap figure with the across-repeat spread."""
+
+from _common import as_list, run_script
+
+
+def main(smk):
+    from adloc.analysis import plot_gap, read_gap_table, read_metrics_table, savefig
+    from adloc.analysis.repeats import (
+        gap_across_repeats,
+        gap_plot_frame,
+        metrics_across_repeats,
+        stack_repeats,
+        write_table,
+    )
+
+    names = list(smk.params.repeats)
+    metrics = stack_repeats(dict(zip(names, (read_metrics_table(f) for f in as_list(smk.input.metrics)))))
+    gaps = stack_repeats(dict(zip(names, (read_gap_table(f) for f in as_list(smk.input.gap)))))
+    write_table(smk.output.metrics, metrics)
+    write_table(smk.output.gap, gaps)
+    m_across = metrics_across_repeats(metrics)
+    g_across = gap_across_repeats(gaps)
+    write_table(smk.output.metrics_across, m_across)
+    write_table(smk.output.gap_across, g_across)
+    first = gaps[gaps["repeat"] == names[0]].drop(columns="repeat")
+    frame = gap_plot_frame(g_across, first)
+    if len(names) > 1:
+        fig = plot_gap(frame, points=gaps, errorbar_note=f"95% t-interval across {len(names)} repeats")
+    else:
+        fig = plot_gap(frame)
+    savefig(fig, smk.output.figure)
+
+
+run_script(snakemake, main)  # noqa: F821
