@@ -87,7 +87,9 @@ rule confusion:
             f"{REP_X}/thresholds/{{{{method}}}}/{GLOBAL}/{{cls}}.json", cls=CLASSES
         ),
         pooled=f"{REP}/thresholds/{{method}}/pooled.json",
-        scores=expand(scores_of("{{method}}", GLOBAL, "{cls}", "{{repeat}}"), cls=CLASSES),
+        scores=expand(
+            scores_of("{{method}}", GLOBAL, "{cls}", "{{repeat}}"), cls=CLASSES
+        ),
     output:
         table=report(
             f"{REP}/tables/confusion_{{method}}.csv",

@@ -54,7 +54,9 @@ RESULTS = f"results/{RUN}"
 REPEATS = repeat_names(config)
 FIRST = REPEATS[0]  # the repeat whose confusion, t-SNE and example figures are drawn
 REP = f"{RESULTS}/{{repeat}}"  # a path prefix with the repeat wildcard
-REP_X = f"{RESULTS}/{{{{repeat}}}}"  # the same inside expand() (keeps {repeat} a wildcard)
+REP_X = (
+    f"{RESULTS}/{{{{repeat}}}}"  # the same inside expand() (keeps {repeat} a wildcard)
+)
 CLASSES = list(config["classes"])
 METHODS = list(config["methods"])
 DATA_ROOT = config["dataset"]["root"]  # ~ expanded by validate_config
