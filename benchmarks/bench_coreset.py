@@ -1,6 +1,7 @@
 """Time the greedy coreset's CPU loops on real patch embeddings (the global PatchCore fit).
 
-Loads the train features of every class from a finished workflow run (default: the embedded
+Loads the train rows (per the first repeat's split files) of every class's features from a
+finished workflow run (default: the embedded
 default run under ``results/embedded/``), builds the PatchCore embeddings exactly as ``PatchCore.fit``
 does, and runs the coreset with ``method="dense"`` (one torch matrix-vector product over all
 points per iteration: the CUDA path, and adloc's CPU path before the pruned loop), ``"plain"``
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from adloc.data.splits import read_splits
 from adloc.features import concat_features, load_features
 from adloc.models.coreset import covering_radius, greedy_coreset, random_projection
 from adloc.models.patchcore import patch_rows, patchcore_embedding
@@ -30,7 +32,9 @@ from adloc.models.patchcore import patch_rows, patchcore_embedding
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--features", default="results/embedded/features/efficientnet_lite0-imagenet",
-                    help="feature-set folder with <class>/train.pt")
+                    help="feature-set folder with <class>.pt (every image of the class)")
+    ap.add_argument("--splits", default="results/embedded/s42-m0/splits",
+                    help="a repeat's split folder with <class>.json: its train rows are used")
     ap.add_argument("--classes", nargs="*", default=None, help="default: every class folder")
     ap.add_argument("--layers", nargs="+", default=["layer2", "layer3"])
     ap.add_argument("--ratio", type=float, default=0.1)
@@ -48,8 +52,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     root = Path(args.features)
-    classes = args.classes or sorted(p.name for p in root.iterdir() if (p / "train.pt").is_file())
-    fs = concat_features([load_features(root / c / "train.pt") for c in classes])
+    classes = args.classes or sorted(p.stem for p in root.glob("*.pt"))
+    splits = Path(args.splits)
+    fs = concat_features([
+        load_features(root / f"{c}.pt").by_paths(
+            [e["path"] for e in read_splits(splits / f"{c}.json")["splits"]["train"]])
+        for c in classes
+    ])
     emb = torch.cat([
         patch_rows(patchcore_embedding({l: fs.layers[l][s : s + 16] for l in args.layers}, args.layers, 3,
                                        args.embed_dim, args.embed_dim))

@@ -43,8 +43,8 @@ import yaml  # noqa: E402
 
 from adloc.data.synthetic import DEFAULT_COUNTS, generate_class, mvtec_counts  # noqa: E402
 
-RE_EXTRACT = re.compile(r"(\w+): (\d+) images decoded in ([\d.]+) s, extracted in ([\d.]+) s")
-RE_DECODE = re.compile(r"(train|val|test): (\d+) images decoded in ([\d.]+) s \(")  # preprocess_images
+RE_EXTRACT = re.compile(r"(?:(\w+): )?(\d+) images decoded in ([\d.]+) s, extracted in ([\d.]+) s")
+RE_DECODE = re.compile(r"class (\S+): (\d+) images decoded in ([\d.]+) s \(")  # preprocess_images
 RE_CORESET = re.compile(r"coreset \((\w+(?:, \w+)?)\): (\d+) x (\d+) -> (\d+) points in ([\d.]+) s")
 RE_FIT = re.compile(r"fit (\w+) on (\d+) images in ([\d.]+) s")
 RE_KNN = re.compile(r"predict: (\d+) images in ([\d.]+) s \(kNN ([\d.]+) s, (\w+)")
@@ -194,12 +194,14 @@ def rule_key(rel: Path) -> str:
 def collect(work: Path, run: str) -> dict:
     res = work / "results" / run
     rules = defaultdict(lambda: {"jobs": 0, "s": 0.0, "rss": 0.0, "cpu": 0.0})
-    for tsv in sorted((res / "benchmarks").rglob("*.tsv")):
+    # images and features sit at the run level, the rest in one folder per repeat (s<split>-m<model>)
+    tsvs = [(b, t) for b in [res / "benchmarks", *sorted(res.glob("*/benchmarks"))] for t in sorted(b.rglob("*.tsv"))]
+    for bdir, tsv in tsvs:
         with open(tsv) as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
         if not rows:
             continue
-        r = rules[rule_key(tsv.relative_to(res / "benchmarks"))]
+        r = rules[rule_key(tsv.relative_to(bdir))]
         r["jobs"] += 1
         r["s"] += float(rows[-1]["s"])
         try:
@@ -219,16 +221,16 @@ def collect(work: Path, run: str) -> dict:
         for m in RE_DECODE.finditer(log.read_text(errors="replace")):
             out["decode"][0] += int(m.group(2))
             out["decode"][1] += float(m.group(3))
-    for log in (res / "logs" / "fit").rglob("*.log"):
+    for log in sorted(res.glob("*/logs/fit/**/*.log")):
         text = log.read_text(errors="replace")
         method, scope = log.parent.name, log.stem
         for m in RE_CORESET.finditer(text):
             out["coreset"][(method, scope)] = (m.group(1), int(m.group(2)), int(m.group(4)), float(m.group(5)))
         for m in RE_FIT.finditer(text):
             out["fit"][(method, scope)] = float(m.group(3))
-    for log in (res / "logs" / "score").rglob("*.log"):
+    for log in sorted(res.glob("*/logs/score/**/*.log")):
         text = log.read_text(errors="replace")
-        method = log.relative_to(res / "logs" / "score").parts[0]
+        method = log.parent.name if log.parent.name != "score" else log.stem
         for m in RE_KNN.finditer(text):
             out["knn"][method] += float(m.group(3))
             out["predict"][method] += float(m.group(2))

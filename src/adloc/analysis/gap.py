@@ -53,8 +53,9 @@ THRESHOLD_METRICS = ("f1", "accuracy")
 #: Column / axis labels of the per-class minus absolute-unified gaps.
 ABS_LABELS = {"f1": "F1 vs one threshold", "accuracy": "accuracy vs one threshold"}
 
-TITLE = ("Per-class minus global model, per-class thresholds (model-unified) and one threshold "
-         "(absolute-unified); positive = per-class better")
+TITLE = ("Per-class minus global model (positive = per-class better)\n"
+         "global with each class's threshold (model-unified); F1 and accuracy also vs one "
+         "threshold (absolute-unified)")
 
 
 def _value(m: Mapping, section: str, key: str) -> float:

@@ -229,11 +229,13 @@ def identity_sentences(mt: pd.DataFrame) -> list[str]:
                          f"one threshold ({diff})")
         per = (gl["f1"] - ab["f1"]).drop("macro", errors="ignore").dropna()
         worst = ""
-        if len(per):
+        if len(per) and per.max() > 0:
             cls = per.sort_values(ascending=False, kind="mergesort").index[0]
-            worst = (f"; largest for {cls} (F1 {_fmt(gl.at[cls, 'f1'])} vs "
-                     f"{_fmt(ab.at[cls, 'f1'])}, threshold "
+            worst = (f"; the class that gains most F1 from its own threshold: {cls} (F1 "
+                     f"{_fmt(gl.at[cls, 'f1'])} vs {_fmt(ab.at[cls, 'f1'])}, threshold "
                      f"{_fmt(gl.at[cls, 'threshold'], 4)} vs {_fmt(ab.at[cls, 'threshold'], 4)})")
+        elif len(per):
+            worst = "; no class gains F1 from its own threshold"
         out.append(f"- {method_label(method)} global model: " + "; ".join(parts) + worst + ".")
     return out
 
