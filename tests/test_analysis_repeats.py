@@ -98,3 +98,16 @@ def test_one_repeat_is_not_applicable():
     assert "N/A" in text and "No gap can be tested" in text
     # with one repeat the figure shows that repeat's own gaps
     assert gap_plot_frame(df, st).equals(st)
+
+
+def test_repeat_means_for_comparing_runs(tmp_path):
+    from adloc.analysis.repeats import read_repeat_means
+
+    st = stack_repeats({"s1-m0": _metrics(0.8, 0.5), "s2-m0": _metrics(0.9, 0.7)})
+    write_table(tmp_path / "m.csv", st)
+    df = read_repeat_means(tmp_path / "m.csv")
+    assert len(df) == 6 and list(df.columns) == COLUMNS
+    assert df["auroc"].tolist() == pytest.approx([0.85] * 6)
+    one = stack_repeats({"s1-m0": _metrics(0.8, 0.5)})
+    write_table(tmp_path / "one.csv", one)
+    assert read_repeat_means(tmp_path / "one.csv")["f1"].tolist() == pytest.approx([0.5] * 6)

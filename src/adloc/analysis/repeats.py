@@ -226,3 +226,21 @@ def read_gap_across(path) -> pd.DataFrame:
     df["holds"] = pd.array([pd.NA if pd.isna(v) else str(v).strip().lower() == "true"
                             for v in df["holds"]], dtype="boolean")
     return df[GAP_COLUMNS]
+
+
+def read_repeat_means(path) -> pd.DataFrame:
+    """A run's ``tables/metrics.csv`` as one row per method x scope x class: with several
+    repeats, numeric columns are averaged over repeats (NaN-aware) and text columns keep the
+    first repeat's value; with one repeat, that repeat's table. For comparing runs."""
+    from .tables import COLUMNS, read_metrics_table
+
+    df = read_metrics_table(path)
+    reps = read_table_csv(path, "metrics table", usecols=lambda c: c == "repeat")
+    if "repeat" not in reps.columns or reps["repeat"].nunique() <= 1:
+        return df
+    keys = ["method", "scope", "class"]
+    numeric = [c for c in COLUMNS if c not in keys and pd.api.types.is_numeric_dtype(df[c])]
+    text = [c for c in COLUMNS if c not in keys and c not in numeric]
+    g = df.groupby(keys, sort=False)
+    out = g[numeric].mean().join(g[text].first()).reset_index()
+    return sort_rows(out[COLUMNS])
