@@ -357,7 +357,7 @@ def test_device_auto_asks_slurm_for_a_gpu_and_never_falls_back_to_cpu(slurm, tmp
     line asks for a GPU, and the job, which sees only the CI's fake GPU, stops with the CUDA
     error instead of running on the CPU."""
     (tmp_path / "tiny.yaml").write_text(TINY_CONFIG + "device: auto\n")
-    target = "results/tiny/features/efficientnet_lite0-imagenet/synth_nut/train.pt"
+    target = "results/tiny/features/efficientnet_lite0-imagenet/synth_nut.pt"
     rc, out = run_snakemake(
         [*slurm_profile_args(tmp_path, SNAKEFILE), "--configfile", str(tmp_path / "tiny.yaml"),
          "--retries", "0", "--verbose", target],
@@ -367,7 +367,7 @@ def test_device_auto_asks_slurm_for_a_gpu_and_never_falls_back_to_cpu(slurm, tmp
     extract = sbatch_calls(out, "extract_features")
     assert len(extract) == 1, _tail(out)
     assert " --gpus=1" in extract[0]
-    for rule in ("splits", "preprocess_images"):
+    for rule in ("index", "preprocess_images"):  # the CPU jobs upstream of extraction
         calls = sbatch_calls(out, rule)
         assert calls and all("--gpus" not in c for c in calls), _tail(out)
     assert rc != 0, "the extract job cannot have run: the CI GPU is fake"

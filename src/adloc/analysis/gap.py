@@ -139,7 +139,7 @@ def _abs_metrics(pair: Any, method: str, cls: str) -> Mapping | None:
 
 def result_key(path) -> tuple[str, str, str]:
     """``(method, scope, class)`` of a file laid out as ``.../{method}/{scope}/{class}.{ext}``
-    (``results/<run>/metrics/...`` and ``results/<run>/scores/...``)."""
+    (``results/<run>/<repeat>/metrics/...`` and ``results/<run>/<repeat>/scores/...``)."""
     p = Path(path)
     return p.parent.parent.name, p.parent.name, p.stem
 
