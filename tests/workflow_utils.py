@@ -46,7 +46,7 @@ def write_config(workdir: Path, **overrides) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900, env=None):
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 2400, env=None):
     """Run snakemake on the repo's Snakefile inside ``workdir``; return the CompletedProcess."""
     cmd = [
         SNAKEMAKE,
