@@ -22,7 +22,9 @@ rule calibrate:
 
 rule calibrate_global:
     input:
-        scores=expand(scores_of("{{method}}", GLOBAL, "{cls}", "{{repeat}}"), cls=CLASSES),
+        scores=expand(
+            scores_of("{{method}}", GLOBAL, "{cls}", "{{repeat}}"), cls=CLASSES
+        ),
         splits=expand(f"{REP_X}/splits/{{cls}}.json", cls=CLASSES),
     output:
         per_class=expand(

@@ -29,7 +29,8 @@ from workflow_utils import planned_jobs, snakemake, write_config
 from .conftest import CLASS, REFERENCE, adloc_lines, new_workdir, tmp_leftovers
 from .test_bad_inputs import check_failure
 
-SPLITS = f"results/tiny/splits/{CLASS}.json"
+SPLITS = f"results/tiny/s42-m0/splits/{CLASS}.json"
+INDEX = f"results/tiny/index/{CLASS}.json"
 IMAGES = f"results/tiny/images/{CLASS}.pt"
 
 
@@ -59,7 +60,8 @@ def test_linked_folder_edits_rerun_and_stale_images_stop(tmp_path_factory, datas
     # an edit inside the linked folder reruns the class's split (links are followed)
     img = shared / "003.png"
     Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(img)
-    assert ("splits", {"cls": CLASS}) in planned_jobs(wd, SPLITS)
+    planned = planned_jobs(wd, SPLITS)
+    assert ("index", {"cls": CLASS}) in planned and ("splits", {"cls": CLASS, "repeat": "s42-m0"}) in planned
     snakemake(wd, "--cores", "2", SPLITS)
     # replaced again, keeping the old time stamp (cp -p, rsync -a): only the sha256 can tell
     st = img.stat()
@@ -67,7 +69,7 @@ def test_linked_folder_edits_rerun_and_stale_images_stop(tmp_path_factory, datas
     os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert planned_jobs(wd, SPLITS) == []
     proc = snakemake(wd, "--cores", "2", IMAGES, "--forcerun", "preprocess_images", check=False)
-    check_failure(wd, proc, [f"file(s) of class {CLASS} changed since the split file {SPLITS}",
+    check_failure(wd, proc, [f"file(s) of class {CLASS} changed since the class index {INDEX}",
                              f"{CLASS}/train/good/003.png", "snakemake --forcerun index"], [IMAGES])
 
 
