@@ -1,5 +1,6 @@
 """Rule repeats: every repeat's metrics and gap rows, their across-repeat mean, sd and 95%
-t-interval with the paired t-test of each gap, and the gap figure with the across-repeat spread."""
+t-interval (over split seeds, model seeds averaged within each) with the paired t-test of each
+gap, and the gap figure with the across-repeat spread."""
 
 from _common import as_list, run_script
 
@@ -11,6 +12,7 @@ def main(smk):
         gap_plot_frame,
         metrics_across_repeats,
         stack_repeats,
+        units,
         write_table,
     )
 
@@ -25,8 +27,11 @@ def main(smk):
     write_table(smk.output.gap_across, g_across)
     first = gaps[gaps["repeat"] == names[0]].drop(columns="repeat")
     frame = gap_plot_frame(g_across, first)
-    if len(names) > 1:
-        fig = plot_gap(frame, points=gaps, errorbar_note=f"95% t-interval across {len(names)} repeats")
+    unit, label = units(names)
+    n_units = len(set(label.values()))
+    if n_units > 1:
+        note = f"95% t-interval over {n_units} {unit}s, {len(names)} repeats"
+        fig = plot_gap(frame, points=gaps, errorbar_note=note)
     else:
         fig = plot_gap(frame)
     savefig(fig, smk.output.figure)

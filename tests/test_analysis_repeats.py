@@ -95,7 +95,8 @@ def test_one_repeat_is_not_applicable():
     assert df["p_value"].isna().all() and df["holds"].isna().all() and df["sd"].isna().all()
     text = "\n".join(summary_lines(metrics_across_repeats(stack_repeats({"s42-m0": _metrics(0.8, 0.5)})),
                                    df, ["s42-m0"]))
-    assert "N/A" in text and "No gap can be tested" in text
+    assert "One repeat (s42-m0): no across-repeat spread, interval or paired test" in text
+    assert "±" not in text  # no table of N/A cells
     # with one repeat the figure shows that repeat's own gaps
     assert gap_plot_frame(df, st).equals(st)
 
@@ -111,3 +112,34 @@ def test_repeat_means_for_comparing_runs(tmp_path):
     one = stack_repeats({"s1-m0": _metrics(0.8, 0.5)})
     write_table(tmp_path / "one.csv", one)
     assert read_repeat_means(tmp_path / "one.csv")["f1"].tolist() == pytest.approx([0.5] * 6)
+
+
+def test_split_seed_is_the_unit_and_many_gaps_are_adjusted():
+    """Repeats sharing a split seed are averaged first (they share their images): 2 split seeds x
+    2 model seeds are 2 units, not 4; with one split seed the model seeds are the units. The
+    'holds' verdict uses Benjamini-Hochberg adjusted p-values over every tested gap."""
+    from adloc.analysis.repeats import units
+
+    vals = {"s1-m0": (0.90, 0.80), "s1-m1": (0.94, 0.80), "s2-m0": (0.80, 0.78), "s2-m1": (0.82, 0.70)}
+    st = stack_repeats({r: _gap(pc, gl, gl) for r, (pc, gl) in vals.items()})
+    assert units(list(vals))[0] == "split seed"
+    row = gap_across_repeats(st).set_index(["class", "metric", "versus"]).loc[("a", "auroc", "global")]
+    split_means = [np.mean([0.10, 0.14]), np.mean([0.02, 0.12])]
+    assert row["unit"] == "split seed" and row["n_units"] == 2 and row["n_repeats"] == 4
+    assert row["mean"] == pytest.approx(np.mean(split_means))
+    assert row["sd"] == pytest.approx(np.std(split_means, ddof=1))
+    res = stats.ttest_rel([0.92, 0.81], [0.80, 0.74])  # the split seeds' paired means
+    assert row["p_value"] == pytest.approx(res.pvalue)
+    m = metrics_across_repeats(stack_repeats({r: _metrics(pc, 0.5) for r, (pc, _) in vals.items()}))
+    au = m[(m["class"] == "a") & (m["metric"] == "auroc") & (m["scope"] == "global")].iloc[0]
+    assert au["n_units"] == 2 and au["mean"] == pytest.approx(np.mean([0.92, 0.81]))
+    one_split = units(["s42-m0", "s42-m1", "s42-m2"])
+    assert one_split == ("model seed", {"s42-m0": "m0", "s42-m1": "m1", "s42-m2": "m2"})
+
+    # Benjamini-Hochberg: p = 0.01 alone holds; among many larger p-values it may not
+    pcs, gls = [0.9, 0.92, 0.88, 0.91, 0.93], [0.8, 0.85, 0.79, 0.8, 0.86]
+    df = gap_across_repeats(stack_repeats({f"s{i}-m0": _gap(p, g, g) for i, (p, g) in enumerate(zip(pcs, gls))}))
+    tested = df[df["p_value"].notna()]
+    assert np.allclose(tested["p_adjusted"], stats.false_discovery_control(tested["p_value"], method="bh"))
+    assert (tested["holds"] == (tested["p_adjusted"] < 0.05)).all()
+    assert (df.loc[df["p_value"].isna(), "holds"].isna()).all()

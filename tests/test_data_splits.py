@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,33 @@ def test_read_splits_errors_name_the_file(tmp_path):
     )
     with pytest.raises(DatasetError, match="entry 0 of 'train'"):
         read_splits(bad_entry)
+
+
+def test_splits_from_index_equal_make_splits_and_read_no_file(tmp_path):
+    """Every repeat's split is drawn from the class index (rule index): the same file lists,
+    sha256s, bit depth and warnings as make_splits reading the folder, with no file read."""
+    from adloc.data.mvtec import scan_class
+    from adloc.data.splits import check_index_unchanged, make_index, make_splits, read_index, splits_from_index
+    from adloc.data.synthetic import generate_class
+    from adloc.errors import DatasetError
+    from adloc.io import write_json
+
+    generate_class(tmp_path, "synth_nut", {"train_good": 6, "test_good": 2, "anomalies": 5}, image_size=32, seed=0)
+    idx = scan_class(tmp_path, "synth_nut")
+    write_json(tmp_path / "index.json", make_index(idx))
+    indexed = read_index(tmp_path / "index.json")
+    for seed in (0, 42, 7):
+        direct = make_splits(idx, seed=seed, val_anomaly_fraction=0.4)
+        shutil.move(str(tmp_path / "synth_nut"), str(tmp_path / "moved"))  # nothing to read
+        try:
+            drawn = splits_from_index(indexed, tmp_path, seed=seed, val_anomaly_fraction=0.4)
+        finally:
+            shutil.move(str(tmp_path / "moved"), str(tmp_path / "synth_nut"))
+        assert drawn == direct
+    check_index_unchanged(tmp_path, indexed, "index.json")
+    (tmp_path / indexed["train"][0]["path"]).write_bytes(b"changed")
+    with pytest.raises(DatasetError, match="changed since the class index index.json"):
+        check_index_unchanged(tmp_path, indexed, "index.json")
+    write_json(tmp_path / "bad.json", {"class": "synth_nut"})
+    with pytest.raises(DatasetError, match="class index .*bad.json is malformed"):
+        read_index(tmp_path / "bad.json")

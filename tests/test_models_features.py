@@ -56,6 +56,14 @@ def test_feature_file_roundtrip(tmp_path, storage):
     assert sub.paths == ["c.png", "a.png"] and torch.equal(sub.layers["layer2"][0], fs.layers["layer2"][2])
     both = concat_features([fs, sub])
     assert len(both) == 5 and both.layers["layer3"].shape[0] == 5
+    # a split's rows by path, from the memory-mapped file: equal to selecting after a full load
+    picked = load_features(f, paths=["c.png", "a.png"])
+    assert picked.paths == sub.paths and picked.layers["layer3"].dtype == torch.float32
+    assert all(torch.equal(picked.layers[k], sub.layers[k]) for k in feats)
+    kept = load_features(f, keep_dtype=True, paths=["b.png"])
+    assert kept.layers["layer2"].dtype == getattr(torch, storage) and kept.paths == ["b.png"]
+    with pytest.raises(AdlocError, match=r"1 image.*e\.g\. d\.png.*stale"):
+        load_features(f, paths=["a.png", "d.png"])
 
 
 def test_feature_file_errors(tmp_path):

@@ -1,12 +1,19 @@
 """Across repeats: every repeat's rows, and mean, sd and a 95% interval across repeats.
 
-A repeat is one split seed x one model seed (``results/<run>/s<split>-m<model>/``). Per method x
-scope x class, every metric's across-repeat mean, sample standard deviation and 95% Student-t
-interval (``mean ± t_{0.975, n-1} · sd / √n``, :func:`scipy.stats.t`); per method x class x
-metric, the same for each per-class − unified gap, plus a paired t-test across repeats
-(:func:`scipy.stats.ttest_rel`: the per-class and the unified value of one repeat share its
-split and seed, so they form a pair). With one repeat, or a metric defined in fewer than two
-repeats, sd, interval and test are N/A (NaN), never 0.
+A repeat is one split seed x one model seed (``results/<run>/s<split>-m<model>/``). Repeats that
+share a split seed share their train/val/test images, so they are not independent: the unit of
+the statistics is the **split seed** (its repeats' values averaged over model seeds first) when
+there are two or more split seeds, else the model seed (:func:`units`). Counting every repeat as
+independent would shrink the intervals by up to sqrt(model seeds) without any new evidence.
+
+Per method x scope x class, every metric's mean, sample standard deviation and 95% Student-t
+interval over the units (``mean ± t_{0.975, n-1} · sd / √n``, :func:`scipy.stats.t`); per method
+x class x metric, the same for each per-class − unified gap, plus a paired t-test over the units
+(:func:`scipy.stats.ttest_rel`: the per-class and the unified value of one unit share its images
+and seeds, so they form a pair), with Benjamini-Hochberg adjusted p-values over every tested gap
+of the table (:func:`scipy.stats.false_discovery_control`), since dozens of gaps are tested at
+once. With one unit, or a metric defined in fewer than two units, sd, interval and test are N/A
+(NaN), never 0.
 """
 
 from __future__ import annotations
@@ -29,18 +36,44 @@ VERSUS = {"global": ("global", "gap"), "unified_abs": ("unified_abs", "gap_abs")
 #: Level of the paired test and of the intervals.
 ALPHA = 0.05
 
-METRICS_COLUMNS = ["method", "scope", "class", "metric", "n_repeats", "mean", "sd", "ci_low",
-                   "ci_high"]
-GAP_COLUMNS = ["method", "class", "metric", "versus", "n_repeats", "per_class", "unified",
-               "mean", "sd", "ci_low", "ci_high", "t_statistic", "p_value", "holds"]
+METRICS_COLUMNS = ["method", "scope", "class", "metric", "n_repeats", "unit", "n_units", "mean",
+                   "sd", "ci_low", "ci_high"]
+GAP_COLUMNS = ["method", "class", "metric", "versus", "n_repeats", "unit", "n_units", "per_class",
+               "unified", "mean", "sd", "ci_low", "ci_high", "t_statistic", "p_value",
+               "p_adjusted", "holds"]
 
 TEST_NAME = "paired t-test across repeats (scipy.stats.ttest_rel)"
 TEST_SENTENCE = (
-    "Paired t-test across repeats (scipy.stats.ttest_rel): in each repeat the per-class and the "
-    "unified model are measured on the same split with the same seed, so their two values form a "
-    "pair, and the test asks whether the mean of the per-repeat differences is zero; a gap "
-    f"*holds* when p < {ALPHA:g}."
+    "Paired t-test across repeats (scipy.stats.ttest_rel): in each split seed (its model seeds "
+    "averaged; with one split seed, in each model seed) the per-class and the unified model are "
+    "measured on the same images, so their two values form a pair, and the test asks whether "
+    "the mean of the paired differences is zero; a gap *holds* when its Benjamini-Hochberg "
+    f"adjusted p (over every gap tested) is below {ALPHA:g}."
 )
+
+
+def units(repeats: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """The statistical unit of these repeats and each repeat's unit label: ``"split seed"``
+    (label ``s<seed>``) when two or more split seeds occur, else ``"model seed"`` (``m<seed>``;
+    also for names that are not ``s<split>-m<model>``: each repeat its own unit)."""
+    from ..config import parse_repeat
+    from ..errors import ConfigError
+
+    try:
+        seeds = {r: parse_repeat(r) for r in repeats}
+    except ConfigError:
+        return "repeat", {r: str(r) for r in repeats}
+    if len({s for s, _ in seeds.values()}) >= 2:
+        return "split seed", {r: f"s{s}" for r, (s, _) in seeds.items()}
+    return "model seed", {r: f"m{m}" for r, (_, m) in seeds.items()}
+
+
+def unit_means(g: pd.DataFrame, column: str, label: Mapping[str, str]) -> pd.Series:
+    """``column`` of the rows ``g`` (one per repeat) averaged within each unit (NaN-aware: a
+    unit where the value is undefined in every repeat stays NaN), in first-seen unit order."""
+    v = pd.to_numeric(g[column], errors="coerce").astype(float)
+    keys = g["repeat"].map(label)
+    return v.groupby(keys.to_numpy(), sort=False).mean()
 
 
 def stack_repeats(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -73,9 +106,18 @@ def interval(values: Sequence[float]) -> dict:
     return out
 
 
+def _stats(g: pd.DataFrame, column: str, unit: str, label: Mapping[str, str]) -> dict:
+    """:func:`interval` over the unit means of ``column``, with the repeat and unit counts."""
+    st = interval(unit_means(g, column, label))
+    n_rep = int(np.isfinite(pd.to_numeric(g[column], errors="coerce").astype(float)).sum())
+    return {**st, "n_units": st.pop("n_repeats"), "n_repeats": n_rep, "unit": unit}
+
+
 def metrics_across_repeats(stacked: pd.DataFrame) -> pd.DataFrame:
     """Long table: per method x scope x class (macro rows included) x metric of
-    :data:`ACROSS_METRICS`, the across-repeat :func:`interval`. Columns :data:`METRICS_COLUMNS`."""
+    :data:`ACROSS_METRICS`, the :func:`interval` over the units (:func:`units`). Columns
+    :data:`METRICS_COLUMNS`."""
+    unit, label = units(list(dict.fromkeys(stacked["repeat"])))
     rows = []
     order = sort_rows(stacked.drop_duplicates(["method", "scope", "class"]))
     for _, key in order.iterrows():
@@ -83,7 +125,7 @@ def metrics_across_repeats(stacked: pd.DataFrame) -> pd.DataFrame:
                     & (stacked["class"] == key["class"])]
         for metric in ACROSS_METRICS:
             rows.append({"method": key["method"], "scope": key["scope"], "class": key["class"],
-                         "metric": metric, **interval(g[metric].astype(float))})
+                         "metric": metric, **_stats(g, metric, unit, label)})
     return pd.DataFrame(rows, columns=METRICS_COLUMNS)
 
 
@@ -100,10 +142,14 @@ def _paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def gap_across_repeats(stacked_gap: pd.DataFrame) -> pd.DataFrame:
-    """Per method x class (macro included) x metric x unified scope: the across-repeat
-    :func:`interval` of the per-class − unified gap, the mean of both values, and the paired
-    t-test; ``holds`` is True when p < :data:`ALPHA`, False when not, NA when untestable.
-    Absolute-unified rows only for the threshold metrics (the others equal model-unified)."""
+    """Per method x class (macro included) x metric x unified scope: the :func:`interval` over
+    the units of the per-class − unified gap, the mean of both values, and the paired t-test on
+    the unit means; ``p_adjusted``: Benjamini-Hochberg over every tested row; ``holds`` is True
+    when p_adjusted < :data:`ALPHA`, False when not, NA when untestable. Absolute-unified rows
+    only for the threshold metrics (the others equal model-unified)."""
+    from scipy import stats
+
+    unit, label = units(list(dict.fromkeys(stacked_gap["repeat"])))
     rows = []
     keys = stacked_gap.drop_duplicates(["method", "class", "metric"])[["method", "class", "metric"]]
     for _, k in keys.iterrows():
@@ -113,19 +159,24 @@ def gap_across_repeats(stacked_gap: pd.DataFrame) -> pd.DataFrame:
             if versus == "unified_abs" and (k["metric"] not in THRESHOLD_METRICS
                                             or col not in g or g[col].isna().all()):
                 continue
-            pc, other = g["per_class"].to_numpy(float), g[col].to_numpy(float)
+            pc = unit_means(g, "per_class", label).to_numpy(float)
+            other = unit_means(g, col, label).to_numpy(float)
             t, p = _paired_test(pc, other)
-            stats_ = interval(g[gap_col].astype(float))
             rows.append({
                 "method": k["method"], "class": k["class"], "metric": k["metric"],
-                "versus": versus, **stats_,
+                "versus": versus, **_stats(g, gap_col, unit, label),
                 "per_class": float(np.nanmean(pc)) if np.isfinite(pc).any() else np.nan,
                 "unified": float(np.nanmean(other)) if np.isfinite(other).any() else np.nan,
-                "t_statistic": t, "p_value": p, "holds": pd.NA if np.isnan(p) else bool(p < ALPHA),
+                "t_statistic": t, "p_value": p,
             })
-    out = pd.DataFrame(rows, columns=GAP_COLUMNS)
-    out["holds"] = out["holds"].astype("boolean")
-    return out
+    out = pd.DataFrame(rows, columns=[c for c in GAP_COLUMNS if c not in ("p_adjusted", "holds")])
+    tested = out["p_value"].notna().to_numpy()
+    adj = np.full(len(out), np.nan)
+    if tested.any():
+        adj[tested] = stats.false_discovery_control(out.loc[tested, "p_value"].to_numpy(float), method="bh")
+    out["p_adjusted"] = adj
+    out["holds"] = pd.array([pd.NA if np.isnan(q) else bool(q < ALPHA) for q in adj], dtype="boolean")
+    return out[GAP_COLUMNS]
 
 
 def write_table(path, df: pd.DataFrame) -> None:
@@ -134,8 +185,9 @@ def write_table(path, df: pd.DataFrame) -> None:
 
 def gap_plot_frame(across: pd.DataFrame, first_repeat_gap: pd.DataFrame) -> pd.DataFrame:
     """The table :func:`adloc.analysis.gap.plot_gap` draws: across-repeat mean gaps with their
-    t-interval; with one repeat, that repeat's gaps and paired-bootstrap intervals."""
-    n = int(across["n_repeats"].max()) if len(across) else 0
+    t-interval; with fewer than two units (:func:`units`), the first repeat's gaps and
+    paired-bootstrap intervals."""
+    n = int(across["n_units"].max()) if len(across) else 0
     if n < 2:
         return first_repeat_gap
     rows = []
@@ -165,14 +217,22 @@ def summary_lines(metrics_across: pd.DataFrame, gap_across: pd.DataFrame,
                   repeats: Sequence[str]) -> list[str]:
     """The summary's "Across repeats" section (markdown lines)."""
     n = len(repeats)
+    unit, label = units(list(repeats))
+    n_units = len(set(label.values()))
     lines = ["### Across repeats", ""]
+    if n_units < 2:  # nothing to say across one repeat beyond how to get more
+        return lines + [f"One repeat ({', '.join(repeats)}): no across-repeat spread, interval or "
+                        "paired test. presets/repeats.yaml runs 5 split seeds x 3 model seeds "
+                        "(features extracted once, reused by every repeat).", ""]
+    over = (f"over the {n_units} {unit}s" + (" (each split seed's model seeds averaged first: "
+            "repeats sharing a split are not independent)" if unit == "split seed" and n_units < n else ""))
     lines.append(f"{n} repeat{'s' if n != 1 else ''} ({', '.join(repeats)}; s = split seed, m = "
-                 "model seed). Cells: mean ± sd [95% t-interval] across repeats; every repeat's "
+                 f"model seed). Cells: mean ± sd [95% t-interval] {over}; every repeat's "
                  "rows are in tables/metrics.csv and tables/gap.csv, every metric in "
                  "tables/metrics_across_repeats.csv and tables/gap_across_repeats.csv.")
-    if n < 2:
-        lines.append("With one repeat the spread, the intervals and the paired test are N/A; "
-                     "presets/repeats.yaml runs 5 split seeds x 3 model seeds.")
+    if unit == "model seed" and n_units >= 2:
+        lines.append("One split seed: the spread is the model seeds' only, not the split's; "
+                     "presets/repeats.yaml also varies the split.")
     lines.append("")
     macro = metrics_across[metrics_across["class"] == "macro"]
     shown = ["auroc", "f1", "accuracy", "pixel_auroc", "au_pro"]
@@ -188,13 +248,15 @@ def summary_lines(metrics_across: pd.DataFrame, gap_across: pd.DataFrame,
     g = gap_across[gap_across["class"] != "macro"]
     held = g[g["holds"].fillna(False).astype(bool)]
     testable = int(g["p_value"].notna().sum())
+    # the adjustment ran over every tested row, macro rows included
     if testable == 0:
         lines += ["No gap can be tested (fewer than two repeats with a spread).", ""]
     else:
         parts = [f"{method_label(r['method'])} {r['class']} "
                  f"{ABS_LABELS[r['metric']] if r['versus'] == 'unified_abs' else METRIC_LABELS.get(r['metric'], r['metric'])} "
                  f"{_fmt(r['mean'], sign=True)} [{_fmt(r['ci_low'], sign=True)}, "
-                 f"{_fmt(r['ci_high'], sign=True)}], p = {r['p_value']:.3g}"
+                 f"{_fmt(r['ci_high'], sign=True)}], p = {r['p_value']:.3g} "
+                 f"(adjusted {r['p_adjusted']:.3g})"
                  for _, r in held.iterrows()]
         lines += [f"{len(held)} of {testable} testable per-class gaps hold across repeats"
                   + (": " + "; ".join(parts) if parts else "") + ". Positive favours the "
@@ -203,7 +265,8 @@ def summary_lines(metrics_across: pd.DataFrame, gap_across: pd.DataFrame,
     return lines
 
 
-__all__ = ["ACROSS_METRICS", "TEST_NAME", "TEST_SENTENCE", "stack_repeats", "interval",
+__all__ = ["ACROSS_METRICS", "TEST_NAME", "TEST_SENTENCE", "stack_repeats", "interval", "units",
+           "unit_means",
            "metrics_across_repeats", "gap_across_repeats", "gap_plot_frame", "summary_lines",
            "write_table", "read_metrics_across", "read_gap_across"]
 

@@ -192,14 +192,24 @@ def _protocol_differences(cfg: Mapping, mt: pd.DataFrame, has_bank: bool) -> lis
                  "labelled as such (fixed).")
     # 7
     nb = int(g("evaluation.bootstrap.n", 0) or 0)
+    rep = cfg.get("repeats") or {}
+    n_split = len(rep.get("split_seeds") or [None])
+    n_model = len(rep.get("model_seeds") or [None])
+    repeated = n_split * n_model > 1
+    if repeated:
+        seeds = (f"; {n_split} split seed(s) x {n_model} model seed(s), every gap with its "
+                 "across-repeat t-interval and paired test")
+    else:
+        seeds = "; one split and one training seed (presets/repeats.yaml repeats both)"
     if nb > 0:
         items.append("Uncertainty: the study reported one seed on 89–116 test images per class "
                      f"with no intervals. **This run:** 95% bootstrap intervals ({nb} resamples, "
                      f"seed {g('evaluation.bootstrap.seed', 0)}), paired for the per-class − "
-                     "global gaps (fixed; still one training seed).")
+                     f"global gaps{seeds} (fixed).")
     else:
         items.append("Uncertainty: the study reported one seed with no intervals. **This run:** "
-                     "no bootstrap (evaluation.bootstrap.n = 0) (kept).")
+                     f"no bootstrap (evaluation.bootstrap.n = 0){seeds} "
+                     f"({'fixed' if repeated else 'kept'}).")
     # 8
     if g("threshold.mode", "exact") == "exact":
         items.append("Thresholds: the study searched a 1000-point grid. **This run:** the exact "
