@@ -111,7 +111,7 @@ def test_one_repeat_reports_across_repeat_statistics_as_na(run):
     assert (auroc["n_repeats"] == 1).all() and auroc["sd"].isna().all() and auroc["ci_low"].isna().all()
     gap = pd.read_csv(r / "tables" / "gap_across_repeats.csv")
     assert gap["p_value"].isna().all() and gap["holds"].isna().all()
-    assert "With one repeat the spread, the intervals and the paired test are N/A" in (r / "summary.md").read_text()
+    assert "One repeat (s42-m0): no across-repeat spread, interval or paired test" in (r / "summary.md").read_text()
 
 
 def test_changed_threshold_mode_reruns_calibration_and_evaluation_only(run):

@@ -27,7 +27,7 @@ def test_two_named_runs_kept_apart_and_compared(tmp_path):
     for run in ("ratio10", "ratio50"):
         r = tmp_path / "results" / run
         assert (r / "summary.md").is_file() and (r / "figures" / "gap.png").is_file()
-        assert (r / "models" / "patchcore" / "global.pt").is_file()
+        assert (r / "s42-m0" / "models" / "patchcore" / "global.pt").is_file()
     # the second run did not touch the first
     assert (tmp_path / "results" / "ratio10" / "tables" / "metrics.csv").read_bytes() == first
     out = tmp_path / "results" / "compare" / "ratio10_vs_ratio50"

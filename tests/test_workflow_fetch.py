@@ -50,12 +50,12 @@ def test_visa_fetched_once_and_run_end_to_end(tmp_path):
         res = wd / "results" / "tiny"
         assert "ran on: extract cpu, fit cpu, score cpu" in (res / "summary.md").read_text()
         for cls in classes:
-            m = json.loads((res / "metrics" / "patchcore" / cls / f"{cls}.json").read_text())
+            m = json.loads((res / "s42-m0" / "metrics" / "patchcore" / cls / f"{cls}.json").read_text())
             assert m["pixel"]["pixel_auroc"] is not None  # VisA masks reached the evaluation
             # every step records the device it actually ran on (device: cpu here)
             assert {k: v for k, v in m["provenance"].items() if k.endswith("_device")} == {
                 "extract_device": "cpu", "fit_device": "cpu", "score_device": "cpu"}
-            splits = json.loads((res / "splits" / f"{cls}.json").read_text())
+            splits = json.loads((res / "s42-m0" / "splits" / f"{cls}.json").read_text())
             assert splits["counts"]["val"]["anomalous"] == 1 and splits["counts"]["train"]["normal"] == 6
         # a second invocation: nothing to do, nothing downloaded
         assert planned_jobs(wd) == []

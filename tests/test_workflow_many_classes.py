@@ -37,16 +37,16 @@ def test_seven_embedded_classes_run_end_to_end(tmp_path):
     comp = pd.read_csv(r / "tables" / "memory_bank_composition.csv")
     assert set(CLASSES) <= set(comp["class"])
     for cls in CLASSES:
-        sc = np.load(r / "scores" / "patchcore" / "global" / f"{cls}.npz")
+        sc = np.load(r / "s42-m0" / "scores" / "patchcore" / "global" / f"{cls}.npz")
         assert np.isfinite(sc["test_scores"]).all()
-    conf = pd.read_csv(r / "tables" / "confusion_patchcore.csv")
+    conf = pd.read_csv(r / "s42-m0" / "tables" / "confusion_patchcore.csv")
     assert set(conf["normals_class"]) == set(CLASSES) <= set(conf["threshold_class"])
     gap = pd.read_csv(r / "tables" / "gap.csv")
     assert set(CLASSES) <= set(gap["class"])
     # seven classes: the gap figure has one panel per metric (classes along x), so it is taller
     # than wide-grouped; the confusion heat map grows with the class count
     gw, gh = Image.open(r / "figures" / "gap.png").size
-    cw, ch = Image.open(r / "figures" / "confusion_patchcore.png").size
+    cw, ch = Image.open(r / "s42-m0" / "figures" / "confusion_patchcore.png").size
     assert gh > 700 and cw > 700 and ch > 500
     assert Image.open(r / "figures" / "tsne.png").size[0] > 500
     assert all(c in (r / "summary.md").read_text() for c in CLASSES)

@@ -48,8 +48,8 @@ def test_study_branches_are_recorded(study_run):
     assert cfg["seed"] == 42 and cfg["patchcore"]["coreset_start"] == "random_point"
     for cls in CLASSES:
         for m in ("patchcore", "padim"):
-            per = json.loads((r / "metrics" / m / cls / f"{cls}.json").read_text())
-            glo = json.loads((r / "metrics" / m / "global" / f"{cls}.json").read_text())
+            per = json.loads((r / "s42-m42" / "metrics" / m / cls / f"{cls}.json").read_text())
+            glo = json.loads((r / "s42-m42" / "metrics" / m / "global" / f"{cls}.json").read_text())
             # the study's pixel-AUROC image sets: all test images per class, anomalous for global
             assert per["pixel"]["pixel_auroc_images"] == "all"
             assert glo["pixel"]["pixel_auroc_images"] == "anomalous"
@@ -59,14 +59,14 @@ def test_study_branches_are_recorded(study_run):
             assert per["provenance"]["weights"] == "file" and per["provenance"]["sha256"]
             assert per["provenance"]["source"].endswith(f"{'resnet50' if m == 'patchcore' else 'resnet50_timm'}-random.pth")
             assert per["provenance"]["channels_last"] is False
-    bank = torch.load(r / "models" / "patchcore" / "global.pt", weights_only=True)
+    bank = torch.load(r / "s42-m42" / "models" / "patchcore" / "global.pt", weights_only=True)
     assert bank["config"]["coreset_start"] == "random_point" and bank["config"]["seed"] == 42
-    n_train = sum(json.loads((r / "splits" / f"{c}.json").read_text())["counts"]["train"]["total"] for c in CLASSES)
+    n_train = sum(json.loads((r / "s42-m42" / "splits" / f"{c}.json").read_text())["counts"]["train"]["total"] for c in CLASSES)
     assert bank["state"]["bank"].shape[0] == max(1, int(n_train * 4 * 4 * 0.05))  # 4x4 grid at 32 px
     cache = torch.load(r / "images" / f"{CLASSES[0]}.pt", weights_only=True)
     assert cache["preprocess"] == {"resize": 32, "crop": None, "resize_backend": "pil"}
     # the confusion analysis scores the training normals (the study's in-sample variant)
-    sc = np.load(r / "scores" / "patchcore" / "global" / f"{CLASSES[0]}.npz")
+    sc = np.load(r / "s42-m42" / "scores" / "patchcore" / "global" / f"{CLASSES[0]}.npz")
     assert "train_scores" in sc and np.isfinite(sc["test_maps"]).all()
     df = pd.read_csv(r / "tables" / "metrics.csv")
     per = df[df["class"] != "macro"]

@@ -259,7 +259,7 @@ def test_no_anomalies_in_val_error_then_fallback(tmp_path_factory, dataset_cache
     assert f"{REP}/logs/calibrate/patchcore/{CLASS}.log" in adloc_lines(proc.stderr)[0]
     write_config(wd, **{**REFERENCE, **over, "threshold": {"on_degenerate": "fallback"}})
     snakemake(wd, "--cores", "2", f"{REP}/tables/metrics.csv")
-    df = pd.read_csv(wd / "results" / "tiny" / "tables" / "metrics.csv")
+    df = pd.read_csv(wd / REP / "tables" / "metrics.csv")
     rows = df[df["class"] == CLASS]
     assert len(rows) == 3  # per-class, global (model-unified) and unified_abs (one pooled threshold)
     assert (rows["threshold_fallback"] == "no_anomalies_in_val: max normal score").all()
