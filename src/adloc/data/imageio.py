@@ -2,8 +2,11 @@
 
 Images are decoded with their EXIF orientation applied (``PIL.ImageOps.exif_transpose``, as
 photo viewers show them), masks likewise; 16-bit images are scaled by ``255 / (2**bit_depth -
-1)`` where ``bit_depth`` is the class's (``dataset.bit_depth``, or inferred from the largest
-value by :func:`infer_bit_depth` and reported), not always by 255/65535.
+1)`` where ``bit_depth`` is the class's (``dataset.bit_depth``, else the significant bits every
+16-bit PNG declares in its sBIT chunk, else inferred from the largest value and reported: see
+:func:`class_bit_depth`), not always by 255/65535. :func:`mask_warnings` reports masks that are
+not read exactly as drawn (grey levels between 0 and the defect value, a defect value the study
+preset's threshold drops, empty masks of anomalous images).
 
 Every path is given as ``(root, relative path)`` or one full path; every problem raises
 :class:`adloc.errors.DatasetError` naming the file and the fix. :mod:`adloc.data.mvtec`
@@ -13,11 +16,12 @@ re-exports these functions.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from ..errors import DatasetError
 
@@ -165,35 +169,123 @@ def image_size(root: PathLike, rel_path: PathLike | None = None) -> tuple[int, i
     return hd.height, hd.width
 
 
-def infer_bit_depth(
+#: The PNG file signature and, per IHDR colour type, the sBIT chunk's length and colour channels.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SBIT_LAYOUT = {0: (1, 1), 2: (3, 3), 3: (3, 3), 4: (2, 1), 6: (4, 3)}
+
+
+def png_significant_bits(root: PathLike, rel_path: PathLike | None = None) -> int | None:
+    """Significant bits a PNG declares in its sBIT chunk (the largest over its colour channels,
+    alpha excluded); None for a file that is not a PNG or has no sBIT chunk before its image data.
+
+    Pillow skips sBIT when reading, so the chunks are walked with its ``PngStream`` (length, type,
+    data, CRC checked) up to the first IDAT. A malformed chunk raises DatasetError naming the file.
+    """
+    path, name = _resolve(root, rel_path)
+    try:
+        with open(path, "rb") as fp:
+            if fp.read(8) != PNG_SIGNATURE:
+                return None
+            stream, depth, ctype = PngImagePlugin.PngStream(fp), 16, 0
+            while True:
+                cid, _, length = stream.read()
+                if cid in (b"IDAT", b"IEND"):
+                    return None
+                data = fp.read(length)
+                if len(data) != length:
+                    raise SyntaxError(f"chunk {cid!r} is truncated")
+                stream.crc(cid, data)
+                if cid == b"IHDR":
+                    depth, ctype = (8 if data[9] == 3 else data[8]), data[9]
+                elif cid == b"sBIT":
+                    size, channels = _SBIT_LAYOUT.get(ctype, (len(data), len(data)))
+                    bits = max(data[:channels], default=0)
+                    if len(data) != size or not 1 <= bits <= depth:
+                        raise SyntaxError(f"sBIT chunk {data.hex()} does not fit a {depth}-bit image")
+                    return int(bits)
+    except FileNotFoundError:
+        raise DatasetError(f"image not found: {name}.") from None
+    except (OSError, SyntaxError, ValueError, IndexError, struct.error) as exc:
+        raise DatasetError(
+            f"image {name} has a malformed PNG chunk ({exc}). Replace the file with an intact "
+            "copy, or set dataset.bit_depth so its sBIT chunk is not read."
+        ) from None
+
+
+def _peak(root: PathLike, rel: PathLike) -> int:
+    path, name = _resolve(root, rel)
+    with _open_loaded(path, name, "image") as im:
+        return int(np.asarray(im).max(initial=0))
+
+
+def class_bit_depth(
     root: PathLike, high_bit_paths, declared: int | None = None
-) -> tuple[int | None, str | None]:
-    """The bit depth a class's 16-bit images are read with, and a warning when it was inferred.
+) -> tuple[int | None, str | None, str | None]:
+    """The bit depth a class's 16-bit images are read with, a warning when it was inferred, and
+    a note (info, not a warning) when every image's PNG sBIT chunk declared it.
 
     ``high_bit_paths``: the class's 16-bit images (:attr:`ImageHeader.high_bit`); only they are
     decoded. ``declared`` (``dataset.bit_depth``) wins; its range is checked when the images are
-    read. Otherwise the depth is the smallest of :data:`BIT_DEPTHS` that holds the class's
-    largest value, so 12-bit camera data in 16-bit PNGs keeps its 256 grey levels instead of 17.
-    Returns ``(None, None)`` when there is no 16-bit image.
+    read. Otherwise, when every image declares the same significant bits (sBIT), that is the
+    depth; values above that range, or images declaring different bits, raise DatasetError
+    (naming the files; the fix is dataset.bit_depth). Otherwise the depth is the smallest of
+    :data:`BIT_DEPTHS` that holds the class's largest value (no lower than any sBIT declared),
+    so 12-bit camera data in 16-bit PNGs keeps its 256 grey levels instead of 17.
+    Returns ``(None, None, None)`` when there is no 16-bit image.
     """
     high = list(high_bit_paths)
     if not high:
-        return None, None
+        return None, None, None
     if declared is not None:
-        return int(declared), None
-    peak, where = -1, high[0]
-    for r in high:
-        path, name = _resolve(root, r)
-        with _open_loaded(path, name, "image") as im:
-            m = int(np.asarray(im).max(initial=0))
-        if m > peak:
-            peak, where = m, r
-    bits = next((b for b in BIT_DEPTHS if peak < (1 << b)), 16)
+        return int(declared), None, None
+    fix = "then rerun from the index rule (snakemake --forcerun index)."
+    peaks = {r: _peak(root, r) for r in high}
+    sbit = {r: b for r in high if (b := png_significant_bits(root, r)) is not None}
+    for r, b in sbit.items():
+        if peaks[r] > (1 << b) - 1:
+            raise DatasetError(
+                f"16-bit image {Path(r).as_posix()} (under {root}) has values up to {peaks[r]}, "
+                f"above the {b}-bit range (0..{(1 << b) - 1}) its PNG sBIT chunk declares: its "
+                "samples were scaled to 16 bits (as the PNG specification prescribes) or the "
+                "chunk is wrong. Set dataset.bit_depth (16 for scaled samples, else the camera's "
+                f"bit depth), {fix}"
+            )
+    if len(set(sbit.values())) > 1:
+        first: dict[int, str] = {}
+        for r, b in sbit.items():
+            first.setdefault(b, Path(r).as_posix())
+        (ba, a), (bb, b) = sorted(first.items())[:2]
+        raise DatasetError(
+            f"the 16-bit images of one class declare different significant bits in their PNG "
+            f"sBIT chunks ({a}: {ba}, {b}: {bb}, under {root}), but a class is read with one bit "
+            f"depth. Set dataset.bit_depth to the camera's bit depth, {fix}"
+        )
+    if len(sbit) == len(high):
+        bits = next(iter(sbit.values()))
+        return bits, None, (
+            f"{len(high)} 16-bit image(s) read as {bits}-bit data, as their PNG sBIT chunks "
+            f"declare (scaled by 255/{(1 << bits) - 1})."
+        )
+    where = max(high, key=lambda r: peaks[r])
+    peak = peaks[where]
+    bits = max([next((b for b in BIT_DEPTHS if peak < (1 << b)), 16), *sbit.values()])
+    partial = (
+        f" Only {len(sbit)} of them declare {next(iter(sbit.values()))} significant bits in a "
+        f"PNG sBIT chunk (e.g. {Path(next(iter(sbit))).as_posix()})." if sbit else ""
+    )
     return bits, (
         f"{len(high)} 16-bit image(s); the largest value is {peak} ({Path(where).as_posix()}), "
-        f"so they are read as {bits}-bit data (scaled by 255/{(1 << bits) - 1}, not 255/65535). "
-        "Set dataset.bit_depth if the camera's bit depth differs."
-    )
+        f"so they are read as {bits}-bit data (scaled by 255/{(1 << bits) - 1}, not 255/65535)."
+        f"{partial} Set dataset.bit_depth if the camera's bit depth differs."
+    ), None
+
+
+def infer_bit_depth(
+    root: PathLike, high_bit_paths, declared: int | None = None
+) -> tuple[int | None, str | None]:
+    """:func:`class_bit_depth` without its sBIT note: ``(bit depth, warning when inferred)``."""
+    bits, warning, _ = class_bit_depth(root, high_bit_paths, declared)
+    return bits, warning
 
 
 def load_mask(
@@ -218,9 +310,7 @@ def load_mask(
         if grey_threshold is not None:
             m = np.asarray(im.convert("L")) > int(grey_threshold)
         else:
-            if im.mode not in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
-                im = im.convert("L")
-            m = np.asarray(im) > 0
+            m = _mask_values(im) > 0
     if m.ndim != 2:  # pragma: no cover - every mode above decodes to 2-D
         m = m.any(axis=-1)
     if shape is not None:
@@ -231,3 +321,84 @@ def load_mask(
                 "Regenerate or resize the mask to its image's size."
             )
     return m
+
+
+#: Modes a mask is compared ``> 0`` in as decoded (others are converted to "L" first).
+MASK_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
+#: The study preset's mask threshold (``Preprocess.mask_threshold`` with resize_backend "pil").
+STUDY_MASK_THRESHOLD = 127
+
+
+def _mask_values(im: Image.Image) -> np.ndarray:
+    """The values :func:`load_mask` compares ``> 0`` by default."""
+    return np.asarray(im if im.mode in MASK_MODES else im.convert("L"))
+
+
+@dataclass(frozen=True)
+class MaskLevels:
+    """A mask's values as :func:`load_mask` reads them: ``levels`` distinct values above 0, the
+    largest ``top``; ``on`` pixels above 0 (the default reading), ``between`` of them below
+    ``top`` (grey edges); ``study_on`` pixels above :data:`STUDY_MASK_THRESHOLD` after PIL
+    ``convert("L")`` (the study preset's reading)."""
+
+    levels: int
+    top: float
+    on: int
+    between: int
+    study_on: int
+
+
+def mask_levels(root: PathLike, rel_path: PathLike | None = None) -> MaskLevels:
+    """Decode a mask once and count its levels (:class:`MaskLevels`); DatasetError if unreadable."""
+    path, name = _resolve(root, rel_path)
+    with _open_loaded(path, name, "mask") as im:
+        a = _mask_values(im)
+        grey = a if im.mode == "L" else np.asarray(im.convert("L"))
+        study_on = int(np.count_nonzero(grey > STUDY_MASK_THRESHOLD))
+    on = a[a > 0].astype(np.float64)
+    top = float(on.max(initial=0))
+    return MaskLevels(len(np.unique(on)), top, int(on.size), int(np.count_nonzero(on < top)), study_on)
+
+
+def mask_warnings(root: PathLike, masks) -> list[str]:
+    """Warnings about masks (relative paths of one class) that are not read exactly as drawn:
+    grey levels between 0 and the defect value (anti-aliased edges), a defect value that the
+    study preset's threshold reads differently (0/1, colour or palette masks), empty masks.
+    Each mask is decoded once (rule index); the sentences name the counts, an example and the
+    threshold each reading applies."""
+    masks = [Path(m).as_posix() for m in masks]
+    stats = {m: mask_levels(root, m) for m in masks}
+    study = (f"with the study preset (preprocess.resize_backend: pil) as grey > "
+             f"{STUDY_MASK_THRESHOLD} after PIL convert('L')")
+    out: list[str] = []
+    graded = [m for m, s in stats.items() if s.between]
+    if graded:
+        ex, on = stats[graded[0]], sum(stats[m].on for m in graded)
+        between, kept = sum(stats[m].between for m in graded), sum(stats[m].study_on for m in graded)
+        out.append(
+            f"{len(graded)} of {len(masks)} mask(s) are not two-valued (anti-aliased or soft "
+            f"edges; e.g. {graded[0]}: {ex.levels} levels above 0, up to {ex.top:g}): "
+            f"{between / on:.1%} of their non-zero pixels lie between 0 and the defect value. "
+            f"Masks are binarised before the nearest resize to the model's input: by default as "
+            f"value > 0 (every such pixel is defect), {study}, which keeps {kept / on:.1%} of "
+            "these masks' non-zero pixels. Export the masks as strict 0/255 to decide the edges."
+        )
+    differ = [m for m, s in stats.items() if not s.between and s.on and s.study_on != s.on]
+    if differ:
+        ex = stats[differ[0]]
+        gone = sum(1 for m in differ if stats[m].study_on == 0)
+        out.append(
+            f"{len(differ)} of {len(masks)} mask(s) mark defects with a value read differently "
+            f"by the two thresholds (e.g. {differ[0]}: value {ex.top:g}): by default as value > "
+            f"0 ({ex.on} defect pixels), {study} ({ex.study_on}); {gone} of them are empty for "
+            "the study preset. Export the masks as 0/255 greyscale."
+        )
+    empty = [m for m, s in stats.items() if not s.on]
+    if empty:
+        out.append(
+            f"{len(empty)} anomalous image(s) have an empty mask (no pixel above 0; e.g. "
+            f"{empty[0]}): every pixel of these images counts as normal in the pixel metrics "
+            "(pixel AUROC, PRO). Draw the defect in the mask, or move the image to test/good "
+            "if it has none."
+        )
+    return out

@@ -48,7 +48,7 @@ from typing import Any
 
 from ..errors import AdlocError, DatasetError
 from ..io import read_json, sha256_file
-from .imageio import image_header, image_size, infer_bit_depth
+from .imageio import class_bit_depth, image_header, image_size, mask_warnings
 from .mvtec import ClassIndex, Sample
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -97,9 +97,11 @@ def _counts(entries: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def reading_notes(index: ClassIndex, bit_depth: int | None = None) -> tuple[int | None, list[str]]:
-    """The class's bit depth (:func:`adloc.data.mvtec.infer_bit_depth`) and the warnings about
-    how its images are read (EXIF orientations applied, bit depth inferred), from the headers."""
+def reading_notes(index: ClassIndex, bit_depth: int | None = None) -> tuple[int | None, list[str], list[str]]:
+    """The class's bit depth (:func:`adloc.data.imageio.class_bit_depth`), the warnings about how
+    its images and masks are read (EXIF orientations applied, bit depth inferred, masks not
+    two-valued or empty: :func:`adloc.data.imageio.mask_warnings`, each mask decoded once) and
+    notes that are no warning (bit depth declared by the PNG sBIT chunks)."""
     root = Path(index.root)
     samples = list(index.train) + list(index.test)
     headers = {s.path: image_header(root, s.path) for s in samples}
@@ -112,10 +114,10 @@ def reading_notes(index: ClassIndex, bit_depth: int | None = None) -> tuple[int 
             f"{turned[0]}: {h.orientation_text}), applied to images and masks as photo viewers "
             "do; draw masks on the image as displayed."
         )
-    depth, note = infer_bit_depth(root, [p for p, h in headers.items() if h.high_bit], bit_depth)
-    if note:
-        warnings.append(f"class {index.name}: {note}")
-    return depth, warnings
+    high = [p for p, h in headers.items() if h.high_bit]
+    depth, note, info = class_bit_depth(root, high, bit_depth)
+    warnings += [f"class {index.name}: {w}" for w in [note] + mask_warnings(root, [s.mask for s in index.test if s.mask]) if w]
+    return depth, warnings, [f"class {index.name}: {info}"] if info else []
 
 
 def make_splits(
@@ -173,7 +175,7 @@ def make_splits(
 
     root = Path(index.root)
     # hash_files=False opens no file at all (file lists only): no header is read either
-    depth, warnings = reading_notes(index, bit_depth) if hash_files else (bit_depth, [])
+    depth, warnings, _ = reading_notes(index, bit_depth) if hash_files else (bit_depth, [], [])
     splits = {
         "train": [_entry(s, root, hash_files) for s in train],
         "val": [_entry(s, root, hash_files) for s in val_normal + val_anom],
@@ -204,16 +206,18 @@ def make_index(index: ClassIndex, bit_depth: int | None = None) -> dict[str, Any
     (:func:`reading_notes`). Every repeat's split file is drawn from it (:func:`splits_from_index`)
     without reading the files again, and the image cache is checked against its hashes.
 
-    ``{"class", "has_masks", "bit_depth", "warnings", "train": [entry], "test": [entry]}`` with
+    ``{"class", "has_masks", "bit_depth", "warnings", "notes", "train": [entry], "test": [entry]}``
+    (``notes``: what is no warning, e.g. the bit depth the PNG sBIT chunks declared) with
     ``train`` = ``train/good`` and ``test`` = every test folder, in the scanner's order.
     """
     root = Path(index.root)
-    depth, warnings = reading_notes(index, bit_depth)
+    depth, warnings, notes = reading_notes(index, bit_depth)
     return {
         "class": index.name,
         "has_masks": bool(index.has_masks),
         "bit_depth": depth,
         "warnings": warnings,
+        "notes": notes,
         "train": [_entry(s, root, True) for s in index.train],
         "test": [_entry(s, root, True) for s in index.test],
     }
