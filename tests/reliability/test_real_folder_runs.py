@@ -4,10 +4,10 @@
 * a linked ``train/good`` folder: an edit inside it reruns the class; an image replaced with
   its old time stamp (Snakemake cannot see it) stops the job that reads it again, by sha256;
 * one full run on a folder as users have them -- ``test/Good``, an EXIF-rotated JPEG, 12-bit
-  data in 16-bit PNGs, a second class that duplicates the first's training images and has no
-  anomalies (``threshold.on_degenerate: fallback``): warnings in the summary, N/A for undefined
-  metrics, macro rows that say how many classes they cover, the duplicate class read as
-  covered; then a partial run whose closing message does not claim a summary.
+  data in 16-bit PNGs, an anti-aliased mask, a second class that duplicates the first's
+  training images and has no anomalies (``threshold.on_degenerate: fallback``): warnings in the
+  summary, N/A for undefined metrics, macro rows that say how many classes they cover, the
+  duplicate class read as covered; then a partial run whose closing message does not claim a summary.
 
 Library-level checks of the same cases are in test_real_folders.py.
 """
@@ -91,6 +91,11 @@ def _real_world_folder(root: Path) -> None:
         grey = np.asarray(Image.open(p).convert("L")).astype(np.int64) * 4095 // 255
         grey[0, 0] = 4095  # one highlight: the class's largest value sets its bit depth
         Image.fromarray(grey.astype(np.uint16)).save(p)
+    mask = next((cls / "ground_truth").rglob("*_mask.png"))  # an anti-aliased rim, as drawn
+    m = np.asarray(Image.open(mask).convert("L")).copy()
+    rim = (m == 0) & np.roll(m > 0, 1, axis=0)
+    m[rim] = 128
+    Image.fromarray(m).save(mask)
 
 
 @pytest.mark.workflow
@@ -108,6 +113,7 @@ def test_real_world_folder_full_run(tmp_path_factory, dataset_cache):
     assert f"class {CLASS}: 1 image(s) carry an EXIF orientation" in warnings
     assert f"{CLASS}/test/Good/000.jpg: rotated 90°" in warnings
     assert f"class {CLASS}: 2 16-bit image(s)" in warnings and "read as 12-bit data" in warnings
+    assert f"class {CLASS}: 1 of 8 mask(s) are not two-valued" in warnings and "grey > 127" in warnings
     mt = pd.read_csv(res / "tables" / "metrics.csv")
     nut = mt[mt["class"] == CLASS]
     assert (nut["n_test_normal"] == 4).all()  # test/Good is normal, not a defect type

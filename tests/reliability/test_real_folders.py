@@ -2,8 +2,9 @@
 
 The workflow runs of the same cases (message, exit code, nothing partial left behind) are in
 test_bad_inputs.py; these pin the exact interpretation: which folder is normal, what a JPEG
-mask, an EXIF orientation, a 12-bit image, a linked folder, an edited file, an undefined metric
-and a duplicated class turn into.
+mask, an anti-aliased, 0/1 or empty mask, an EXIF orientation, a 12-bit image (with or without
+a PNG sBIT chunk), a linked folder, an edited file, an undefined metric and a duplicated class
+turn into.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -294,3 +297,162 @@ def test_done_message_names_the_summary_only_when_this_run_has_it(tmp_path):
     assert "Summary:" in done_message(str(results), set(), t0)  # the default target: up to date
     os.utime(results / "summary.md")
     assert "Summary:" in done_message(str(results), {"results/run/summary.md"}, t0)
+
+
+# --- 10. masks that are not two-valued, and empty masks ---------------------------------------
+MASK = f"{CLS}/ground_truth/hole/000_mask.png"
+
+
+def _soft_mask(root) -> np.ndarray:
+    """A 0/255 square with an anti-aliased rim (levels 64 and 192), as drawing tools export."""
+    m = np.zeros((64, 64), np.uint8)
+    m[18:46, 18:46] = 64
+    m[19:45, 19:45] = 192
+    m[20:44, 20:44] = 255
+    Image.fromarray(m).save(root / MASK)
+    return m
+
+
+def test_anti_aliased_masks_are_reported_with_both_thresholds(data, tmp_path):
+    from adloc.data.mvtec import load_mask, scan_class
+    from adloc.data.splits import make_index
+
+    root = copy_of(data, tmp_path)
+    m = _soft_mask(root)
+    idx = make_index(scan_class(root, CLS))
+    text = " ".join(w for w in idx["warnings"] if "two-valued" in w)
+    nonzero, between, kept = (m > 0).sum(), ((m > 0) & (m < 255)).sum(), (m > 127).sum()
+    assert f"class {CLS}: 1 of 8 mask(s) are not two-valued" in text and MASK in text
+    assert "3 levels above 0, up to 255" in text and f"{between / nonzero:.1%} of their non-zero" in text
+    assert "by default as value > 0" in text and "grey > 127 after PIL convert('L')" in text
+    assert f"keeps {kept / nonzero:.1%}" in text and "Export the masks as strict 0/255" in text
+    # the sentences say what the readers do
+    assert load_mask(root, MASK).sum() == nonzero and load_mask(root, MASK, grey_threshold=127).sum() == kept
+
+
+def test_two_valued_masks_have_no_mask_warning(data):
+    from adloc.data.imageio import STUDY_MASK_THRESHOLD, mask_warnings
+    from adloc.data.mvtec import scan_class
+    from adloc.data.transforms import Preprocess
+
+    masks = [s.mask for s in scan_class(data, CLS).test if s.mask]
+    assert len(masks) == 8 and mask_warnings(data, masks) == []
+    assert Preprocess.study().mask_threshold == STUDY_MASK_THRESHOLD  # the threshold the text names
+    assert Preprocess.paper().mask_threshold is None  # default reading: > 0
+
+
+def test_0_1_and_colour_masks_say_the_study_threshold_reads_them_empty(data, tmp_path):
+    from adloc.data.imageio import mask_warnings
+    from adloc.data.mvtec import load_mask
+
+    root = copy_of(data, tmp_path)
+    m = (np.asarray(Image.open(root / MASK)) > 0).astype(np.uint8)  # 0/1, as numpy exports
+    Image.fromarray(m).save(root / MASK)
+    red = f"{CLS}/ground_truth/hole/001_mask.png"
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[..., 0] = np.asarray(Image.open(root / red)) > 0
+    rgb[..., 0] *= 255  # drawn in red: grey 76 after convert("L")
+    Image.fromarray(rgb).save(root / red)
+    (text,) = mask_warnings(root, [MASK, red])
+    assert "2 of 2 mask(s) mark defects with a value read differently" in text and f"e.g. {MASK}: value 1" in text
+    assert f"by default as value > 0 ({m.sum()} defect pixels)" in text and "(0); 2 of them are empty" in text
+    assert not load_mask(root, red, grey_threshold=127).any() and load_mask(root, red).sum() > 0
+
+
+def test_an_empty_mask_of_an_anomalous_image_is_reported(data, tmp_path):
+    from adloc.data.mvtec import scan_class
+    from adloc.data.splits import make_splits
+
+    root = copy_of(data, tmp_path)
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / MASK)
+    (w,) = make_splits(scan_class(root, CLS))["warnings"]
+    assert f"class {CLS}: 1 anomalous image(s) have an empty mask" in w and MASK in w
+    assert "counts as normal in the pixel metrics" in w and "move the image to test/good" in w
+
+
+# --- 11. the PNG sBIT chunk of 16-bit images --------------------------------------------------
+def _with_chunk(path, cid: bytes, payload: bytes, crc: int | None = None) -> None:
+    """Insert a chunk right after IHDR (length, type, data, CRC-32 of type + data: PNG spec 5.3)."""
+    raw = path.read_bytes()
+    end = 8 + 8 + 13 + 4  # signature, IHDR's length + type, its 13 data bytes, its CRC
+    assert raw[12:16] == b"IHDR"
+    crc = zlib.crc32(cid + payload) if crc is None else crc
+    path.write_bytes(raw[:end] + struct.pack(">I", len(payload)) + cid + payload + struct.pack(">I", crc) + raw[end:])
+
+
+def _16_bit(root, names, peak: int, sbit: dict[str, int]):
+    ramp = (np.arange(64 * 64).reshape(64, 64) % (peak + 1)).astype(np.uint16)
+    for name in names:
+        p = root / CLS / "test" / "good" / name
+        Image.fromarray(ramp).save(p)
+        if name in sbit:
+            _with_chunk(p, b"sBIT", bytes([sbit[name]]))
+
+
+def test_sbit_sets_the_bit_depth_without_a_warning(data, tmp_path):
+    from adloc.data.mvtec import load_image, scan_class
+    from adloc.data.splits import make_index
+
+    root = copy_of(data, tmp_path)
+    _16_bit(root, ["000.png", "001.png"], 1000, {"000.png": 12, "001.png": 12})  # inference: 10
+    idx = make_index(scan_class(root, CLS))
+    assert idx["bit_depth"] == 12 and idx["warnings"] == []
+    assert idx["notes"] == [f"class {CLS}: 2 16-bit image(s) read as 12-bit data, as their PNG sBIT "
+                            "chunks declare (scaled by 255/4095)."]
+    assert load_image(root, f"{CLS}/test/good/000.png", bit_depth=12).max() == round(1000 * 255 / 4095)
+    declared = make_index(scan_class(root, CLS), bit_depth=14)  # dataset.bit_depth still wins
+    assert declared["bit_depth"] == 14 and declared["warnings"] == declared["notes"] == []
+
+
+def test_sbit_below_the_data_or_differing_between_images_stops_the_index(data, tmp_path):
+    from adloc.data.mvtec import scan_class
+    from adloc.data.splits import make_index
+
+    root = copy_of(data, tmp_path)
+    _16_bit(root, ["000.png", "001.png"], 4095, {"000.png": 10, "001.png": 12})
+    with pytest.raises(DatasetError) as err:
+        make_index(scan_class(root, CLS))
+    msg = str(err.value)
+    assert f"16-bit image {CLS}/test/good/000.png" in msg and "values up to 4095, above the 10-bit range" in msg
+    assert "sBIT chunk declares" in msg and "Set dataset.bit_depth (16 for scaled samples" in msg
+    _16_bit(root, ["000.png", "001.png"], 1000, {"000.png": 10, "001.png": 12})
+    with pytest.raises(DatasetError) as err:
+        make_index(scan_class(root, CLS))
+    msg = str(err.value)
+    assert "declare different significant bits" in msg and "snakemake --forcerun index" in msg
+    assert f"{CLS}/test/good/000.png: 10, {CLS}/test/good/001.png: 12" in msg and "Set dataset.bit_depth" in msg
+    assert make_index(scan_class(root, CLS), bit_depth=12)["bit_depth"] == 12  # the fix works
+
+
+def test_partial_sbit_keeps_the_inferred_warning(data, tmp_path):
+    from adloc.data.mvtec import scan_class
+    from adloc.data.splits import make_index
+
+    root = copy_of(data, tmp_path)
+    _16_bit(root, ["000.png", "001.png"], 1000, {"000.png": 12})
+    idx = make_index(scan_class(root, CLS))
+    (w,) = idx["warnings"]
+    assert idx["bit_depth"] == 12 and idx["notes"] == []  # not lower than the sBIT declared
+    assert "largest value is 1000" in w and f"Only 1 of them declare 12 significant bits in a PNG sBIT chunk (e.g. {CLS}/test/good/000.png)" in w
+
+
+def test_png_significant_bits_reads_the_chunk_by_the_spec(tmp_path):
+    from adloc.data.imageio import png_significant_bits
+
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.zeros((4, 4), np.uint16)).save(grey)
+    assert png_significant_bits(grey) is None  # no sBIT chunk
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(rgb)
+    _with_chunk(rgb, b"sBIT", bytes([5, 6, 5]))  # RGB: one byte per channel, the largest counts
+    assert png_significant_bits(rgb) == 6
+    jpg = tmp_path / "a.jpg"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(jpg)
+    assert png_significant_bits(jpg) is None
+    for name, payload, crc in [("crc.png", bytes([12]), 0), ("big.png", bytes([17]), None),
+                               ("long.png", bytes([12, 12]), None)]:
+        p = tmp_path / name
+        Image.fromarray(np.zeros((4, 4), np.uint16)).save(p)
+        _with_chunk(p, b"sBIT", payload, crc)
+        with pytest.raises(DatasetError, match=f"image {p} has a malformed PNG chunk.*dataset.bit_depth"):
+            png_significant_bits(p)
