@@ -32,7 +32,7 @@ Result (paths relative to the dataset root; ``sha256`` of each file when ``hash_
 
 ``bit_depth``: what the class's 16-bit images are read with (null: none);
 ``warnings``: what the reader interpreted rather than read verbatim (EXIF orientation applied,
-bit depth inferred), one sentence each; the summary repeats them. Jobs that read the images or
+bit depth inferred, masks not two-valued or empty), one sentence each; the summary repeats them. Jobs that read the images or
 masks again check them against the recorded sha256 (:func:`check_unchanged`), so a file edited
 after the split was written stops the run instead of mixing old features with new labels.
 """
@@ -116,7 +116,8 @@ def reading_notes(index: ClassIndex, bit_depth: int | None = None) -> tuple[int 
         )
     high = [p for p, h in headers.items() if h.high_bit]
     depth, note, info = class_bit_depth(root, high, bit_depth)
-    warnings += [f"class {index.name}: {w}" for w in [note] + mask_warnings(root, [s.mask for s in index.test if s.mask]) if w]
+    masks = [s.mask for s in index.test if s.mask]
+    warnings += [f"class {index.name}: {w}" for w in [note, *mask_warnings(root, masks)] if w]
     return depth, warnings, [f"class {index.name}: {info}"] if info else []
 
 
