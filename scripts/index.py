@@ -18,6 +18,8 @@ def main(smk):
     indexed = make_index(scan_class(p.root, smk.wildcards.cls), bit_depth=p.bit_depth)
     for w in indexed["warnings"]:  # also repeated in the summary's Warnings section
         log.warning("%s", w)
+    for n in indexed.get("notes", []):  # how an input was read, exactly (e.g. bit depth from sBIT)
+        log.info("%s", n)
     log.info("class %s: %d train/good and %d test images", indexed["class"], len(indexed["train"]), len(indexed["test"]))
     write_json(smk.output[0], indexed)
 
