@@ -33,8 +33,10 @@ def _panel(ax, d: pd.DataFrame, slots: Sequence[str], colors: dict, column: str,
     for xi, yi, fc, h in zip(x, y, face, hatch):
         ax.bar(xi, np.nan_to_num(yi), width=0.8, color=fc, edgecolor="black", linewidth=0.4,
                hatch=h)
-    lo, hi = d["gap_low"].to_numpy(float), d["gap_high"].to_numpy(float)
-    has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y) & (column == "gap")
+    suffix = "gap" if column == "gap" else "gap_abs"  # the absolute-unified interval: across repeats only
+    lo = d[f"{suffix}_low"].to_numpy(float) if f"{suffix}_low" in d.columns else np.full(len(d), np.nan)
+    hi = d[f"{suffix}_high"].to_numpy(float) if f"{suffix}_high" in d.columns else np.full(len(d), np.nan)
+    has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y)
     if has.any():
         ax.errorbar(x[has], y[has], yerr=[y[has] - lo[has], hi[has] - y[has]], fmt="none",
                     ecolor="black", elinewidth=0.9, capsize=2)

@@ -196,7 +196,9 @@ def gap_plot_frame(across: pd.DataFrame, first_repeat_gap: pd.DataFrame) -> pd.D
         ab = g[g["versus"] == "unified_abs"]
         rows.append({"method": method, "class": cls, "metric": metric, "gap": gl["mean"],
                      "gap_low": gl["ci_low"], "gap_high": gl["ci_high"],
-                     "gap_abs": ab["mean"].iloc[0] if len(ab) else np.nan})
+                     "gap_abs": ab["mean"].iloc[0] if len(ab) else np.nan,
+                     "gap_abs_low": ab["ci_low"].iloc[0] if len(ab) else np.nan,
+                     "gap_abs_high": ab["ci_high"].iloc[0] if len(ab) else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -252,16 +254,19 @@ def summary_lines(metrics_across: pd.DataFrame, gap_across: pd.DataFrame,
     if testable == 0:
         lines += ["No gap can be tested (fewer than two repeats with a spread).", ""]
     else:
-        parts = [f"{method_label(r['method'])} {r['class']} "
-                 f"{ABS_LABELS[r['metric']] if r['versus'] == 'unified_abs' else METRIC_LABELS.get(r['metric'], r['metric'])} "
-                 f"{_fmt(r['mean'], sign=True)} [{_fmt(r['ci_low'], sign=True)}, "
-                 f"{_fmt(r['ci_high'], sign=True)}], p = {r['p_value']:.3g} "
-                 f"(adjusted {r['p_adjusted']:.3g})"
-                 for _, r in held.iterrows()]
         lines += [f"{len(held)} of {testable} testable per-class gaps hold across repeats"
-                  + (": " + "; ".join(parts) if parts else "") + ". Positive favours the "
-                  "per-class model; \"vs one threshold\" compares with the absolute-unified "
-                  "scope.", ""]
+                  + (" (positive favours the per-class model; \"vs one threshold\" compares with "
+                     "the absolute-unified scope):" if len(held) else "."), ""]
+        if len(held):
+            table = pd.DataFrame([{
+                "method": method_label(r["method"]), "class": r["class"],
+                "metric": (ABS_LABELS[r["metric"]] if r["versus"] == "unified_abs"
+                           else METRIC_LABELS.get(r["metric"], r["metric"])),
+                "gap [95% t-interval]": f"{_fmt(r['mean'], sign=True)} [{_fmt(r['ci_low'], sign=True)}, "
+                                        f"{_fmt(r['ci_high'], sign=True)}]",
+                "p": f"{r['p_value']:.3g}", "adjusted p": f"{r['p_adjusted']:.3g}",
+            } for _, r in held.iterrows()])
+            lines += [table.to_markdown(index=False, disable_numparse=True), ""]
     return lines
 
 
