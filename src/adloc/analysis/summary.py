@@ -360,12 +360,14 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
 
     ident = identity_sentences(mt)
     if ident:
-        lines += ["### What class identity at inference buys", "",
+        across = (" Across every repeat: the model-unified and absolute-unified rows of the macro "
+                  "table under Across repeats." if len(reps) > 1 else "")
+        lines += ["### What class identity at inference buys" + (f" (repeat {reps[0]})" if reps else ""), "",
                   "The global model with each class's own threshold (model-unified) against the "
                   "same model and scores with ONE threshold, F1-max on the pooled validation "
                   "split of every class (absolute-unified); positive = knowing the class helps. "
                   "Ranking and pixel metrics do not depend on the threshold, so they are the "
-                  "same in both scopes.", ""] + ident + [""]
+                  "same in both scopes." + across, ""] + ident + [""]
 
     if ctx.get("metrics_across") is not None and ctx.get("gap_across") is not None:
         lines += summary_lines(ctx["metrics_across"], ctx["gap_across"],
