@@ -63,6 +63,18 @@ def test_round_trip_equals_decoded_images(cache_file, klass, mmap):
     assert not list(cache_file.parent.glob("*.tmp*"))  # atomic write left no temporary
 
 
+@pytest.mark.parametrize("mmap", [False, True])
+def test_rows_by_path(cache_file, klass, mmap):
+    """A split's images selected by relative path, in the order asked, equal the decoded ones."""
+    _, _, images, paths = klass
+    c = load_image_cache(cache_file, pre=PRE, mmap=mmap)
+    order = [2, 0, 1]
+    got = c.rows("test", [paths["test"][i] for i in order])
+    assert got.dtype == torch.uint8 and torch.equal(got, images["test"][order])
+    with pytest.raises(DatasetError, match=r"lacks 1 image\(s\) asked for \(e\.g\. nope\.png\)"):
+        c.rows("test", [paths["test"][0], "nope.png"])
+
+
 def test_byte_stable(tmp_path, klass):
     _, _, images, paths = klass
     a, b = tmp_path / "a" / "x.pt", tmp_path / "b" / "other_name.pt"

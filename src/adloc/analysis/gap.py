@@ -24,7 +24,7 @@ from ..errors import AdlocError
 from ..io import load_npz, read_json, write_csv
 from ..metrics import auprc, auroc, paired_gap_ci
 from .figures import class_colors, method_label, new_figure, style
-from .tables import METHOD_ORDER, order_key, read_table_csv, text_column
+from .tables import METHOD_ORDER, float_column, order_key, read_table_csv, text_column
 
 #: Metrics in the gap table, with where to find the point value in a metrics dict.
 GAP_METRICS: dict[str, tuple[str, str]] = {
@@ -362,12 +362,6 @@ def wide_gap_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
 GROUPED_MAX_CLASSES = 6
 
 
-def _col(d: pd.DataFrame, name: str) -> np.ndarray:
-    """Column ``name`` as floats, all NaN when the table lacks it (e.g. the absolute-unified
-    gap's interval exists only across repeats)."""
-    return d[name].to_numpy(float) if name in d.columns else np.full(len(d), np.nan)
-
-
 def plot_gap(df: pd.DataFrame, title: str = TITLE, points: pd.DataFrame | None = None,
              errorbar_note: str = "paired bootstrap 95% interval, AUROC and AUPRC only"):
     """One panel per method: grouped bars (one bar per class) for each metric, error bars where
@@ -412,8 +406,8 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE, points: pd.DataFrame | None =
                     ax.bar(xs, np.nan_to_num(y), width=width * 0.92, color=colors[cls],
                            edgecolor="black", linewidth=0.4)
                 is_gap = np.array([col == "gap" for _, col in groups])
-                lo = np.where(is_gap, dc["gap_low"].to_numpy(float), _col(dc, "gap_abs_low"))
-                hi = np.where(is_gap, dc["gap_high"].to_numpy(float), _col(dc, "gap_abs_high"))
+                lo = np.where(is_gap, dc["gap_low"].to_numpy(float), float_column(dc, "gap_abs_low"))
+                hi = np.where(is_gap, dc["gap_high"].to_numpy(float), float_column(dc, "gap_abs_high"))
                 has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y)
                 if has.any():
                     ax.errorbar(xs[has], y[has], yerr=[y[has] - lo[has], hi[has] - y[has]],

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .figures import class_colors, method_label, new_figure, style
+from .tables import float_column
 
 #: what the error bars are, by default (the x-axis label of the bottom row names it)
 ERRORBAR_NOTE = "paired bootstrap 95% interval, AUROC and AUPRC only"
@@ -23,7 +24,7 @@ ERRORBAR_NOTE = "paired bootstrap 95% interval, AUROC and AUPRC only"
 def _panel(ax, d: pd.DataFrame, slots: Sequence[str], colors: dict, column: str,
            pts: pd.DataFrame | None = None) -> None:
     """Bars of one method and metric: one per slot (class, then "macro" if present), the value
-    in ``column`` ("gap"; "gap_abs": per-class minus absolute-unified, no interval); ``pts``:
+    in ``column`` ("gap"; "gap_abs": per-class minus absolute-unified, whose interval exists only across repeats); ``pts``:
     every repeat's rows of that method and metric, drawn as dots (the across-repeat spread)."""
     d = d.set_index("class").reindex(list(slots))
     x = np.arange(len(slots), dtype=float)
@@ -33,9 +34,9 @@ def _panel(ax, d: pd.DataFrame, slots: Sequence[str], colors: dict, column: str,
     for xi, yi, fc, h in zip(x, y, face, hatch):
         ax.bar(xi, np.nan_to_num(yi), width=0.8, color=fc, edgecolor="black", linewidth=0.4,
                hatch=h)
-    suffix = "gap" if column == "gap" else "gap_abs"  # the absolute-unified interval: across repeats only
-    lo = d[f"{suffix}_low"].to_numpy(float) if f"{suffix}_low" in d.columns else np.full(len(d), np.nan)
-    hi = d[f"{suffix}_high"].to_numpy(float) if f"{suffix}_high" in d.columns else np.full(len(d), np.nan)
+    # "gap_low"/"gap_high", or "gap_abs_low"/"gap_abs_high" (the absolute-unified interval,
+    # across repeats only)
+    lo, hi = float_column(d, f"{column}_low"), float_column(d, f"{column}_high")
     has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y)
     if has.any():
         ax.errorbar(x[has], y[has], yerr=[y[has] - lo[has], hi[has] - y[has]], fmt="none",

@@ -246,6 +246,12 @@ def text_column(col: pd.Series) -> pd.Series:
                      dtype=object)
 
 
+def float_column(df: pd.DataFrame, name: str) -> np.ndarray:
+    """Column ``name`` as floats, all NaN when the table lacks it (e.g. the absolute-unified
+    gap's interval, which exists only across repeats)."""
+    return df[name].to_numpy(float) if name in df.columns else np.full(len(df), np.nan)
+
+
 def read_table_csv(path, what: str, **kwargs) -> pd.DataFrame:
     """``pd.read_csv`` whose missing or corrupt file is an :class:`AdlocError` naming ``what``."""
     try:

@@ -59,6 +59,18 @@ class ImageCache:
         loaded with ``mmap=True`` is read from disk here)."""
         return self.splits[name].contiguous().clone()
 
+    def rows(self, name: str, paths: Sequence[str]):
+        """The images of group ``name`` with these relative paths, in that order, as an
+        in-memory uint8 tensor (from a cache loaded with ``mmap=True`` only these rows are
+        read). A path the cache lacks raises :class:`DatasetError` naming it (stale cache)."""
+        import torch
+
+        row = {p: i for i, p in enumerate(self.paths[name])}
+        missing = [p for p in paths if p not in row]
+        if missing:
+            raise _bad(self.path, f"lacks {len(missing)} image(s) asked for (e.g. {missing[0]})")
+        return self.splits[name].index_select(0, torch.as_tensor([row[p] for p in paths], dtype=torch.long))
+
 
 def save_image_cache(
     path: PathLike,
