@@ -71,15 +71,19 @@ if FETCH_DATASET and unfetched_copy(DATA_ROOT, CLASSES):
     )
     FETCH_DATASET = False
 DATA_MARKER = f"{DATA_ROOT}/{MARKER}" if FETCH_DATASET else None
-DATASET_ARCHIVE = (
-    archive_for(
-        config["dataset"]["source"],
-        config["dataset"]["url"],
-        config["dataset"]["sha256"],
+try:  # MPDD (no published archive) without dataset.url / sha256: one line, before any job
+    DATASET_ARCHIVE = (
+        archive_for(
+            config["dataset"]["source"],
+            config["dataset"]["url"],
+            config["dataset"]["sha256"],
+            config["dataset"]["mirrors"],
+        )
+        if FETCH_DATASET
+        else None
     )
-    if FETCH_DATASET
-    else None
-)
+except DatasetError as exc:
+    raise WorkflowError(f"adloc: dataset error: {exc}") from None
 if not config["dataset"]["generate"] and not FETCH_DATASET:
     try:  # a missing class stops the DAG build (and snakemake -n), not its first job
         check_class_folders(DATA_ROOT, CLASSES)

@@ -1,12 +1,18 @@
-# Public datasets fetched once (dataset.source: mvtec_ad | visa): one job per archive; ImageNet
+# Public datasets fetched once (dataset.source: mvtec_ad | visa | mvtec_ad2 | btad | mpdd | real_iad): one job per archive; ImageNet
 # weights checked when the DAG is built and fetched once per backbone before any extraction.
 # Both run on the submitting machine (login nodes are online; compute nodes often are not).
 
 if FETCH_DATASET:
     if not Path(DATA_MARKER).exists():  # said once: until the dataset is fetched
         print(
-            f"adloc: {DATASET_ARCHIVE.name} will be fetched to {DATA_ROOT} (once; progress in "
-            f"{RESULTS}/logs/fetch_dataset.log). Licence: {DATA_LICENCE}.",
+            f"adloc: {DATASET_ARCHIVE.name} will be "
+            + (
+                "fetched"
+                if DATASET_ARCHIVE.url
+                else "converted from its manual download"
+            )
+            + f" to {DATA_ROOT} (once; progress in "
+            f"{RESULTS}/logs/fetch_dataset.log). Licence: {DATASET_ARCHIVE.licence}.",
             file=sys.stderr,
         )
 
@@ -27,6 +33,7 @@ if FETCH_DATASET:
             source=config["dataset"]["source"],
             url=config["dataset"]["url"],
             sha256=config["dataset"]["sha256"],
+            mirrors=config["dataset"]["mirrors"],
             downloads=config["dataset"]["downloads"],
             classes=CLASSES,
             offline=OFFLINE,

@@ -14,6 +14,7 @@ def main(smk):
         classes=p.classes,
         url=p.url,
         sha256=p.sha256,
+        mirrors=p.mirrors,
         offline=p.offline,
     )
 

@@ -29,7 +29,7 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _tar_bytes(folder: Path, mode: str) -> bytes:
+def tar_bytes(folder: Path, mode: str) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode=mode) as tar:
         for p in sorted(folder.rglob("*")):
@@ -52,7 +52,7 @@ def mvtec_tree(dest: Path, classes, counts=TINY_COUNTS, size=64) -> Path:
 
 def mvtec_archive(work: Path, classes, **kw) -> bytes:
     """``mvtec_anomaly_detection.tar.xz`` bytes (class folders at the archive's top level)."""
-    return _tar_bytes(mvtec_tree(work / "mvtec_src", classes, **kw), "w:xz")
+    return tar_bytes(mvtec_tree(work / "mvtec_src", classes, **kw), "w:xz")
 
 
 def visa_tree(dest: Path, classes, counts=TINY_COUNTS, size=64) -> Path:
@@ -94,7 +94,7 @@ def visa_tree(dest: Path, classes, counts=TINY_COUNTS, size=64) -> Path:
 
 def visa_archive(work: Path, classes, **kw) -> bytes:
     """``VisA_20220922.tar`` bytes (VisA's own layout at the archive's top level)."""
-    return _tar_bytes(visa_tree(work / "visa_src", classes, **kw), "w")
+    return tar_bytes(visa_tree(work / "visa_src", classes, **kw), "w")
 
 
 class FileServer:

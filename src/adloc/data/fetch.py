@@ -17,8 +17,11 @@ folder layout:
    dataset is never fetched or extracted again.
 
 Offline (``offline=True``, or no connection) the error is one line naming the URL, the file to
-place by hand and where. A mirror can replace the URL (``url=``); the published sha256 still
-applies unless ``sha256=`` is given too.
+place by hand and where (every URL tried). A mirror can replace the URL (``url=``) and
+``mirrors=`` adds URLs tried in order when one fails; the published sha256 applies to all unless
+``sha256=`` is given. Sources, checksums and licences: :mod:`adloc.data.sources`; converters:
+:mod:`adloc.data.visa`, :mod:`adloc.data.mvtec_ad2`, :mod:`adloc.data.btad`,
+:mod:`adloc.data.realiad` (a manual download, never fetched).
 """
 
 from __future__ import annotations
@@ -32,73 +35,15 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+import zipfile
 from pathlib import Path
 
-from ..errors import DatasetError
 from ..io import sha256_file, write_json
+from .sources import ARCHIVES, LICENCE, Archive, FetchError, archive_for  # noqa: F401 (re-exported)
 
 log = logging.getLogger("adloc.fetch")
 
 MARKER = ".adloc_fetched.json"
-LICENCE = (
-    "CC BY-NC-SA 4.0 (https://creativecommons.org/licenses/by-nc-sa/4.0/): non-commercial use "
-    "only, attribution, share alike"
-)
-
-
-class FetchError(DatasetError):
-    """A dataset archive could not be downloaded, verified or extracted."""
-
-
-@dataclass(frozen=True)
-class Archive:
-    """One published dataset archive."""
-
-    name: str
-    url: str
-    sha256: str
-    layout: str  # "mvtec" (class folders at the top) or "visa" (converted after extraction)
-    homepage: str
-    citation: str
-
-    @property
-    def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
-
-
-#: ``dataset.source`` -> the official archive. URLs and sha256 as published by the dataset
-#: authors (the same values anomalib's MVTecAD and Visa datamodules check).
-ARCHIVES: dict[str, Archive] = {
-    "mvtec_ad": Archive(
-        name="MVTec AD",
-        url="https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download/"
-        "420938113-1629952094/mvtec_anomaly_detection.tar.xz",
-        sha256="cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d",
-        layout="mvtec",
-        homepage="https://www.mvtec.com/company/research/datasets/mvtec-ad",
-        citation="Bergmann et al., The MVTec Anomaly Detection Dataset, IJCV 129(4), 2021",
-    ),
-    "visa": Archive(
-        name="VisA",
-        url="https://amazon-visual-anomaly.s3.us-west-2.amazonaws.com/VisA_20220922.tar",
-        sha256="2eb8690c803ab37de0324772964100169ec8ba1fa3f7e94291c9ca673f40f362",
-        layout="visa",
-        homepage="https://github.com/amazon-science/spot-diff",
-        citation="Zou et al., SPot-the-Difference Self-supervised Pre-training for Anomaly "
-        "Detection and Segmentation, ECCV 2022",
-    ),
-}
-
-
-def archive_for(source: str, url: str | None = None, sha256: str | None = None) -> Archive:
-    """The archive of ``source`` with an optional mirror ``url`` and/or ``sha256`` override."""
-    if source not in ARCHIVES:
-        raise FetchError(f"unknown dataset.source {source!r}; allowed: folder, {', '.join(ARCHIVES)}")
-    a = ARCHIVES[source]
-    return Archive(a.name, url or a.url, (sha256 or a.sha256).lower(), a.layout, a.homepage, a.citation)
-
-
 def default_downloads(root: str | os.PathLike) -> Path:
     """Where archives go when ``dataset.downloads`` is null: ``downloads/`` beside ``root``."""
     return Path(root).expanduser().parent / "downloads"
@@ -130,9 +75,9 @@ def unfetched_copy(root: str | os.PathLike, classes) -> bool:
 
 
 def offline_message(archive: Archive, target: Path, why: str) -> str:
-    """The one line that says what to download by hand and where to put it."""
+    """The one line that says what to download by hand (every URL tried) and where to put it."""
     return (
-        f"{why}: cannot download {archive.name} from {archive.url}. Download that file by hand "
+        f"{why}: cannot download {archive.name} from {' or '.join(archive.urls)}. Download that file by hand "
         f"and place it as {target} (sha256 {archive.sha256}), then rerun: adloc verifies and "
         "extracts it."
     )
@@ -264,8 +209,25 @@ def verify(archive: Archive, path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # extraction
 # --------------------------------------------------------------------------------------------
+def _extract_zip(path: Path, dest: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                parts = Path(info.filename).parts
+                kind = (info.external_attr >> 16) & 0o170000
+                if info.filename.startswith("/") or ".." in parts or kind not in (0, 0o100000, 0o040000):
+                    raise FetchError(f"archive {path} holds an unsafe entry {info.filename!r}; it is not the published archive")
+            zf.extractall(dest)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise FetchError(f"cannot extract {path} ({type(exc).__name__}: {exc}); delete it and rerun") from None
+    log.info("extracted %d entries", len(infos))
+
+
 def _extract(path: Path, dest: Path) -> None:
     log.info("extracting %s into %s", path.name, dest)
+    if zipfile.is_zipfile(path):
+        return _extract_zip(path, dest)
     try:
         with tarfile.open(path) as tar:
             members = tar.getmembers()
@@ -324,6 +286,45 @@ def _prepare_root(root: Path, archive: Archive) -> None:
     )
 
 
+def _download_any(archive: Archive, target: Path, offline: bool, retries: int, timeout: float) -> None:
+    """Download ``target`` from the archive's URL, then each mirror in turn until one works."""
+    if offline:
+        raise FetchError(offline_message(archive, target, "offline is set"))
+    why = ""
+    for url in archive.urls:
+        log.info("downloading %s to %s", url, target)
+        try:
+            download(url, target, retries=retries, timeout=timeout)
+            if url != archive.url:
+                log.info("downloaded from mirror %s", url)
+            return
+        except urllib.error.HTTPError as exc:
+            why = f"HTTP {exc.code} {exc.reason}"
+        except (OSError, http.client.HTTPException) as exc:
+            part = target.with_name(target.name + ".part")
+            kept = f" ({_fmt(part.stat().st_size)} kept in {part}; a rerun resumes)" if part.exists() else ""
+            why = f"no connection ({exc}){kept}"
+        log.warning("%s failed: %s%s", url, why, "; trying the next mirror" if url != archive.urls[-1] else "")
+    raise FetchError(offline_message(archive, target, why))
+
+
+def _convert(archive: Archive, tree: Path, tmp: Path) -> Path:
+    """The extracted ``tree`` in the MVTec layout (converted into ``tmp`` when it is not)."""
+    if archive.layout == "mvtec":
+        return tree
+    out = tmp / "mvtec_layout"
+    if archive.layout == "visa":
+        from .visa import convert_visa as convert
+    elif archive.layout == "btad":
+        from .btad import convert_btad as convert
+    elif archive.layout == "mvtec_ad2":
+        from .mvtec_ad2 import convert_mvtec_ad2 as convert
+    else:
+        from .realiad import convert_realiad as convert
+    convert(tree, out)
+    return out
+
+
 def fetch_dataset(
     source: str,
     root: str | os.PathLike,
@@ -334,53 +335,47 @@ def fetch_dataset(
     offline: bool = False,
     retries: int = 5,
     timeout: float = 60.0,
+    mirrors=(),
 ) -> dict:
     """Make ``root`` hold dataset ``source`` (MVTec layout); returns the marker's content."""
-    archive = archive_for(source, url, sha256)
+    archive = archive_for(source, url, sha256, mirrors)
     root = Path(root).expanduser()
-    if is_fetched(root, archive):
+    m = read_marker(root)
+    if m and (m.get("sha256") == archive.sha256 or (source == "real_iad" and m.get("source") == source)):
         log.info("%s already fetched and verified at %s (marker %s)", archive.name, root, MARKER)
-        return read_marker(root)
+        return m
     downloads = Path(downloads).expanduser() if downloads else default_downloads(root)
-    target = downloads / archive.filename
-    log.info("%s is licensed %s. Cite: %s (%s)", archive.name, LICENCE, archive.citation, archive.homepage)
+    log.info("%s is licensed %s. Cite: %s (%s)", archive.name, archive.licence, archive.citation, archive.homepage)
     _prepare_root(root, archive)
-    if not target.is_file():
-        if offline:
-            raise FetchError(offline_message(archive, target, "offline is set"))
-        log.info("downloading %s to %s", archive.url, target)
-        try:
-            download(archive.url, target, retries=retries, timeout=timeout)
-        except urllib.error.HTTPError as exc:
-            raise FetchError(offline_message(archive, target, f"HTTP {exc.code} {exc.reason}")) from None
-        except (OSError, http.client.HTTPException) as exc:
-            part = target.with_name(target.name + ".part")
-            kept = f" ({_fmt(part.stat().st_size)} kept in {part}; a rerun resumes)" if part.exists() else ""
-            raise FetchError(offline_message(archive, target, f"no connection ({exc}){kept}")) from None
+    if source == "real_iad":
+        from .realiad import raw_folder
+
+        target = raw_folder(downloads, archive)  # FetchError (one line) until placed by hand
     else:
-        log.info("found %s: not downloading again", target)
-    verify(archive, target)
+        target = downloads / archive.filename
+        if not target.is_file():
+            _download_any(archive, target, offline, retries, timeout)
+        else:
+            log.info("found %s: not downloading again", target)
+        verify(archive, target)
     tmp = root.with_name(f".{root.name}.extract-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        _extract(target, tmp / "x")
-        tree = _content_root(tmp / "x")
-        if archive.layout == "visa":
-            from .visa import convert_visa
-
-            converted = tmp / "mvtec_layout"
-            convert_visa(tree, converted)
-            tree = converted
+        if source == "real_iad":
+            tree = _convert(archive, target, tmp)
+        else:
+            _extract(target, tmp / "x")
+            tree = _convert(archive, _content_root(tmp / "x"), tmp)
         _check_classes(tree, classes, archive)
         marker = {
             "dataset": archive.name,
             "source": source,
-            "url": archive.url,
+            "url": archive.url or archive.manual,
             "archive": str(target),
-            "sha256": archive.sha256,
-            "licence": LICENCE,
+            "sha256": archive.sha256 or None,
+            "licence": archive.licence,
             "homepage": archive.homepage,
         }
         write_json(tree / MARKER, marker)
