@@ -60,3 +60,24 @@ def test_visa_fetched_once_and_run_end_to_end(tmp_path):
         # a second invocation: nothing to do, nothing downloaded
         assert planned_jobs(wd) == []
         assert len(srv.requests) == 1
+
+
+def test_new_source_rule_fetch_dataset_falls_back_to_a_mirror(tmp_path):
+    """Rule fetch_dataset alone (no extraction DAG run) for dataset.source: btad: the first URL is
+    dead, dataset.mirrors supplies the archive, its sha256 is checked, converted once."""
+    from test_data_fetch_sources import btad_zip
+
+    data = btad_zip(tmp_path / "build")
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    with FileServer({"/m/btad.zip": data}) as srv:
+        write_config(wd, classes=["01", "02"], methods=["patchcore"],
+                     dataset={"root": "data/btad", "generate": False, "source": "btad",
+                              "url": srv.url("/dead/btad.zip"), "mirrors": [srv.url("/m/btad.zip")],
+                              "sha256": sha256_bytes(data)})
+        snakemake(wd, "--cores", "1", f"data/btad/{MARKER}", env=NO_PROXY)
+        assert [p for p, _ in srv.requests] == ["/dead/btad.zip", "/m/btad.zip"]
+    log = (wd / "results" / "tiny" / "logs" / "fetch_dataset.log").read_text()
+    assert "trying the next mirror" in log and "verified" in log
+    assert (wd / "data" / "btad" / "01" / "ground_truth" / "ko").is_dir()
+    assert "fetch_dataset" not in [r for r, _ in planned_jobs(wd)]
