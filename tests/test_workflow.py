@@ -20,13 +20,9 @@ REP = "s42-m0"  # the default config's one repeat: split seed 42, model seed 0
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("wf")
-    make_dataset(wd / "data", CLASSES)
-    write_config(wd)
-    t0 = time.perf_counter()
-    proc = snakemake(wd, "--cores", "2")
-    return wd, proc, time.perf_counter() - t0
+def run(tiny_run):
+    """The session's shared tiny run (tests/conftest.py); tests here put back what they change."""
+    return tiny_run
 
 
 def test_every_target_exists_and_parses(run):
