@@ -33,8 +33,11 @@ from adloc.workflow import done_message, run_tables
 RUN_STARTED = time.time()  # the onsuccess message names only what this run built
 
 try:
-    # adloc's check first: its messages name the key and the allowed values.
-    config.update(validate_config(config, "config"))
+    # adloc's check first: its messages name the key and the allowed values. The --config
+    # values (nested ones arrive as strings) are typed by the schema first.
+    config.update(
+        validate_config(config, "config", cli_overrides=workflow.config_settings.config)
+    )
 except ConfigError as exc:
     raise WorkflowError(f"adloc: invalid configuration: {exc}") from None
 validate(config, schema_path())

@@ -108,3 +108,79 @@ def test_repeats_default_to_one_run_and_name_their_folders():
         load_config(cfg_path, {"repeats": {"split_seed": [1]}})
     with pytest.raises(ConfigError, match="repeats.split_seeds"):
         load_config(cfg_path, {"repeats": {"split_seeds": []}})
+
+
+# --- Snakemake --config values (issue 24): nested values arrive as strings -------------------
+def cli(*entries):
+    """What Snakemake hands the workflow for ``--config ENTRY ...`` (its own parser)."""
+    from snakemake.cli import parse_config
+
+    return parse_config(list(entries))
+
+
+@pytest.mark.parametrize(
+    "entry, key, want",
+    [
+        ("dataset={root: ~/mine, generate: false}", ("dataset", "generate"), False),
+        ("offline=true", ("offline",), True),
+        ("patchcore={coreset_ratio: 0.2}", ("patchcore", "coreset_ratio"), 0.2),
+        ("splits={seed: 7}", ("splits", "seed"), 7),
+        ("preprocess={resize: 64, crop: null}", ("preprocess", "crop"), None),
+        ("padim={covariance_eps: 1e-3}", ("padim", "covariance_eps"), 1e-3),  # YAML 1.2 float
+        ("dataset={synthetic: {counts: {train_good: 3}}}", ("dataset", "synthetic", "counts", "train_good"), 3),
+        ("class_overrides={synth_nut: {patchcore: {coreset_ratio: 0.5}}}",
+         ("class_overrides", "synth_nut", "patchcore", "coreset_ratio"), 0.5),
+        ("repeats={split_seeds: [1, 2]}", ("repeats", "split_seeds"), [1, 2]),
+    ],
+)
+def test_cli_config_values_are_typed_by_the_schema(entry, key, want):
+    raw = cli(entry)
+    base = load_config(ROOT / "config.yaml")
+    cfg = validate_config(deep_merge(base, raw), "config", cli_overrides=raw)
+    got = cfg
+    for k in key:
+        got = got[k]
+    assert got == want and type(got) is type(want)
+    if entry.startswith("dataset={root"):
+        assert cfg["dataset"]["root"] == str(Path("~/mine").expanduser())
+    # without the typing step Snakemake's strings are refused (the issue's message)
+    if entry.startswith(("dataset={root", "offline", "patchcore", "splits")):
+        with pytest.raises(ConfigError, match="must be of type"):
+            validate_config(deep_merge(base, raw), "config")
+
+
+def test_cli_strings_are_typed_only_where_the_schema_allows_it():
+    from adloc.config import coerce_cli_config
+
+    got = coerce_cli_config(cli("run_name=true", "classes=[1, null]", "patchcore={weights: 0, backbone: 1}"))
+    assert got == {"run_name": "true", "classes": ["1", "null"], "patchcore": {"weights": "0", "backbone": "1"}}
+    # YAML 1.2 core, not 1.1: yes/on stay strings, so a boolean key refuses them by name
+    with pytest.raises(ConfigError, match="dataset.generate in config must be of type boolean, got str 'yes'"):
+        raw = cli("dataset={generate: yes}")
+        validate_config(raw, "config", cli_overrides=raw)
+    with pytest.raises(ConfigError, match="splits.seed in config must be of type integer, got str '7.5'"):
+        raw = cli("splits={seed: 7.5}")
+        validate_config(raw, "config", cli_overrides=raw)
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [("null", None), ("~", None), ("", None), ("True", True), ("FALSE", False), ("yes", "yes"),
+     ("-12", -12), ("0x1f", 31), ("0o17", 15), ("1.5", 1.5), ("1e3", 1000.0), (".5", 0.5),
+     ("-.inf", float("-inf")), ("1_000", "1_000"), ("0.2.1", "0.2.1"), ("abc", "abc")],
+)
+def test_yaml12_scalar(text, want):
+    from adloc.config import yaml12_scalar
+
+    got = yaml12_scalar(text)
+    assert got == want and type(got) is type(want)
+
+
+@pytest.mark.parametrize("key", ["root", "dataset_root"])
+def test_a_nested_key_given_flat_points_to_the_form_that_works(key):
+    raw = cli(f"{key}=/x")
+    with pytest.raises(ConfigError) as err:
+        validate_config(raw, "config", cli_overrides=raw)
+    msg = str(err.value)
+    assert f"unknown config key {key}" in msg
+    assert "Did you mean dataset.root?" in msg and "--config 'dataset={root: VALUE}'" in msg

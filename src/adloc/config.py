@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -70,9 +71,10 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
         extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
         prefix = "" if key == "<top level>" else key + "."
         names = ", ".join(prefix + e for e in extra)
+        hint = nested_key_hint(extra[0], error.schema) if extra and not prefix else ""
         return (
             f"unknown config key {names}{where}; allowed keys"
-            f"{'' if key == '<top level>' else ' under ' + key}: {', '.join(allowed)}"
+            f"{'' if key == '<top level>' else ' under ' + key}: {', '.join(allowed)}{hint}"
         )
     if v == "enum":
         return (
@@ -109,14 +111,22 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
     return f"config key {key}{where} is invalid: {error.message}{hint}"
 
 
-def validate_config(config: Mapping[str, Any], source: str = "") -> dict:
+def validate_config(
+    config: Mapping[str, Any], source: str = "", cli_overrides: Mapping[str, Any] | None = None
+) -> dict:
     """Validate ``config`` against the schema, fill defaults, return a new dict.
+
+    ``cli_overrides``: the values of Snakemake's ``--config`` (already merged into ``config``),
+    whose nested values arrive as untyped strings: they are typed by :func:`coerce_cli_config`
+    and merged over ``config`` again.
 
     Raises:
         ConfigError: naming the first offending key (dotted path) and the allowed values.
     """
-    cfg = copy.deepcopy(dict(config))
     schema = load_schema()
+    cfg = copy.deepcopy(dict(config))
+    if cli_overrides:
+        cfg = deep_merge(cfg, coerce_cli_config(cli_overrides, schema))
     cls = jsonschema.validators.validator_for(schema)
     validator = _with_defaults(cls)(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), e.message))
@@ -124,6 +134,106 @@ def validate_config(config: Mapping[str, Any], source: str = "") -> dict:
         raise ConfigError(_describe(errors[0], source))
     _cross_checks(cfg, source)
     return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Snakemake --config values: typed by the schema
+
+_YAML12_NULL = ("", "~", "null", "Null", "NULL")
+_YAML12_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_YAML12_INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+_YAML12_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
+_YAML12_INF = re.compile(r"[-+]?\.(?:inf|Inf|INF)")
+_YAML12_NAN = re.compile(r"\.(?:nan|NaN|NAN)")
+
+
+def yaml12_scalar(text: str) -> Any:
+    """The value of a plain scalar under the YAML 1.2 core schema: null, bool, int, float, else
+    ``text`` itself (``yes``/``on`` stay strings, ``1e-3`` is a float, as in YAML 1.2)."""
+    if text in _YAML12_NULL:
+        return None
+    if text in _YAML12_BOOL:
+        return _YAML12_BOOL[text]
+    if _YAML12_INT.fullmatch(text):
+        return int(text[2:], 8) if text.startswith("0o") else int(text, 0 if text.startswith("0x") else 10)
+    if _YAML12_FLOAT.fullmatch(text):
+        return float(text)
+    if _YAML12_INF.fullmatch(text):
+        return float("-inf") if text.startswith("-") else float("inf")
+    return float("nan") if _YAML12_NAN.fullmatch(text) else text
+
+
+def _resolve(sub: Any, root: Mapping) -> dict:
+    """``sub`` with a local ``$ref`` (``#/definitions/x``) followed; {} for anything else."""
+    while isinstance(sub, Mapping) and "$ref" in sub:
+        target: Any = root
+        for part in sub["$ref"].lstrip("#/").split("/"):
+            target = target.get(part, {})
+        sub = target
+    return dict(sub) if isinstance(sub, Mapping) else {}
+
+
+def _branches(sub: Mapping, root: Mapping) -> list[dict]:
+    """``sub`` and the alternatives of its oneOf/anyOf, resolved."""
+    alts = [_resolve(a, root) for k in ("oneOf", "anyOf") for a in sub.get(k, [])]
+    return [sub, *alts]
+
+
+def _accepts(sub: Mapping, value: Any) -> bool:
+    want = sub.get("type")
+    if want is None:
+        return False
+    names = {"null": type(None), "boolean": bool, "integer": int, "number": (int, float), "string": str}
+    want = want if isinstance(want, list) else [want]
+    ok = any(isinstance(value, names.get(t, ())) for t in want)
+    return ok and not (isinstance(value, bool) and "boolean" not in want)
+
+
+def coerce_cli_config(values: Any, schema: Mapping | None = None, _sub: Any = None) -> Any:
+    """Snakemake's ``--config`` values with their strings typed as the schema types them.
+
+    Snakemake reads a nested value (``--config 'dataset={root: ~/mine, generate: false}'``) with
+    YAML's base loader, so every scalar inside arrives as a string ('false', '0.2', '7'), and a
+    top-level ``offline=true`` as 'true'. A string is replaced by its YAML 1.2 core value
+    (:func:`yaml12_scalar`) where the schema allows that value's type (null, boolean, integer,
+    number) at that key; everything else is left for validation to judge.
+    """
+    schema = load_schema() if schema is None else schema
+    subs = _branches(_resolve(schema if _sub is None else _sub, schema), schema)
+    if isinstance(values, Mapping):
+        out = {}
+        for k, v in values.items():
+            child = next((s["properties"][k] for s in subs if k in s.get("properties", {})), None)
+            if child is None:
+                child = next((s["additionalProperties"] for s in subs
+                              if isinstance(s.get("additionalProperties"), Mapping)), {})
+            out[k] = coerce_cli_config(v, schema, child)
+        return out
+    if isinstance(values, list):
+        item = next((s["items"] for s in subs if isinstance(s.get("items"), Mapping)), {})
+        return [coerce_cli_config(v, schema, item) for v in values]
+    if isinstance(values, str):
+        typed = yaml12_scalar(values)
+        if not isinstance(typed, str) and any(_accepts(s, typed) for s in subs):
+            return typed
+    return values
+
+
+def nested_key_hint(key: str, schema: Mapping) -> str:
+    """For an unknown top-level ``key`` that names a nested one (``root``, ``dataset_root``):
+    the command-line form that sets it. Snakemake itself refuses the dotted form
+    ``--config dataset.root=...`` before the workflow starts."""
+    schema = _resolve(schema, schema)
+    for section, sub in schema.get("properties", {}).items():
+        props = _resolve(sub, schema).get("properties", {})
+        for name in props:
+            if key in (name, f"{section}_{name}", f"{section}.{name}", f"{section}-{name}"):
+                return (
+                    f". Did you mean {section}.{name}? A nested key is set on the command line as "
+                    f"a YAML mapping: --config '{section}={{{name}: VALUE}}' (in a config file: "
+                    f"{section}: {{{name}: VALUE}})"
+                )
+    return ""
 
 
 def _cross_checks(cfg: dict, source: str) -> None:
