@@ -151,6 +151,8 @@ def evaluate_scores(
 
     labels, sc = scores["test_labels"], scores["test_scores"]
     test = M.image_metrics(labels, sc, float(threshold["threshold"]))
+    lab, sv = M.check_labels_scores(labels, sc)
+    test["f1_max"] = M.ap_f1max_sorted(np.sort(sv[~lab]), np.sort(sv[lab]))[1]  # threshold-free
     boot = eval_cfg["bootstrap"]
     if boot["n"] > 0:
         test["auroc_ci"] = M.bootstrap_ci(labels, sc, metric=M.auroc, n_boot=boot["n"], seed=boot["seed"])
@@ -159,12 +161,14 @@ def evaluate_scores(
     if pixel is None:
         pixel = pixel_metrics(scores, splits, root, pre, eval_cfg, "per_class" if scope == "per_class" else "global")
     vl = np.asarray(scores["val_labels"])
-    return {
+    out = {
         "threshold": dict(threshold),
         "test": {k: (_nan_to_none(v) if isinstance(v, float) else v) for k, v in test.items()},
         "pixel": dict(pixel),
         "val": {"n": int(vl.size), "n_anomalous": int(vl.sum()), "n_normal": int(vl.size - vl.sum())},
     }
+    out["mad"] = mad(out)
+    return out
 
 
 def pixel_metrics(scores, splits, root, pre, eval_cfg, scope: str = "per_class") -> dict:
@@ -182,6 +186,8 @@ def pixel_metrics(scores, splits, root, pre, eval_cfg, scope: str = "per_class")
         "pro_mode": eval_cfg["pro_mode"],
         "fpr_limit": eval_cfg["pro_fpr_limit"],
         "pixel_auroc": None,
+        "pixel_ap": None,
+        "pixel_f1_max": None,
         "au_pro": None,
         "note": None,
     }
@@ -198,13 +204,39 @@ def pixel_metrics(scores, splits, root, pre, eval_cfg, scope: str = "per_class")
             "stale; rerun the workflow"
         )
     labels = np.asarray(scores["test_labels"]).astype(bool)
-    if images == "anomalous":
-        out["pixel_auroc"] = _nan_to_none(M.pixel_auroc(masks[labels], maps[labels]))
-    else:
-        out["pixel_auroc"] = _nan_to_none(M.pixel_auroc(masks, maps))
     limit = eval_cfg["pro_fpr_limit"]
-    if eval_cfg["pro_mode"] == "study":
-        out["au_pro"] = _nan_to_none(M.au_pro_study(masks[labels], maps[labels], fpr_limit=limit))
+    reference = eval_cfg["pro_mode"] != "study"
+    # one sorted copy of the pixels gives pixel AUROC, AP, F1-max (and the reference AU-PRO
+    # when it is over the same images)
+    if images == "anomalous":
+        px = M.pixel_metrics(masks[labels], maps[labels], fpr_limit=limit)
     else:
+        px = M.pixel_metrics(masks, maps, fpr_limit=limit)
+    for key in PIXEL_KEYS:
+        out[key] = _nan_to_none(px[key])
+    if not reference:
+        out["au_pro"] = _nan_to_none(M.au_pro_study(masks[labels], maps[labels], fpr_limit=limit))
+    elif images == "anomalous":
         out["au_pro"] = _nan_to_none(M.au_pro(masks, maps, fpr_limit=limit))
+    else:
+        out["au_pro"] = _nan_to_none(px["au_pro"])
     return out
+
+
+#: Pixel metrics over the ``pixel_auroc_images`` images (one pass, :func:`adloc.metrics.pixel_metrics`).
+PIXEL_KEYS = ("pixel_auroc", "pixel_ap", "pixel_f1_max")
+#: mAD (ADer's mean of seven metrics): image AUROC, AP, F1-max; pixel AUROC, AP, F1-max; AU-PRO@0.3.
+MAD_KEYS = (("test", "auroc"), ("test", "auprc"), ("test", "f1_max"), ("pixel", "pixel_auroc"),
+            ("pixel", "pixel_ap"), ("pixel", "pixel_f1_max"), ("pixel", "au_pro"))
+
+
+def mad(result: Mapping[str, Any]) -> float | None:
+    """mAD of a metrics-file dict: the mean of :data:`MAD_KEYS`; None (N/A) when any of them is
+    undefined or AU-PRO is not the reference one at FPR 0.3."""
+    px = result["pixel"]
+    if px.get("pro_mode") != "reference" or px.get("fpr_limit") != 0.3:
+        return None
+    vals = [result[a].get(b) for a, b in MAD_KEYS]
+    if any(v is None for v in vals):
+        return None
+    return float(np.mean(vals))

@@ -31,16 +31,16 @@ from ..io import write_csv
 #: Column order of :func:`metrics_table`.
 COLUMNS = [
     "method", "scope", "class", "threshold", "threshold_mode", "threshold_fallback",
-    "auroc", "auroc_low", "auroc_high", "auprc", "f1", "accuracy", "precision", "recall",
-    "specificity", "tp", "fp", "tn", "fn", "pixel_auroc", "pixel_auroc_images", "au_pro",
-    "pro_mode", "n_test", "n_test_anomalous", "n_test_normal", "n_val", "n_val_anomalous",
+    "auroc", "auroc_low", "auroc_high", "auprc", "f1", "f1_max", "accuracy", "precision", "recall",
+    "specificity", "tp", "fp", "tn", "fn", "pixel_auroc", "pixel_ap", "pixel_f1_max",
+    "pixel_auroc_images", "au_pro", "mad", "pro_mode", "n_test", "n_test_anomalous", "n_test_normal", "n_val", "n_val_anomalous",
     "n_val_normal", "backbone", "weights", "weights_sha256", "device",
 ]
 
 #: Averaged (NaN-aware) in the macro row.
 RATE_COLUMNS = [
     "auroc", "auprc", "f1", "accuracy", "precision", "recall", "specificity", "pixel_auroc",
-    "au_pro",
+    "au_pro", "f1_max", "pixel_ap", "pixel_f1_max", "mad",
 ]
 #: Macro rows: how many classes the row summarises, and how many of them define each rate.
 N_CLASSES = "n_classes"
@@ -106,6 +106,7 @@ def metrics_row(m: Mapping[str, Any]) -> dict[str, Any]:
         "auroc_high": _num(_get(ci, "high")),
         "auprc": _num(test.get("auprc")),
         "f1": _num(test.get("f1")),
+        "f1_max": _num(test.get("f1_max")),
         "accuracy": _num(test.get("accuracy")),
         "precision": _num(test.get("precision")),
         "recall": _num(test.get("recall")),
@@ -115,8 +116,11 @@ def metrics_row(m: Mapping[str, Any]) -> dict[str, Any]:
         "tn": _num(test.get("tn")),
         "fn": _num(test.get("fn")),
         "pixel_auroc": _num(pixel.get("pixel_auroc")),
+        "pixel_ap": _num(pixel.get("pixel_ap")),
+        "pixel_f1_max": _num(pixel.get("pixel_f1_max")),
         "pixel_auroc_images": pixel.get("pixel_auroc_images"),
         "au_pro": _num(pixel.get("au_pro")),
+        "mad": _num(m.get("mad")),
         "pro_mode": pixel.get("pro_mode"),
         "n_test": _num(test.get("n")),
         "n_test_anomalous": _num(test.get("n_anomalous")),
