@@ -21,7 +21,8 @@ from .study_reference import STUDY_CLASSES, load_study_reference
 from .tables import METHOD_ORDER, SCOPE_ORDER, order_key
 
 #: Metrics compared, with display names.
-COMPARED = {"auroc": "AUROC", "f1": "F1", "auprc": "AUPRC", "pixel_auroc": "pixel AUROC", "au_pro": "AU-PRO"}
+COMPARED = {"auroc": "AUROC", "f1": "F1", "auprc": "AUPRC", "pixel_auroc": "pixel AUROC", "au_pro": "AU-PRO",
+            "f1_max": "F1-max", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max", "mad": "mAD"}
 STUDY_COLUMN = "study (published)"
 KEYS = ["method", "scope", "class"]
 
@@ -36,6 +37,7 @@ def compare_runs(tables: Mapping[str, pd.DataFrame], study: bool | None = None) 
         raise AdlocError(f"compare needs two or more runs, got {list(tables)}")
     long = []
     for run, mt in tables.items():
+        mt = mt.reindex(columns=KEYS + list(COMPARED))  # a run from before a metric existed: NaN
         m = mt.melt(id_vars=KEYS, value_vars=list(COMPARED), var_name="metric", value_name=run)
         long.append(m.set_index(KEYS + ["metric"]))
     out = pd.concat(long, axis=1, join="outer")
@@ -43,8 +45,9 @@ def compare_runs(tables: Mapping[str, pd.DataFrame], study: bool | None = None) 
     if study is None:
         study = bool(classes & set(STUDY_CLASSES))
     if study:
-        ref = load_study_reference().melt(id_vars=KEYS, value_vars=list(COMPARED), var_name="metric",
-                                          value_name=STUDY_COLUMN)
+        ref = load_study_reference()
+        ref = ref.melt(id_vars=KEYS, value_vars=[c for c in COMPARED if c in ref.columns], var_name="metric",
+                       value_name=STUDY_COLUMN)
         ref = ref[ref["class"].isin(classes)].set_index(KEYS + ["metric"])
         out = out.join(ref, how="left")
     out = out.reset_index()

@@ -6,7 +6,7 @@ ARCHITECTURE.md). Output columns, in order, are :data:`COLUMNS`.
 Macro rows (``class == "macro"``), one per method x scope:
 
 * rate metrics (AUROC, AUPRC, F1, accuracy, precision, recall, specificity, pixel AUROC,
-  AU-PRO) are the unweighted mean over classes, ignoring N/A values (a class without masks has
+  AU-PRO, image F1-max, pixel AP, pixel F1-max, mAD) are the unweighted mean over classes, ignoring N/A values (a class without masks has
   no pixel metrics, a class without test anomalies no AUROC or F1; the mean is over the classes
   that have them, NaN if none). ``n_classes`` says how many classes the row summarises and
   ``n_classes_<metric>`` over how many of them each mean was taken, so a mean over 2 of 4
@@ -268,7 +268,7 @@ def read_table_csv(path, what: str, **kwargs) -> pd.DataFrame:
 
 def display_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
     """Compact view for reports: method, scope, class, threshold, AUROC [95% CI], AUPRC, F1,
-    accuracy, pixel AUROC, AU-PRO, all as strings (``N/A`` where undefined).
+    accuracy, pixel AUROC, AU-PRO, F1-max, pixel AP, pixel F1-max, mAD, all as strings (``N/A`` where undefined).
 
     A macro row's class reads ``macro (n classes)``; a mean over fewer classes than that (the
     others have the metric undefined) carries ``(k/n)``, e.g. ``0.9500 (2/4)``.
@@ -310,4 +310,7 @@ def display_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
         "pixel AUROC": col("pixel_auroc"),
         "AU-PRO": col("au_pro"),
     })
+    for metric, label in (("f1_max", "F1-max"), ("pixel_ap", "pixel AP"), ("pixel_f1_max", "pixel F1-max"),
+                          ("mad", "mAD")):  # issue 22's benchmark metrics; absent in older tables
+        out[label] = col(metric) if metric in df else ["N/A"] * len(df)
     return out.reset_index(drop=True)
