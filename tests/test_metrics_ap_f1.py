@@ -97,3 +97,48 @@ def test_mad_is_the_mean_of_seven_and_na_when_one_is_undefined():
     assert mad(_result(f1_max=None)) is None
     assert mad(_result(fpr_limit=0.05)) is None  # mAD is defined with AU-PRO@0.3
     assert mad(_result(pro_mode="study")) is None
+
+
+def _maps_and_masks(seed):
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((5, 24, 24), bool)
+    masks[1, 3:9, 4:12] = True
+    masks[2, 10:20, 10:14] = True
+    masks[2, 1:3, 1:3] = True
+    maps = rng.random((5, 24, 24)).astype(np.float32) + 0.6 * masks
+    return masks, maps
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_au_pro_strict_limit_equals_au_pro_at_that_limit(seed):
+    from adloc.metrics import au_pro_at
+
+    masks, maps = _maps_and_masks(seed)
+    px = pixel_metrics(masks, maps, fpr_limit=0.3, strict_limit=0.05)
+    assert px["au_pro"] == au_pro(masks, maps, fpr_limit=0.3)
+    assert px["au_pro_strict"] == au_pro(masks, maps, fpr_limit=0.05)
+    assert au_pro_at(masks, maps, [0.3, 0.05]) == [px["au_pro"], px["au_pro_strict"]]
+    # a stricter limit averages the PRO curve over its steepest part: not the same figure
+    assert px["au_pro_strict"] != px["au_pro"]
+    assert math.isnan(pixel_metrics(masks, maps)["au_pro_strict"])  # not asked for
+
+
+def test_pipeline_reports_au_pro_strict_in_every_mode(tmp_path):
+    """evaluation.pro_fpr_limit_strict reaches the metrics JSON for each pro_mode / image set."""
+    from adloc import pipeline as P
+
+    masks, maps = _maps_and_masks(7)
+    labels = masks.reshape(5, -1).any(1)
+    for mode, images in (("reference", "all"), ("reference", "anomalous"), ("study", "all")):
+        cfg = {"pro_mode": mode, "pixel_auroc_images": images, "pro_fpr_limit": 0.3,
+               "pro_fpr_limit_strict": 0.05}
+        out = P.pixel_metrics_from_arrays(masks, maps, labels, cfg)
+        assert out["fpr_limit_strict"] == 0.05
+        if mode == "reference":
+            assert out["au_pro_strict"] == pytest.approx(au_pro(masks, maps, fpr_limit=0.05))
+        else:
+            from adloc.metrics import au_pro_study
+
+            assert out["au_pro_strict"] == pytest.approx(au_pro_study(masks[labels], maps[labels], fpr_limit=0.05))
+        cfg["pro_fpr_limit_strict"] = None
+        assert P.pixel_metrics_from_arrays(masks, maps, labels, cfg)["au_pro_strict"] is None

@@ -64,6 +64,12 @@ def test_metrics_table_values_are_sane(run):
     assert per["auroc"].between(0, 1).all()
     assert per["pixel_auroc"].between(0, 1).all()
     assert per["au_pro"].between(0, 1).all()
+    # issue 22's benchmark metrics, defined for every class of the tiny data (masks, both labels)
+    for col in ("f1_max", "pixel_ap", "pixel_f1_max", "au_pro_strict", "mad"):
+        assert per[col].between(0, 1).all(), col
+    assert (per["f1_max"] >= per["f1"] - 1e-12).all()  # the calibrated F1 is one of the F1s
+    mean7 = per[["auroc", "auprc", "f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "au_pro"]].mean(axis=1)
+    assert np.allclose(per["mad"], mean7, atol=1e-12)
     assert (per["auroc_low"] <= per["auroc"] + 1e-12).all()
     assert (per["auroc_high"] >= per["auroc"] - 1e-12).all()
     for cls in CLASSES:

@@ -172,29 +172,16 @@ def evaluate_scores(
 
 
 def pixel_metrics(scores, splits, root, pre, eval_cfg, scope: str = "per_class") -> dict:
-    """Pixel AUROC and AU-PRO on the test split, per the configured protocol; N/A without masks."""
-    from . import metrics as M
+    """Pixel metrics on the test split, per the configured protocol
+    (:func:`pixel_metrics_from_arrays`); N/A without masks."""
+    from .data.transforms import load_split_masks
 
     entries = splits["splits"]["test"]
     by_path = {e["path"]: e for e in entries}
     ordered = [by_path[str(p)] for p in scores["test_paths"]]
-    images = eval_cfg["pixel_auroc_images"]
-    if images == "study":  # the study: all test images per class, anomalous only for global
-        images = "anomalous" if scope == "global" else "all"
-    out = {
-        "pixel_auroc_images": images,
-        "pro_mode": eval_cfg["pro_mode"],
-        "fpr_limit": eval_cfg["pro_fpr_limit"],
-        "pixel_auroc": None,
-        "pixel_ap": None,
-        "pixel_f1_max": None,
-        "au_pro": None,
-        "note": None,
-    }
-    from .data.transforms import load_split_masks
-
     masks = load_split_masks(root, ordered, pre)
     if masks is None:
+        out = pixel_metrics_from_arrays(None, None, None, eval_cfg, scope)
         out["note"] = "class has no ground-truth masks: pixel metrics N/A"
         return out
     maps = np.asarray(scores["test_maps"], dtype=np.float32)
@@ -204,22 +191,43 @@ def pixel_metrics(scores, splits, root, pre, eval_cfg, scope: str = "per_class")
             "stale; rerun the workflow"
         )
     labels = np.asarray(scores["test_labels"]).astype(bool)
-    limit = eval_cfg["pro_fpr_limit"]
-    reference = eval_cfg["pro_mode"] != "study"
-    # one sorted copy of the pixels gives pixel AUROC, AP, F1-max (and the reference AU-PRO
-    # when it is over the same images)
+    return pixel_metrics_from_arrays(masks, maps, labels, eval_cfg, scope)
+
+
+def pixel_metrics_from_arrays(masks, maps, labels, eval_cfg, scope: str = "per_class") -> dict:
+    """The metrics file's ``pixel`` section from the test masks, maps and image labels (all
+    None: every metric N/A). Pixel AUROC, AP and F1-max over ``pixel_auroc_images``; AU-PRO at
+    ``pro_fpr_limit`` and ``pro_fpr_limit_strict`` (reference: normal pixels of every test
+    image; study: the study's binned curve over the anomalous images)."""
+    from . import metrics as M
+
+    images = eval_cfg["pixel_auroc_images"]
+    if images == "study":  # the study: all test images per class, anomalous only for global
+        images = "anomalous" if scope == "global" else "all"
+    limit, strict = eval_cfg["pro_fpr_limit"], eval_cfg.get("pro_fpr_limit_strict")
+    out = {"pixel_auroc_images": images, "pro_mode": eval_cfg["pro_mode"], "fpr_limit": limit,
+           "fpr_limit_strict": strict, **{k: None for k in PIXEL_KEYS}, "au_pro": None,
+           "au_pro_strict": None, "note": None}
+    if masks is None:
+        return out
+    # one sorted copy of the pixels gives pixel AUROC, AP, F1-max (and the reference AU-PROs
+    # when they are over the same images)
     if images == "anomalous":
         px = M.pixel_metrics(masks[labels], maps[labels], fpr_limit=limit)
     else:
-        px = M.pixel_metrics(masks, maps, fpr_limit=limit)
+        px = M.pixel_metrics(masks, maps, fpr_limit=limit, strict_limit=strict)
     for key in PIXEL_KEYS:
         out[key] = _nan_to_none(px[key])
-    if not reference:
-        out["au_pro"] = _nan_to_none(M.au_pro_study(masks[labels], maps[labels], fpr_limit=limit))
+    limits = {k: v for k, v in (("au_pro", limit), ("au_pro_strict", strict)) if v is not None}
+    if eval_cfg["pro_mode"] == "study":
+        for key, lim in limits.items():
+            out[key] = _nan_to_none(M.au_pro_study(masks[labels], maps[labels], fpr_limit=lim))
     elif images == "anomalous":
-        out["au_pro"] = _nan_to_none(M.au_pro(masks, maps, fpr_limit=limit))
+        for key, v in zip(limits, M.au_pro_at(masks, maps, list(limits.values()))):
+            out[key] = _nan_to_none(v)
     else:
-        out["au_pro"] = _nan_to_none(px["au_pro"])
+        for key in limits:
+            out[key] = _nan_to_none(px[key])
     return out
 
 

@@ -22,7 +22,7 @@ from .tables import METHOD_ORDER, SCOPE_ORDER, order_key
 
 #: Metrics compared, with display names.
 COMPARED = {"auroc": "AUROC", "f1": "F1", "auprc": "AUPRC", "pixel_auroc": "pixel AUROC", "au_pro": "AU-PRO",
-            "f1_max": "F1-max", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max", "mad": "mAD"}
+            "au_pro_strict": "AU-PRO strict", "f1_max": "F1-max", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max", "mad": "mAD"}
 STUDY_COLUMN = "study (published)"
 KEYS = ["method", "scope", "class"]
 

@@ -306,7 +306,10 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
         f"PatchCore coreset ratio {g('patchcore.coreset_ratio')}. Thresholds: {thr} on each "
         f"class's validation split. Pixel metrics: pixel AUROC over "
         f"{g('evaluation.pixel_auroc_images', 'all')} test images and {pro} up to FPR "
-        f"{g('evaluation.pro_fpr_limit', 0.3)}. "
+        f"{g('evaluation.pro_fpr_limit', 0.3)}"
+        + (f" (AU-PRO strict: up to FPR {g('evaluation.pro_fpr_limit_strict')})"
+           if g("evaluation.pro_fpr_limit_strict") is not None else "")
+        + ". "
         + (f"Intervals: {nb}-resample bootstrap (seed {g('evaluation.bootstrap.seed', 0)})."
            if nb > 0 else "No bootstrap intervals (evaluation.bootstrap.n = 0).")
     )

@@ -33,14 +33,14 @@ COLUMNS = [
     "method", "scope", "class", "threshold", "threshold_mode", "threshold_fallback",
     "auroc", "auroc_low", "auroc_high", "auprc", "f1", "f1_max", "accuracy", "precision", "recall",
     "specificity", "tp", "fp", "tn", "fn", "pixel_auroc", "pixel_ap", "pixel_f1_max",
-    "pixel_auroc_images", "au_pro", "mad", "pro_mode", "n_test", "n_test_anomalous", "n_test_normal", "n_val", "n_val_anomalous",
+    "pixel_auroc_images", "au_pro", "au_pro_strict", "mad", "pro_mode", "n_test", "n_test_anomalous", "n_test_normal", "n_val", "n_val_anomalous",
     "n_val_normal", "backbone", "weights", "weights_sha256", "device",
 ]
 
 #: Averaged (NaN-aware) in the macro row.
 RATE_COLUMNS = [
     "auroc", "auprc", "f1", "accuracy", "precision", "recall", "specificity", "pixel_auroc",
-    "au_pro", "f1_max", "pixel_ap", "pixel_f1_max", "mad",
+    "au_pro", "au_pro_strict", "f1_max", "pixel_ap", "pixel_f1_max", "mad",
 ]
 #: Macro rows: how many classes the row summarises, and how many of them define each rate.
 N_CLASSES = "n_classes"
@@ -120,6 +120,7 @@ def metrics_row(m: Mapping[str, Any]) -> dict[str, Any]:
         "pixel_f1_max": _num(pixel.get("pixel_f1_max")),
         "pixel_auroc_images": pixel.get("pixel_auroc_images"),
         "au_pro": _num(pixel.get("au_pro")),
+        "au_pro_strict": _num(pixel.get("au_pro_strict")),
         "mad": _num(m.get("mad")),
         "pro_mode": pixel.get("pro_mode"),
         "n_test": _num(test.get("n")),
@@ -310,7 +311,7 @@ def display_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
         "pixel AUROC": col("pixel_auroc"),
         "AU-PRO": col("au_pro"),
     })
-    for metric, label in (("f1_max", "F1-max"), ("pixel_ap", "pixel AP"), ("pixel_f1_max", "pixel F1-max"),
-                          ("mad", "mAD")):  # issue 22's benchmark metrics; absent in older tables
+    for metric, label in (("au_pro_strict", "AU-PRO strict"), ("f1_max", "F1-max"), ("pixel_ap", "pixel AP"),
+                          ("pixel_f1_max", "pixel F1-max"), ("mad", "mAD")):  # issue 22's benchmark metrics; absent in older tables
         out[label] = col(metric) if metric in df else ["N/A"] * len(df)
     return out.reset_index(drop=True)

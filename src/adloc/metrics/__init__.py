@@ -14,7 +14,7 @@
 
 from adloc.metrics.bootstrap import bootstrap_ci, paired_gap_ci, resample_indices
 from adloc.metrics.image import check_labels_scores, auprc, auroc, confusion_at, image_metrics, rank_auroc
-from adloc.metrics.pixel import ap_f1max_sorted, au_pro, au_pro_study, pixel_auroc, pixel_metrics, pro_curve
+from adloc.metrics.pixel import ap_f1max_sorted, au_pro, au_pro_at, au_pro_study, pixel_auroc, pixel_metrics, pro_curve
 from adloc.metrics.threshold import ThresholdResult, calibrate_threshold
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ap_f1max_sorted",
     "check_labels_scores",
     "au_pro",
+    "au_pro_at",
     "au_pro_study",
     "auprc",
     "auroc",

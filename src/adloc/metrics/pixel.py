@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["pixel_auroc", "au_pro", "pro_curve", "au_pro_study", "pixel_metrics", "ap_f1max_sorted"]
+__all__ = ["pixel_auroc", "au_pro", "pro_curve", "au_pro_study", "pixel_metrics", "ap_f1max_sorted", "au_pro_at"]
 
 _CHUNK = 1 << 22  # anomalous pixels per searchsorted chunk (bounds temporaries to ~100 MB)
 _STRUCTURES = {8: np.ones((3, 3), dtype=bool), 4: ndimage.generate_binary_structure(2, 1)}
@@ -285,14 +285,28 @@ def au_pro(masks, anomaly_maps, fpr_limit: float = 0.3, connectivity: int = 8) -
     return _au_pro_from(_extract(_pairs(masks, anomaly_maps), connectivity), fpr_limit)
 
 
-def pixel_metrics(masks, maps, fpr_limit: float = 0.3, connectivity: int = 8) -> dict:
-    """``{"pixel_auroc", "pixel_ap", "pixel_f1_max", "au_pro"}`` from one sorted copy of the
-    same images' pixels (all exact; AP and F1-max as :func:`ap_f1max_sorted`)."""
+def au_pro_at(masks, anomaly_maps, fpr_limits, connectivity: int = 8) -> list[float]:
+    """:func:`au_pro` at each of ``fpr_limits`` from one extraction of the pixels and regions."""
+    limits = [_check_limit(f) for f in fpr_limits]
+    if connectivity not in _STRUCTURES:
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
+    px = _extract(_pairs(masks, anomaly_maps), connectivity)
+    return [_au_pro_from(px, f) for f in limits]
+
+
+def pixel_metrics(
+    masks, maps, fpr_limit: float = 0.3, connectivity: int = 8, strict_limit: float | None = None
+) -> dict:
+    """``{"pixel_auroc", "pixel_ap", "pixel_f1_max", "au_pro", "au_pro_strict"}`` from one
+    sorted copy of the same images' pixels (all exact; AP and F1-max as
+    :func:`ap_f1max_sorted`; ``au_pro_strict`` at ``strict_limit``, NaN when it is None)."""
     fpr_limit = _check_limit(fpr_limit)
+    strict = None if strict_limit is None else _check_limit(strict_limit)
     px = _extract(_pairs(masks, maps), connectivity)
     ap, f1 = ap_f1max_sorted(px.neg, px.pos)
     return {"pixel_auroc": _auroc_from(px), "pixel_ap": ap, "pixel_f1_max": f1,
-            "au_pro": _au_pro_from(px, fpr_limit)}
+            "au_pro": _au_pro_from(px, fpr_limit),
+            "au_pro_strict": math.nan if strict is None else _au_pro_from(px, strict)}
 
 
 def pro_curve(masks, maps, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
