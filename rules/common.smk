@@ -27,6 +27,8 @@ from adloc.weights import missing_imagenet_weights, marker_path
 from adloc.weights import downloadable as weights_downloadable
 from adloc.errors import ConfigError, DatasetError
 from adloc.data.mvtec import check_class_folders, class_files
+from adloc.data.shift import check_shift_config, shift_folder_name
+from adloc.data.transforms import Preprocess
 from adloc.runtime import local_cuda_devices
 from adloc.workflow import done_message, run_tables
 
@@ -102,6 +104,16 @@ for _reserved in (GLOBAL, UNIFIED_ABS):
         )
 SCOPES = CLASSES + [GLOBAL]
 IMAGE_SIZE = config["preprocess"]["crop"] or config["preprocess"]["resize"]
+# Domain shift (shift.enabled): one shifted copy per run, results/<run>/shift/<variant>-s<seed>/
+# (adloc.data.shift), its geometry resolved against the clean model input here.
+SHIFT_ON = bool(config["shift"]["enabled"])
+try:
+    SHIFT_SPEC = check_shift_config(config).as_dict() if SHIFT_ON else None
+except ConfigError as exc:
+    raise WorkflowError(f"adloc: invalid configuration: {exc}") from None
+SHIFT_NAME = shift_folder_name(config["shift"])
+SHIFT = f"{RESULTS}/shift/{SHIFT_NAME}"
+MASK_THRESHOLD = Preprocess.from_config(config["preprocess"]).mask_threshold
 # device: cuda, or auto on a cluster (Slurm profile) or with CUDA visible here, makes the GPU
 # rules ask for resources gpu=1 and run with device cuda (a job that then sees no GPU fails
 # instead of running on the CPU unnoticed); auto without a visible GPU runs on the CPU, said so.
@@ -262,7 +274,16 @@ def final_targets():
     t += expand(f"{RESULTS}/figures/examples_{{cls}}.png", cls=CLASSES)
     if "patchcore" in METHODS:
         t.append(f"{RESULTS}/tables/memory_bank_composition.csv")
-    return t
+    return t + shift_targets()
+
+
+def shift_targets():
+    """The shifted copy of every class and its parameter table (none when shift is off)."""
+    if not SHIFT_ON:
+        return []
+    return expand(f"{SHIFT}/{{cls}}", cls=CLASSES) + expand(
+        f"{SHIFT}/{{cls}}_params.csv", cls=CLASSES
+    )
 
 
 def features_of(method, cls):
