@@ -5,7 +5,6 @@ once and writes one scores file per class (outputs, inputs and classes in the sa
 split's images are the rows of the class's features that the repeat's split file lists.
 """
 
-import json
 import logging
 import time
 
@@ -19,14 +18,14 @@ log = logging.getLogger("adloc.score")
 def main(smk):
     from adloc.data.splits import read_splits
     from adloc.features import load_features
-    from adloc.io import save_npz
+    from adloc.io import json_text, save_npz
     from adloc.models import load_model
     from adloc.pipeline import split_labels
     from adloc.runtime import device_label, resolve_device
 
     device = resolve_device(smk.params.device)
     model = load_model(smk.wildcards.method, smk.input.model, device=str(device))
-    provenance = np.array(json.dumps({**model.provenance, "score_device": device_label(device)}, sort_keys=True))
+    provenance = np.array(json_text({**model.provenance, "score_device": device_label(device)}, indent=None))
     # PatchCore's k-NN searches run on fixed blocks of images (faiss rounds by block size)
     kw = {"query_images": smk.params.query_images} if smk.wildcards.method == "patchcore" else {}
     for k, out in enumerate(smk.output):

@@ -53,6 +53,21 @@ def test_every_target_exists_and_parses(run):
     assert not [p for p in r.rglob("*.tmp*")]
 
 
+def test_every_json_of_the_run_is_strict_json(run):
+    """NaN and inf are written as null (issue 24 §3): strict parsers read every JSON file."""
+    wd, _, _ = run
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    files = sorted((wd / "results" / "tiny").rglob("*.json"))
+    assert len(files) >= 20  # splits, indexes, thresholds, metrics of every method and scope
+    for f in files:
+        json.loads(f.read_text(), parse_constant=refuse)
+    for f in (wd / "results" / "tiny" / REP / "scores").rglob("*.npz"):
+        json.loads(str(np.load(f)["provenance"]), parse_constant=refuse)
+
+
 def test_metrics_table_values_are_sane(run):
     wd, _, _ = run
     r = wd / "results" / "tiny"

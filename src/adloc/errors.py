@@ -23,3 +23,7 @@ class WeightsError(AdlocError, FileNotFoundError):
 
 class CalibrationError(AdlocError, ValueError):
     """A threshold cannot be calibrated (e.g. validation has no anomalies)."""
+
+
+class WriteError(AdlocError):
+    """An output cannot be written: the disk is full, or its folder is read-only or not ours."""

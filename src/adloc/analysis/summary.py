@@ -29,13 +29,12 @@ with identical inputs produce identical bytes. ``ctx`` keys:
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from ..io import write_text
+from ..io import json_text, write_text
 from .confusion import VARIANTS, confusion_cells, summary_sentence
 from .figures import method_label, scope_label
 from .gap import METRIC_LABELS, significant_gaps, wide_gap_table
@@ -47,7 +46,7 @@ from .tsne import covered_sentences
 
 def config_hash(config: Mapping[str, Any]) -> str:
     """First 12 hex digits of the sha256 of the key-sorted JSON of ``config``."""
-    blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    blob = json_text(config, compact=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
 
 
