@@ -183,3 +183,12 @@ def test_threshold_fallback_is_reported():
     mt.loc[0, "threshold_fallback"] = "no anomalous val image: max normal score"
     text = render_summary(dict(ctx, metrics_table=mt))
     assert "**Threshold fallbacks**" in text and "max normal score" in text
+
+
+def test_na_legend_explains_missing_normal_and_missing_anomalous_test_images():
+    """An empty test/good makes AUROC, AUPRC and specificity N/A: the legend says so, beside
+    the no-anomalies case (issue 24 §2)."""
+    text = render_summary(_ctx())
+    legend = next(line for line in text.splitlines() if line.startswith("N/A: not defined"))
+    assert "without anomalous test images no AUROC, AUPRC or F1" in legend
+    assert "without normal test images, an empty test/good, no AUROC, AUPRC or specificity" in legend

@@ -327,10 +327,12 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
     of_rep = f", repeat {reps[0]}" if reps else ""
     lines += ["## Results", "", f"### Per-class vs global models (test split{of_rep})", "",
               _md(display_table(mt)), "",
-              "N/A: not defined (a class without ground-truth masks has no pixel metrics, one "
-              "without anomalous test images no AUROC, AUPRC or F1). Macro rows average the "
-              "classes where a metric is defined; (k/n) marks a mean over k of the n classes "
-              "(thresholds and intervals left blank).", ""]
+              "N/A: not defined (a class without ground-truth masks has no pixel metrics; one "
+              "without anomalous test images no AUROC, AUPRC or F1; one without normal test "
+              "images, an empty test/good, no AUROC, AUPRC or specificity, the last in "
+              "tables/metrics.csv). Macro rows average the classes where a metric is defined; "
+              "(k/n) marks a mean over k of the n classes (thresholds and intervals left blank).",
+              ""]
     fb = mt[(mt["class"] != "macro") & mt["threshold_fallback"].notna()]
     if len(fb):
         lines += ["**Threshold fallbacks** (the validation split could not calibrate an F1 "

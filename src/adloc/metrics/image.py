@@ -7,9 +7,9 @@ Conventions used throughout :mod:`adloc.metrics`:
 * An image is predicted anomalous when ``score >= threshold``. The comparison is done in
   float64 (scores are cast to float64 first), so a threshold calibrated here reproduces the
   same decisions whatever the storage dtype of the scores.
-* Ratios whose denominator is zero (precision with no predicted anomaly, recall with no
-  anomalous image, specificity with no normal image, F1 with tp = fp = fn = 0) are defined
-  as 0.0, like scikit-learn's ``zero_division=0``.
+* Ratios whose denominator is zero (precision with no predicted anomaly, recall and F1 with
+  no anomalous image, specificity with no normal image) are NaN (N/A in the tables), never a
+  0 that would read as a measured failure (:func:`rates_from_counts`).
 * Ranking metrics (AUROC, AUPRC) are undefined when only one class is present: they are
   NaN, and :func:`image_metrics` says why in its ``note`` field.
 """
