@@ -128,6 +128,7 @@ rule tsne:
             caption="../report/tsne.rst",
             category="Figures",
         ),
+        notes=f"{RESULTS}/tables/tsne_notes.json",
         composition=(
             report(
                 f"{RESULTS}/tables/memory_bank_composition.csv",

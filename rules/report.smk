@@ -16,6 +16,7 @@ rule summary:
             else []
         ),
         splits=expand(f"{RESULTS}/{FIRST}/splits/{{cls}}.json", cls=CLASSES),
+        tsne_notes=f"{RESULTS}/tables/tsne_notes.json",
     output:
         report(
             f"{RESULTS}/summary.md",

@@ -20,6 +20,7 @@ def main(smk):
         write_summary,
     )
     from adloc.data.splits import read_splits
+    from adloc.io import read_json
 
     cfg = smk.params.config
     repeats = list(smk.params.repeats)
@@ -38,6 +39,7 @@ def main(smk):
             "test_normal": c["test"]["normal"],
             "test_anomalous": c["test"]["anomalous"],
         }
+    warnings += read_json(smk.input.tsne_notes, what="t-SNE notes")["warnings"]
     ctx = {
         "config": cfg,
         "metrics_table": mt,

@@ -49,6 +49,8 @@ def test_every_target_exists_and_parses(run):
     assert set(comp["class"]) >= set(CLASSES)
     text = (r / "summary.md").read_text()
     assert "efficientnet_lite0" in text
+    notes = json.loads((r / "tables" / "tsne_notes.json").read_text())
+    assert [v["drawn"] for v in notes["views"]] == [True, True] and notes["warnings"] == []
     # no temporary files left behind by the atomic writers
     assert not [p for p in r.rglob("*.tmp*")]
 

@@ -318,8 +318,9 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
     warnings = list(ctx.get("warnings") or [])
     if warnings:
         lines += ["## Warnings", "",
-                  "The reader interpreted these inputs instead of reading them verbatim; check "
-                  "that this is what the data means:", ""]
+                  "The reader interpreted these inputs instead of reading them verbatim, or a "
+                  "view could not be drawn from them; check that this is what the data means:",
+                  ""]
         lines += [f"- {w}" for w in warnings] + [""]
 
     # --- results

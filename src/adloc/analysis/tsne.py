@@ -43,24 +43,69 @@ def subsample_per_class(labels: Sequence, max_per_class: int | None, seed: int =
     return np.sort(np.concatenate(keep)) if keep else np.arange(0)
 
 
+#: Features whose largest per-dimension standard deviation is at most this fraction of their
+#: magnitude count as identical: scikit-learn's PCA start divides by the first component's
+#: spread (at least that standard deviation), so NaN follows and its Barnes-Hut tree segfaults.
+SPREAD_RTOL = 1e-10
+
+NA_HINT = ("check the class's images (all black, or one constant colour, give identical "
+           "features); the other figures and tables do not depend on this view")
+
+
+def degenerate_reason(x: np.ndarray, labels: Sequence | None = None) -> str | None:
+    """Why ``x`` (N, D) cannot be embedded by t-SNE, naming the classes of ``labels`` involved,
+    or None: fewer than 4 points, NaN or inf features, or points that are all identical."""
+    x = np.asarray(x, dtype=np.float64)
+    lab = None if labels is None else np.asarray(labels).astype(str)
+    if x.ndim != 2:
+        return f"features must be (N, D), got shape {x.shape}"
+    n = x.shape[0]
+    if n < 4:
+        return f"t-SNE needs at least 4 points, got {n}"
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        who = "" if lab is None else f" (classes {', '.join(sorted(set(lab[bad].tolist())))})"
+        return f"{int(bad.sum())} of {n} points have NaN or inf features{who}"
+    scale = max(1.0, float(np.abs(x).max()))
+    if float(x.std(axis=0).max()) <= SPREAD_RTOL * scale:
+        who = "" if lab is None else f" (classes {', '.join(sorted(set(lab.tolist())))})"
+        return f"all {n} points have identical features{who}"
+    return None
+
+
+def identical_class_warnings(x: np.ndarray, labels: Sequence, what: str) -> list[str]:
+    """One sentence per class of ``labels`` with two or more points whose features in ``x`` are
+    all identical (e.g. an all-black class): their spread in the ``what`` view means nothing."""
+    x = np.asarray(x, dtype=np.float64)
+    lab = np.asarray(labels).astype(str)
+    out = []
+    for cls in sorted(set(lab.tolist())):
+        xc = x[lab == cls]
+        if xc.shape[0] < 2 or not np.isfinite(xc).all():
+            continue
+        if float(xc.std(axis=0).max()) <= SPREAD_RTOL * max(1.0, float(np.abs(xc).max())):
+            out.append(f"class {cls}: its {xc.shape[0]} points of the t-SNE view '{what}' have "
+                       f"identical features (all-black or constant images?): {NA_HINT}.")
+    return out
+
+
 def tsne_embed(
     x: np.ndarray, seed: int = 0, perplexity: float = 30.0, max_iter: int = 1000
 ) -> np.ndarray:
     """2-D t-SNE of ``x`` (N, D): scikit-learn TSNE, PCA init, fixed seed (same seed, same data,
     same output on CPU). Features wider than :data:`PCA_DIM` are first reduced by an exact PCA.
-    The perplexity is capped at (N - 1) / 3 so small sets still embed.
+    The perplexity is capped at (N - 1) / 3 so small sets still embed. Input that t-SNE cannot
+    embed (:func:`degenerate_reason`: scikit-learn would segfault on identical points) raises
+    :class:`AdlocError`.
     """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
     x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise AdlocError(f"tsne_embed: x must be (N, D), got shape {x.shape}")
+    reason = degenerate_reason(x)
+    if reason is not None:
+        raise AdlocError(f"tsne_embed: {reason}")
     n = x.shape[0]
-    if n < 4:
-        raise AdlocError(f"tsne_embed: need at least 4 points, got {n}")
-    if not np.isfinite(x).all():
-        raise AdlocError("tsne_embed: features contain NaN or inf")
     if x.shape[1] > PCA_DIM and n > PCA_DIM:
         x = PCA(n_components=PCA_DIM, svd_solver="full").fit_transform(x)
     perp = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
@@ -84,22 +129,61 @@ def embed_view(
             labels[idx])
 
 
-def plot_tsne(views: Sequence[tuple[str, np.ndarray, Sequence]], classes: Sequence[str] | None = None):
+def safe_view(
+    title: str, x: np.ndarray, labels: Sequence, seed: int = 0, perplexity: float = 30.0,
+    max_points_per_class: int | None = 600, max_iter: int = 1000,
+) -> tuple[tuple, list[str]]:
+    """:func:`embed_view` as a panel for :func:`plot_tsne`, and warnings (sentences).
+
+    A view t-SNE cannot embed (:func:`degenerate_reason`) becomes an N/A panel ``(title,
+    None, labels, reason)`` with a warning naming its classes, instead of an error (or the
+    segfault scikit-learn gives on identical points); classes whose points are identical among
+    themselves (:func:`identical_class_warnings`) are drawn (their spread there means nothing),
+    with a warning each.
+    """
+    labels = np.asarray(labels).astype(str)
+    x = np.asarray(x)
+    if labels.shape[0] != x.shape[0]:
+        raise AdlocError(f"safe_view: {x.shape[0]} points but {labels.shape[0]} labels")
+    idx = subsample_per_class(labels, max_points_per_class, seed)
+    xs, ls = np.asarray(x[idx], dtype=np.float64), labels[idx]
+    what = title.splitlines()[0]
+    reason = degenerate_reason(xs, ls)
+    if reason is not None:
+        return (title, None, ls, reason), [
+            f"t-SNE view '{what}' not drawn (N/A in figures/tsne.png): {reason}; {NA_HINT}."]
+    warnings = identical_class_warnings(xs, ls, what)
+    coords = tsne_embed(xs, seed=seed, perplexity=perplexity, max_iter=max_iter)
+    return (title, coords, ls), warnings
+
+
+def plot_tsne(views: Sequence[tuple], classes: Sequence[str] | None = None):
     """Side-by-side panels, one per ``(title, coords (n, 2), labels (n,))``; the same colour per
-    class in every panel. t-SNE axes carry no units, so ticks are hidden."""
+    class in every panel. t-SNE axes carry no units, so ticks are hidden. A view ``(title, None,
+    labels, reason)`` (:func:`safe_view`) is an N/A panel that says why."""
+    import textwrap
+
     from matplotlib.lines import Line2D
 
     if not views:
         raise AdlocError("plot_tsne: no views")
     if classes is None:
-        classes = sorted({str(c) for _, _, lab in views for c in np.asarray(lab).tolist()})
+        classes = sorted({str(c) for v in views for c in np.asarray(v[2]).tolist()})
     colors = class_colors(list(classes))
     with style():
         fig = new_figure(4.6 * len(views) + 1.4, 4.6)
         axes = fig.subplots(1, len(views), squeeze=False)[0]
-        for ax, (title, coords, labels) in zip(axes, views):
-            coords = np.asarray(coords)
+        for ax, (title, coords, labels, *why) in zip(axes, views):
             labels = np.asarray(labels).astype(str)
+            if coords is None:
+                ax.set_title(f"N/A: {title}", fontsize=9)
+                ax.text(0.5, 0.5, "N/A: t-SNE not computed\n\n" + textwrap.fill(
+                    str(why[0] if why else "degenerate features"), 44), ha="center",
+                    va="center", transform=ax.transAxes, fontsize=8, color="0.25")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
+            coords = np.asarray(coords)
             size = 6 if coords.shape[0] > 800 else 14
             for cls in classes:
                 m = labels == cls
