@@ -152,6 +152,39 @@ def test_nothing_to_do_after_a_complete_run(run):
     assert planned_jobs(wd) == []
 
 
+def test_deleted_intermediate_is_rebuilt_when_named_as_a_target(run):
+    """docs/troubleshooting.md "Deleting a corrupt file": a deleted intermediate of a finished
+    run is not rebuilt by a plain rerun ("Nothing to be done"), but naming it beside ``all`` is,
+    with what depends on it, in one run; the same for a features file (dry run)."""
+    wd, _, _ = run
+    rel = f"results/tiny/{REP}/scores/padim/synth_nut/synth_nut.npz"
+    f = wd / rel
+    original = f.read_bytes()
+    f.unlink()
+    try:
+        assert planned_jobs(wd) == []  # what the user saw: Nothing to be done
+        proc = snakemake(wd, "--cores", "2", rel, "all")
+    finally:
+        if not f.exists():
+            f.write_bytes(original)
+    log = proc.stdout + proc.stderr
+    assert f.read_bytes() == original  # recreated, deterministic
+    for rule in ("score", "evaluate", "metrics_table", "gap", "summary"):
+        assert f"rule {rule}:" in log, (rule, log[-3000:])
+    assert "rule fit_class:" not in log and "rule extract_features:" not in log
+    assert planned_jobs(wd) == []
+    feats = sorted((wd / "results" / "tiny" / "features").rglob("synth_nut.pt"))[0]
+    kept, st = feats.read_bytes(), feats.stat()
+    feats.unlink()
+    try:
+        jobs = planned_jobs(wd, str(feats.relative_to(wd)), "all")
+    finally:
+        feats.write_bytes(kept)
+        os.utime(feats, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert ("extract_features", {"fset": feats.parent.name, "cls": "synth_nut"}) in jobs
+    assert {"fit_class", "score", "evaluate", "summary"} <= {r for r, _ in jobs}
+
+
 def test_changed_image_reruns_only_that_class(run):
     wd, _, _ = run
     img = sorted((wd / "data" / "synth_carpet" / "train" / "good").iterdir())[0]
