@@ -116,8 +116,8 @@ rule confusion:
 rule tsne:
     input:
         model=(
-            f"{RESULTS}/{FIRST}/models/patchcore/{GLOBAL}.pt"
-            if "patchcore" in METHODS
+            f"{RESULTS}/{FIRST}/models/{BANK_METHOD}/{GLOBAL}.pt"
+            if BANK_METHOD
             else []
         ),
         features=expand(f"{RESULTS}/features/{TSNE_FSET}/{{cls}}.pt", cls=CLASSES),
@@ -135,7 +135,7 @@ rule tsne:
                 caption="../report/composition.rst",
                 category="Tables",
             )
-            if "patchcore" in METHODS
+            if BANK_METHOD
             else []
         ),
     log:
@@ -147,6 +147,7 @@ rule tsne:
     params:
         classes=CLASSES,
         tsne=config["analysis"]["tsne"],
+        bank_method=BANK_METHOD,
     script:
         "../scripts/tsne.py"
 

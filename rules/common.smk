@@ -7,7 +7,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from snakemake.utils import validate
 from adloc.config import (
     validate_config,
     feature_set_name,
@@ -15,7 +14,6 @@ from adloc.config import (
     parse_repeat,
     repeat_names,
     run_folder_name,
-    schema_path,
 )
 from adloc.data.fetch import (
     MARKER,
@@ -30,6 +28,9 @@ from adloc.data.mvtec import check_class_folders, class_files
 from adloc.data.shift import check_shift_config, shift_folder_name
 from adloc.data.transforms import Preprocess
 from adloc.runtime import local_cuda_devices
+from adloc.models.registry import MEMORY_BANK, methods_with
+from adloc.models.registry import model_params as registry_model_params
+from adloc.models.registry import predict_options as registry_predict_options
 from adloc.workflow import done_message, run_tables
 
 RUN_STARTED = time.time()  # the onsuccess message names only what this run built
@@ -42,7 +43,8 @@ try:
     )
 except ConfigError as exc:
     raise WorkflowError(f"adloc: invalid configuration: {exc}") from None
-validate(config, schema_path())
+# (validate_config checks against the schema with the registry's methods, plug-ins included,
+# which Snakemake's validate() cannot take: it reads the schema file as it is)
 
 # Every output of a run lives under results/<run>/ (run_name, or <dataset>-<run_tag>), so runs
 # with other presets or data sit side by side; the generated embedded data stays shared.
@@ -102,7 +104,6 @@ for _reserved in (GLOBAL, UNIFIED_ABS):
             f"adloc: a class may not be named {_reserved!r} (config key classes): "
             "that name is reserved for the model-unified and absolute-unified scopes"
         )
-SCOPES = CLASSES + [GLOBAL]
 IMAGE_SIZE = config["preprocess"]["crop"] or config["preprocess"]["resize"]
 # Domain shift (shift.enabled): one shifted copy per run, results/<run>/shift/<variant>-s<seed>/
 # (adloc.data.shift), its geometry resolved against the clean model input here.
@@ -160,14 +161,11 @@ def device_param(wildcards):
 MAX_THREADS = 8
 
 CLASS_RE = "|".join(map(re.escape, CLASSES))
-SCOPE_RE = "|".join(map(re.escape, SCOPES))
 
 
 wildcard_constraints:
     cls=CLASS_RE,
-    scope=SCOPE_RE,
-    method="patchcore|padim",
-    split="train|val|test",
+    method="|".join(map(re.escape, METHODS)),
     repeat="|".join(REPEATS),
 
 
@@ -224,28 +222,9 @@ def class_images(wildcards):
 
 
 def model_params(method, cls=None):
-    """Everything a fitted model reads: the method's settings plus class_overrides[cls]."""
-    keys = {
-        "patchcore": [
-            "layers",
-            "pretrain_embed_dim",
-            "target_embed_dim",
-            "coreset_ratio",
-            "coreset_projection_dim",
-            "coreset_start",
-            "coreset_dtype",
-            "embedding_dtype",
-            "num_neighbors",
-            "scoring",
-            "blur_sigma",
-            "blur_mode",
-        ],
-        "padim": ["layers", "n_features", "covariance_eps", "blur_sigma", "blur_mode"],
-    }[method]
-    params = {k: config[method][k] for k in keys}
-    if cls is not None:
-        params.update(config["class_overrides"].get(cls, {}).get(method, {}))
-    return params
+    """Everything a fitted model reads: its config dataclass's fields from the method's
+    section, plus class_overrides[cls] (adloc.models.registry.model_params)."""
+    return registry_model_params(config, method, cls)
 
 
 def split_seed(wildcards):
@@ -272,7 +251,7 @@ def final_targets():
         method=METHODS,
     )
     t += expand(f"{RESULTS}/figures/examples_{{cls}}.png", cls=CLASSES)
-    if "patchcore" in METHODS:
+    if BANK_METHOD:
         t.append(f"{RESULTS}/tables/memory_bank_composition.csv")
     return t + shift_targets()
 
@@ -322,13 +301,16 @@ def score_global_inputs(w):
     }
 
 
-def query_images(key):
-    """Images per k-NN search of rule score / score_global (PatchCore only; PaDiM has none)."""
-    return lambda w: config["patchcore"][key] if w.method == "patchcore" else None
+def predict_options(unified):
+    """A method's predict keywords (e.g. PatchCore's images per k-NN search) for rule score
+    (per-class model) or score_global (unified=True)."""
+    return lambda w: registry_predict_options(config, w.method, unified)
 
 
 def scores_of(method, scope, cls, repeat="{repeat}"):
     return f"{RESULTS}/{repeat}/scores/{method}/{scope}/{cls}.npz"
 
 
-TSNE_FSET = fset_of("patchcore" if "patchcore" in METHODS else METHODS[0])
+# the first method with a memory bank: its global model's bank is drawn (rule tsne) and counted
+BANK_METHOD = (methods_with(MEMORY_BANK, METHODS) or [None])[0]
+TSNE_FSET = fset_of(BANK_METHOD or METHODS[0])

@@ -74,7 +74,7 @@ rule score:
         runtime=60,
     params:
         device=device_param,
-        query_images=query_images("query_images"),
+        predict=predict_options(False),
         splits=["val", "test"],
     script:
         "../scripts/score.py"
@@ -101,7 +101,7 @@ rule score_global:
     params:
         device=device_param,
         classes=CLASSES,
-        query_images=query_images("query_images_global"),
+        predict=predict_options(True),
         splits=["val", "test"]
         + (["train"] if config["analysis"]["confusion_normals"] == "train" else []),
     script:

@@ -11,9 +11,7 @@ rule summary:
             f"{RESULTS}/{FIRST}/tables/confusion_{{method}}.csv", method=METHODS
         ),
         composition=(
-            f"{RESULTS}/tables/memory_bank_composition.csv"
-            if "patchcore" in METHODS
-            else []
+            f"{RESULTS}/tables/memory_bank_composition.csv" if BANK_METHOD else []
         ),
         splits=expand(f"{RESULTS}/{FIRST}/splits/{{cls}}.json", cls=CLASSES),
         tsne_notes=f"{RESULTS}/tables/tsne_notes.json",

@@ -1,4 +1,5 @@
-"""Rules fit_class / fit_global: fit one PatchCore or PaDiM model on train-split features (the
+"""Rules fit_class / fit_global: fit one model of a registered method
+(adloc.models.registry) on train-split features (the
 rows of each class's features that the repeat's split file puts in train), with the repeat's
 model seed."""
 

@@ -26,8 +26,7 @@ def main(smk):
     device = resolve_device(smk.params.device)
     model = load_model(smk.wildcards.method, smk.input.model, device=str(device))
     provenance = np.array(json_text({**model.provenance, "score_device": device_label(device)}, indent=None))
-    # PatchCore's k-NN searches run on fixed blocks of images (faiss rounds by block size)
-    kw = {"query_images": smk.params.query_images} if smk.wildcards.method == "patchcore" else {}
+    kw = dict(smk.params.predict)  # the method's predict options (adloc.models.registry)
     for k, out in enumerate(smk.output):
         splits = read_splits(as_list(smk.input.splits)[k])
         features_file = as_list(smk.input.features)[k]

@@ -1,4 +1,5 @@
-"""Rule tsne: the global PatchCore memory bank by source class, beside the study's backbone view.
+"""Rule tsne: the global memory bank (first method with one, adloc.models.registry) by source
+class, beside the study's backbone view.
 
 A view t-SNE cannot embed (identical or non-finite features, e.g. an all-black class) is an N/A
 panel; its warning goes to tables/tsne_notes.json, which the summary repeats."""
@@ -29,16 +30,16 @@ def main(smk):
     kw = dict(seed=t["seed"], perplexity=t["perplexity"], max_points_per_class=t["max_points_per_class"])
     views, warnings = [], []
     if smk.input.model:
-        from adloc.models import load_model
+        from adloc.models import load_model, method_label
 
-        bank, source, patches = bank_by_source(load_model("patchcore", smk.input.model))
+        bank, source, patches = bank_by_source(load_model(p.bank_method, smk.input.model))
         hashes = {}  # class -> sha256 of its training images: exact duplicates across classes
         for f in as_list(smk.input.splits):
             sp = read_splits(f)
             hashes[sp["class"]] = [e["sha256"] for e in sp["splits"]["train"]]
         composition = memory_bank_composition(source, patches, duplicate_train_images(hashes))
         write_bank_composition(smk.output.composition, composition)
-        view, notes = safe_view(BANK_TITLE, bank, source, **kw)
+        view, notes = safe_view(BANK_TITLE.format(method=method_label(p.bank_method)), bank, source, **kw)
         views.append(view)
         warnings += notes
     sets = [  # the first repeat's training images of each class

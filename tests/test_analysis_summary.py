@@ -92,7 +92,7 @@ def test_sections_and_determinism(tmp_path):
     assert "PatchCore: " in text and "PaDiM: " in text  # one confusion sentence per method
     assert "held-out normals (val+test good)" in text
     items = re.findall(r"^(\d)\. ", text.split("## Protocol differences")[1], flags=re.M)
-    assert items == [str(i) for i in range(1, 9)]
+    assert items == [str(i) for i in range(1, 10)]  # PatchCore: distances and maps; 7 of the run
     assert "Side by side" not in text  # study_reference off
     assert "Threshold fallbacks" not in text
     assert re.search(r"\d{4}-\d{2}-\d{2}", text) is None  # no dates
@@ -192,3 +192,20 @@ def test_na_legend_explains_missing_normal_and_missing_anomalous_test_images():
     legend = next(line for line in text.splitlines() if line.startswith("N/A: not defined"))
     assert "without anomalous test images no AUROC, AUPRC or F1" in legend
     assert "without normal test images, an empty test/good, no AUROC, AUPRC or specificity" in legend
+
+
+def test_summary_describes_only_the_methods_that_ran():
+    """methods: [padim] says nothing of PatchCore (issue 20: no coreset ratio, no PatchCore
+    protocol items, no memory bank), and its protocol is derived without PatchCore's switch."""
+    cfg = _config(methods=["padim"])
+    ctx = _ctx(cfg=cfg)
+    ctx["metrics_table"] = ctx["metrics_table"][ctx["metrics_table"]["method"] == "padim"]
+    ctx["gap_table"] = ctx["gap_table"][ctx["gap_table"]["method"] == "padim"]
+    ctx["confusion"] = {"padim": ctx["confusion"]["padim"]}
+    ctx["bank_composition"] = None
+    text = render_summary(ctx)
+    assert "PaDiM" in text and "random channels" in text
+    assert "PatchCore" not in text and "coreset" not in text and "memory bank" not in text
+    assert derive_protocol(cfg) == "paper"
+    items = re.findall(r"^(\d)\. ", text.split("## Protocol differences")[1], flags=re.M)
+    assert items == [str(i) for i in range(1, 8)]  # the run's 7 items, no PatchCore ones

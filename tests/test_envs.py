@@ -151,13 +151,16 @@ def _imports(path: Path) -> list[tuple[str, bool, bool]]:
 
 def _adloc_files(name: str) -> list[Path]:
     """Files that importing ``name`` (or a name from it) runs: every parent package's
-    ``__init__``, the module itself, and all modules of a package with a lazy ``__getattr__``."""
+    ``__init__``, the module itself, and, when ``name`` is a package with a lazy
+    ``__getattr__`` (a name from it may be any of its modules), all its modules. Importing a
+    submodule (``adloc.models.registry``) runs its parents' ``__init__`` but not their lazy
+    names."""
     parts, files = name.split("."), []
     for i in range(1, len(parts) + 1):
         f = _module_file(".".join(parts[:i]))
         if f is not None:
             files.append(f)
-            if f.name == "__init__.py" and "def __getattr__" in f.read_text():
+            if i == len(parts) and f.name == "__init__.py" and "def __getattr__" in f.read_text():
                 files += sorted(f.parent.glob("*.py"))
     return files
 

@@ -82,7 +82,7 @@ def test_channel_subset_is_seeded_and_n_features_resolves():
     assert resolve_n_features(None, None, 7) == 7
     with pytest.raises(ModelError, match="out of range"):
         resolve_n_features(8, "resnet18", 7)
-    auto = Padim(PadimConfig(layers=("layer1", "layer2"), image_size=16)).fit(train)
+    auto = Padim(PadimConfig(layers=("layer1", "layer2"), n_features=None, image_size=16)).fit(train)
     assert auto.n_features == 7
 
 

@@ -111,6 +111,18 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
     return f"config key {key}{where} is invalid: {error.message}{hint}"
 
 
+def method_schema(plugins=None) -> dict:
+    """The schema with its method parts from the registry, after importing the ``plugins``
+    modules (each registers its methods; :mod:`adloc.models.schema`)."""
+    from .models.registry import load_plugins
+    from .models.schema import with_methods
+
+    if plugins is not None and not (isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)):
+        raise ConfigError(f"config key plugins must be a list of module names, got {plugins!r}")
+    load_plugins(plugins)
+    return with_methods(load_schema())
+
+
 def validate_config(
     config: Mapping[str, Any], source: str = "", cli_overrides: Mapping[str, Any] | None = None
 ) -> dict:
@@ -123,8 +135,8 @@ def validate_config(
     Raises:
         ConfigError: naming the first offending key (dotted path) and the allowed values.
     """
-    schema = load_schema()
     cfg = copy.deepcopy(dict(config))
+    schema = method_schema(cfg.get("plugins"))
     if cli_overrides:
         cfg = deep_merge(cfg, coerce_cli_config(cli_overrides, schema))
     cls = jsonschema.validators.validator_for(schema)

@@ -53,6 +53,9 @@ def run_script(smk: Any, main: Callable[[Any], None]) -> None:
     code = 0
     try:
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            from .models.registry import load_plugins
+
+            load_plugins((getattr(smk, "config", None) or {}).get("plugins"))  # their methods
             main(smk)
     except Exception as exc:  # report, then exit non-zero
         from .errors import AdlocError

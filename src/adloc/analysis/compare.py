@@ -18,7 +18,8 @@ import pandas as pd
 from ..errors import AdlocError
 from .figures import method_label, new_figure, savefig, scope_label, style
 from .study_reference import STUDY_CLASSES, load_study_reference
-from .tables import METHOD_ORDER, SCOPE_ORDER, order_key
+from ..models.registry import method_names
+from .tables import SCOPE_ORDER, order_key
 
 #: Metrics compared, with display names.
 COMPARED = {"auroc": "AUROC", "f1": "F1", "auprc": "AUPRC", "pixel_auroc": "pixel AUROC", "au_pro": "AU-PRO",
@@ -53,7 +54,7 @@ def compare_runs(tables: Mapping[str, pd.DataFrame], study: bool | None = None) 
     out = out.reset_index()
     out["_m"] = out["metric"].map({m: i for i, m in enumerate(COMPARED)})
     out["_c"] = (out["class"] == "macro").astype(int)
-    out["_mo"] = out["method"].map(order_key(out["method"], METHOD_ORDER))
+    out["_mo"] = out["method"].map(order_key(out["method"], tuple(method_names())))
     out["_so"] = out["scope"].map(order_key(out["scope"], SCOPE_ORDER))
     out = out.sort_values(["_mo", "_so", "_c", "class", "_m"], kind="stable")
     return out.drop(columns=["_m", "_c", "_mo", "_so"]).reset_index(drop=True)

@@ -21,12 +21,12 @@ from matplotlib.figure import Figure
 
 from ..errors import AdlocError
 from ..io import atomic_path
+from ..models.registry import method_label as registry_label
 
 #: Resolution of every saved PNG.
 DPI = 120
 
 #: Display names of the methods (keys as in config ``methods``).
-METHOD_LABELS = {"patchcore": "PatchCore", "padim": "PaDiM"}
 
 #: Display names of the model scopes.
 SCOPE_LABELS = {"per_class": "per-class", "global": "global", "unified_abs": "absolute-unified"}
@@ -58,8 +58,8 @@ def style() -> Iterator[None]:
 
 
 def method_label(method: str) -> str:
-    """``"patchcore"`` -> ``"PatchCore"``; unknown names are returned unchanged."""
-    return METHOD_LABELS.get(str(method), str(method))
+    """A method's label from the registry (adloc.models.registry); unknown names unchanged."""
+    return registry_label(method)
 
 
 def scope_label(scope: str) -> str:

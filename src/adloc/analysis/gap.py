@@ -24,7 +24,8 @@ from ..errors import AdlocError
 from ..io import load_npz, read_json, write_csv
 from ..metrics import auprc, auroc, paired_gap_ci
 from .figures import class_colors, method_label, new_figure, style
-from .tables import METHOD_ORDER, float_column, order_key, read_table_csv, text_column
+from ..models.registry import method_names
+from .tables import float_column, order_key, read_table_csv, text_column
 
 #: Metrics in the gap table, with where to find the point value in a metrics dict.
 GAP_METRICS: dict[str, tuple[str, str]] = {
@@ -279,7 +280,7 @@ def gap_table(
 def _sort(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df.reset_index(drop=True)
-    mk = order_key(df["method"], METHOD_ORDER)
+    mk = order_key(df["method"], tuple(method_names()))
     metric_order = {m: i for i, m in enumerate(GAP_METRICS)}
     key = pd.DataFrame({
         "m": df["method"].map(mk),

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import json_text, write_text
+from ..models.registry import REGISTRY, bank_method, method_names
 from .confusion import VARIANTS, confusion_cells, summary_sentence
 from .figures import method_label, scope_label
 from .gap import METRIC_LABELS, significant_gaps, wide_gap_table
@@ -70,17 +71,23 @@ def _get(cfg: Mapping, dotted: str, default=None):
     return cur
 
 
+def _ran(cfg: Mapping) -> list:
+    """The registry entries of the methods the config runs (unknown names skipped)."""
+    return [REGISTRY[m] for m in (_get(cfg, "methods", []) or []) if m in REGISTRY]
+
+
 def derive_protocol(cfg: Mapping) -> str:
-    """``paper`` / ``study`` when every protocol switch agrees, else ``custom``."""
-    paper = (_get(cfg, "patchcore.scoring", "paper") == "paper"
-             and _get(cfg, "threshold.mode", "exact") == "exact"
-             and _get(cfg, "evaluation.pro_mode", "reference") == "reference"
-             and _get(cfg, "analysis.confusion_normals", "heldout") == "heldout")
-    study = (_get(cfg, "patchcore.scoring") == "study"
-             and _get(cfg, "threshold.mode") == "study"
-             and _get(cfg, "evaluation.pro_mode") == "study"
-             and _get(cfg, "analysis.confusion_normals") == "train")
-    return "paper" if paper else ("study" if study else "custom")
+    """``paper`` / ``study`` when every protocol switch agrees (the run's own and those of the
+    methods that ran, :attr:`Method.protocol`), else ``custom``."""
+    own = [_get(cfg, "threshold.mode", "exact") == "exact",
+           _get(cfg, "evaluation.pro_mode", "reference") == "reference",
+           _get(cfg, "analysis.confusion_normals", "heldout") == "heldout"]
+    study = [_get(cfg, "threshold.mode") == "study", _get(cfg, "evaluation.pro_mode") == "study",
+             _get(cfg, "analysis.confusion_normals") == "train"]
+    switches = [m.protocol(cfg) for m in _ran(cfg) if m.protocol is not None]
+    if all(own) and all(s == "paper" for s in switches):
+        return "paper"
+    return "study" if all(study) and all(s == "study" for s in switches) else "custom"
 
 
 def _provenance(mt: pd.DataFrame) -> list[str]:
@@ -126,27 +133,19 @@ def _splits_table(ctx: Mapping, mt: pd.DataFrame) -> pd.DataFrame:
 
 
 def _protocol_differences(cfg: Mapping, mt: pd.DataFrame, has_bank: bool) -> list[str]:
+    """Numbered "Protocol differences from the study": the methods' items, then the run's."""
     g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
     items = []
-    # 1
-    if g("patchcore.scoring", "paper") == "paper":
-        items.append("PatchCore distances: the study used squared L2 (faiss), which makes the "
-                     "re-weighting a no-op. **This run:** L2 distances with the paper's "
-                     "re-weighting (fixed).")
-    else:
-        items.append("PatchCore distances: the study used squared L2 (faiss), which makes the "
-                     "re-weighting a no-op. **This run:** the study's squared-L2 scoring (kept).")
-    # 2
+    # the methods' own items (adloc.models.describe), for the methods that ran
+    for m in _ran(cfg):
+        items += m.protocol_notes(cfg) if m.protocol_notes is not None else []
     crop = g("preprocess.crop")
     prep = (f"resize {g('preprocess.resize')} → centre crop {crop}" if crop
             else f"plain resize to {g('preprocess.resize')} (no crop)")
-    emb = g("patchcore.target_embed_dim")
+    backbones = ", ".join(f"{m.label} {g(m.name + '.backbone')}" for m in _ran(cfg))
     items.append(
-        "Backbone and maps: the study used ResNet-50, no 1536→1024 reduction, no blur on PatchCore "
-        "maps (PaDiM blurred), plain 224 resize. **This run:** PatchCore backbone "
-        f"{g('patchcore.backbone')}, PaDiM backbone {g('padim.backbone')}, "
-        f"{'target embedding ' + str(emb) if emb else 'no embedding reduction'}, blur σ "
-        f"{g('patchcore.blur_sigma')} (PatchCore) / {g('padim.blur_sigma')} (PaDiM), {prep}."
+        "Backbone and preprocessing: the study used ResNet-50 and a plain 224 resize. "
+        f"**This run:** backbone {backbones}, {prep}."
     )
     # 3
     scopes_imgs = {}
@@ -184,8 +183,9 @@ def _protocol_differences(cfg: Mapping, mt: pd.DataFrame, has_bank: bool) -> lis
         items.append("Cross-class thresholds: the study scored training normals the global model "
                      "had memorised. **This run:** training normals, in-sample (kept).")
     # 6
-    bank = ("the global PatchCore memory bank coloured by source class, next to "
-            if has_bank else "")
+    bm = bank_method(_get(cfg, "methods", []) or [])
+    bank = (f"the global {method_label(bm)} memory bank coloured by source class, next to "
+            if has_bank and bm else "")
     items.append("t-SNE: the study embedded mean-pooled frozen backbone features, which say "
                  f"nothing about the global model. **This run:** {bank}the backbone view, "
                  "labelled as such (fixed).")
@@ -262,8 +262,9 @@ def default_figures(config: Mapping[str, Any], repeat: str | None = None) -> lis
         figs.append((f"{method_label(m)} global model: class A's threshold on class B's "
                      f"{variant}" + (f" (repeat {repeat})" if repeat else ""),
                      f"{sub}figures/confusion_{m}.png"))
-    tsne = ("t-SNE: global PatchCore memory bank by source class, and frozen backbone features"
-            if "patchcore" in methods else "t-SNE: frozen backbone features")
+    bm = bank_method(methods)
+    tsne = (f"t-SNE: global {method_label(bm)} memory bank by source class, and frozen backbone "
+            "features" if bm else "t-SNE: frozen backbone features")
     figs.append((tsne, "figures/tsne.png"))
     for cls in _get(config, "classes", []) or []:
         figs.append((f"{cls}: test images, ground truth and anomaly maps",
@@ -302,7 +303,9 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
         "(per-class) and once on all classes' training images (global), the global model "
         "evaluated with each class's threshold (model-unified) and with one threshold from the "
         f"pooled validation split of every class (absolute-unified). {'; '.join(_provenance(mt))}. Images {prep}. "
-        f"PatchCore coreset ratio {g('patchcore.coreset_ratio')}. Thresholds: {thr} on each "
+        + "".join(f"{REGISTRY[m].setup(cfg)}. " for m in methods
+                  if m in REGISTRY and REGISTRY[m].setup is not None)
+        + f"Thresholds: {thr} on each "
         f"class's validation split. Pixel metrics: pixel AUROC over "
         f"{g('evaluation.pixel_auroc_images', 'all')} test images and {pro} up to FPR "
         f"{g('evaluation.pro_fpr_limit', 0.3)}"
@@ -387,7 +390,8 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
         lines += [f"Cell (A, B): share of class B's {VARIANTS.get(variant, variant)} whose "
                   "global-model score reaches class A's threshold; the last row applies the one "
                   "pooled (absolute-unified) threshold.", ""]
-        order = sorted(conf, key=lambda m: (m != "patchcore", m != "padim", m))
+        known = method_names()
+        order = sorted(conf, key=lambda m: (known.index(m) if m in known else len(known), m))
         for method in order:
             lines.append(f"- {summary_sentence(conf[method], method)}")
         lines.append("")
@@ -397,7 +401,7 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
 
     bank = ctx.get("bank_composition")
     if bank is not None and len(bank):
-        lines += ["### Global PatchCore memory bank", ""]
+        lines += [f"### Global {method_label(bank_method(g('methods', []) or []))} memory bank", ""]
         b = bank.copy()
         b["bank_share"] = b["bank_share"].map(lambda x: _fmt(x, 3))
         b["kept_share"] = b["kept_share"].map(lambda x: _fmt(x, 4))

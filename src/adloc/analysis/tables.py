@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..errors import AdlocError
 from ..io import write_csv
+from ..models.registry import method_names
 
 #: Column order of :func:`metrics_table`.
 COLUMNS = [
@@ -59,8 +60,8 @@ TEXT_COLUMNS = [
     "device",
 ]
 
-#: Preferred display order; anything else follows alphabetically.
-METHOD_ORDER = ("patchcore", "padim")
+# Method order: the registry's at call time (adloc.models.registry.method_names, plug-ins
+# included); anything else follows alphabetically.
 SCOPE_ORDER = ("per_class", "global", "unified_abs")
 MACRO = "macro"
 
@@ -151,11 +152,11 @@ def order_key(values: Iterable[str], preferred: tuple[str, ...]) -> dict[str, in
 
 
 def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Deterministic order: method (PatchCore, PaDiM, then A-Z), scope (per-class, global),
+    """Deterministic order: method (registry order, then A-Z), scope (per-class, global),
     class A-Z with ``macro`` last."""
     if df.empty:
         return df.reset_index(drop=True)
-    mk = order_key(df["method"], METHOD_ORDER)
+    mk = order_key(df["method"], tuple(method_names()))
     sk = order_key(df["scope"], SCOPE_ORDER)
     key = pd.DataFrame({
         "m": df["method"].map(mk),

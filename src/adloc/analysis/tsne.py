@@ -17,7 +17,7 @@ from ..errors import AdlocError
 from ..io import write_csv
 from .figures import class_colors, new_figure, style
 
-BANK_TITLE = "Global PatchCore memory bank, coloured by source class"
+BANK_TITLE = "Global {method} memory bank, coloured by source class"  # .format(method=label)
 BACKBONE_TITLE = ("Frozen backbone features, mean-pooled per image\n"
                   "(the study's view: says nothing about the global model)")
 
@@ -243,7 +243,7 @@ def bank_by_source(model) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """A fitted global PatchCore model's memory bank ``(M, D)``, the source class of every bank
     entry (object array), and the training patches per class the bank was selected from."""
     if model.bank_origin is None or model.source_names is None or model.train_sources is None:
-        raise AdlocError("the PatchCore model was fitted without source classes (a per-class "
+        raise AdlocError("the model was fitted without source classes (a per-class "
                          "model?); the memory-bank view needs the global model")
     source = np.asarray(model.source_names, dtype=object)[model.bank_origin.numpy()]
     per_image = model.grid[0] * model.grid[1]

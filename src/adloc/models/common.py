@@ -28,66 +28,9 @@ import torch.nn.functional as F
 from .. import __version__
 from ..errors import AdlocError, ModelError
 from ..io import checkpoint_plain, load_torch, save_torch
+from .configs import RUNTIME_KEYS, ModelConfig, check_choice, check_layers  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
-
-#: config keys that describe where a model runs, not what it is; never compared on load.
-RUNTIME_KEYS = frozenset({"device"})
-
-
-# --------------------------------------------------------------------------------------------
-# config base
-# --------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class ModelConfig:
-    """Dataclass base with strict ``from_dict`` / plain-python ``to_dict``."""
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None = None, **overrides: Any):
-        """Build a config from a mapping; unknown keys raise :class:`ModelError` naming them."""
-        data = dict(d or {})
-        data.update(overrides)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ModelError(
-                f"unknown {cls.__name__} key(s): {', '.join(map(repr, unknown))}; "
-                f"allowed keys: {', '.join(sorted(names))}"
-            )
-        return cls(**data)
-
-    def __post_init__(self) -> None:
-        # lists from YAML/JSON become tuples so configs compare equal after a round trip
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, list):
-                setattr(self, f.name, tuple(v))
-        self.validate()
-
-    def validate(self) -> None:  # overridden
-        pass
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-python dict (tuples become lists), safe for ``weights_only`` loading and JSON."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
-
-def check_choice(cls_name: str, key: str, value: Any, allowed) -> None:
-    if value not in allowed:
-        raise ModelError(f"{cls_name} key {key!r} has value {value!r}; allowed: {sorted(allowed)}")
-
-
-def check_layers(cls_name: str, layers) -> None:
-    if not layers:
-        raise ModelError(f"{cls_name} key 'layers' must name at least one layer, got {layers!r}")
-    for layer in layers:
-        if not isinstance(layer, str):
-            raise ModelError(f"{cls_name} key 'layers' must hold layer names, got {layer!r}")
-
 
 # --------------------------------------------------------------------------------------------
 # map post-processing

@@ -72,6 +72,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from .configs import CORESET_STARTS
 
 log = logging.getLogger("adloc.models.coreset")
 
@@ -113,7 +114,7 @@ def random_projection(x: torch.Tensor, proj_dim: int | None, seed: int, device: 
 
 
 #: how the greedy loop starts (module docstring, step 2)
-STARTS = ("mean_of_random", "random_point")
+STARTS = CORESET_STARTS
 
 
 def coreset_start_indices(num: int, seed: int, starts: int = 1) -> torch.Tensor:

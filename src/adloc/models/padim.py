@@ -56,6 +56,7 @@ from .common import (
     score_maps,
     unpack_features,
 )
+from .configs import PadimConfig
 
 KIND = "padim"
 #: fewest image rows per Mahalanobis product (see :meth:`Padim._distance_grid`), and the images
@@ -65,29 +66,6 @@ MIN_ROWS = 8
 N_FEATURES_DEFAULTS = {"resnet18": 100, "resnet50": 100, "resnet50_timm": 100, "wide_resnet50_2": 550}
 
 
-@dataclasses.dataclass
-class PadimConfig(ModelConfig):
-    layers: tuple[str, ...] = ("layer1", "layer2", "layer3")
-    n_features: int | None = None
-    covariance_eps: float = 0.01
-    blur_sigma: float = 4.0
-    blur_mode: str = "reflect"
-    image_size: int = 224
-    seed: int = 0
-    device: str = "cpu"
-
-    def validate(self) -> None:
-        name = type(self).__name__
-        check_layers(name, self.layers)
-        check_choice(name, "blur_mode", self.blur_mode, {"reflect", "mirror", "nearest"})
-        if self.n_features is not None and int(self.n_features) < 1:
-            raise ModelError(f"{name} key 'n_features' must be a positive integer or null, got {self.n_features!r}")
-        if float(self.covariance_eps) < 0:
-            raise ModelError(f"{name} key 'covariance_eps' must be >= 0, got {self.covariance_eps!r}")
-        if float(self.blur_sigma) < 0:
-            raise ModelError(f"{name} key 'blur_sigma' must be >= 0, got {self.blur_sigma!r}")
-        if int(self.image_size) < 1:
-            raise ModelError(f"{name} key 'image_size' must be >= 1, got {self.image_size!r}")
 
 
 def resolve_n_features(n_features: int | None, backbone: str | None, total_channels: int) -> int:

@@ -76,7 +76,7 @@ from .common import (
     score_maps,
     unpack_features,
 )
-from .coreset import STARTS as CORESET_STARTS
+from .configs import PatchCoreConfig
 from .coreset import greedy_coreset
 from .knn import KnnIndex
 
@@ -86,46 +86,6 @@ DEFAULT_QUERY_IMAGES = 16
 log = logging.getLogger("adloc.models.patchcore")
 
 
-@dataclasses.dataclass
-class PatchCoreConfig(ModelConfig):
-    layers: tuple[str, ...] = ("layer2", "layer3")
-    pretrain_embed_dim: int | None = 1024
-    target_embed_dim: int | None = 1024
-    patch_size: int = 3
-    coreset_ratio: float = 0.1
-    coreset_projection_dim: int | None = 128
-    coreset_starts: int = 10
-    coreset_start: str = "mean_of_random"
-    coreset_dtype: str = "float32"
-    embedding_dtype: str = "float32"
-    num_neighbors: int = 9
-    scoring: str = "paper"
-    blur_sigma: float = 4.0
-    blur_mode: str = "reflect"
-    image_size: int = 224
-    seed: int = 0
-    device: str = "cpu"
-
-    def validate(self) -> None:
-        name = type(self).__name__
-        check_layers(name, self.layers)
-        check_choice(name, "scoring", self.scoring, {"paper", "study"})
-        check_choice(name, "blur_mode", self.blur_mode, {"reflect", "mirror", "nearest"})
-        check_choice(name, "coreset_dtype", self.coreset_dtype, {"float32", "float16"})
-        check_choice(name, "embedding_dtype", self.embedding_dtype, {"float32", "float16"})
-        check_choice(name, "coreset_start", self.coreset_start, set(CORESET_STARTS))
-        if not (0 < float(self.coreset_ratio) <= 1):
-            raise ModelError(f"{name} key 'coreset_ratio' must be in (0, 1], got {self.coreset_ratio!r}")
-        if int(self.patch_size) < 1 or int(self.patch_size) % 2 == 0:
-            raise ModelError(f"{name} key 'patch_size' must be a positive odd integer, got {self.patch_size!r}")
-        for key in ("pretrain_embed_dim", "target_embed_dim", "coreset_projection_dim"):
-            v = getattr(self, key)
-            if v is not None and int(v) < 1:
-                raise ModelError(f"{name} key {key!r} must be a positive integer or null, got {v!r}")
-        if int(self.num_neighbors) < 1 or int(self.coreset_starts) < 1 or int(self.image_size) < 1:
-            raise ModelError(f"{name} keys num_neighbors, coreset_starts and image_size must be >= 1")
-        if float(self.blur_sigma) < 0:
-            raise ModelError(f"{name} key 'blur_sigma' must be >= 0, got {self.blur_sigma!r}")
 
 
 def patchcore_embedding(
