@@ -27,6 +27,7 @@ from adloc.errors import ConfigError, DatasetError
 from adloc.data.mvtec import check_class_folders, class_files
 from adloc.data.shift import check_shift_config, shift_folder_name
 from adloc.data.transforms import Preprocess
+from adloc.data.content import content_param
 from adloc.runtime import local_cuda_devices
 from adloc.models.registry import MEMORY_BANK, methods_with
 from adloc.models.registry import model_params as registry_model_params
@@ -219,6 +220,25 @@ def class_images(wildcards):
     if FETCH_DATASET:
         return [DATA_MARKER]
     return class_files(root)
+
+
+CONTENT = {}
+
+
+def class_content(wildcards):
+    """Rule index's content parameter (adloc.data.content): the value the index was made with
+    unless a file's sha256 differs from the index's (only files whose size, mtime or ctime moved
+    are hashed again), so an edit that keeps the time stamp (cp -p, rsync -a) reruns the class.
+    Computed once per snakemake process: Snakemake evaluates params again after it removed the
+    outputs of a job it is about to run, and the job must record the value the DAG saw.
+    """
+    if wildcards.cls not in CONTENT:
+        CONTENT[wildcards.cls] = content_param(
+            DATA_ROOT,
+            f"{RESULTS}/index/{wildcards.cls}.json",
+            f"{RESULTS}/index/stat/{wildcards.cls}.json",
+        )
+    return CONTENT[wildcards.cls]
 
 
 def model_params(method, cls=None):

@@ -22,7 +22,8 @@ rule index:
     input:
         class_images,
     output:
-        f"{RESULTS}/index/{{cls}}.json",
+        index=f"{RESULTS}/index/{{cls}}.json",
+        stat=f"{RESULTS}/index/stat/{{cls}}.json",
     log:
         f"{RESULTS}/logs/index/{{cls}}.log",
     benchmark:
@@ -32,6 +33,7 @@ rule index:
     params:
         root=DATA_ROOT,
         bit_depth=config["dataset"]["bit_depth"],
+        content=class_content,
     script:
         "../scripts/index.py"
 

@@ -36,6 +36,11 @@ def no_dataset(wd):
     shutil.rmtree(wd / "data")
 
 
+def dataset_root_is_a_file(wd):  # dataset.root pointing at the archive, not its folder
+    shutil.rmtree(wd / "data")
+    (wd / "data").write_bytes(b"an archive")
+
+
 def rename_class(wd):
     (wd / "data" / CLASS).rename(wd / "data" / "synth_walnut")
 
@@ -98,6 +103,10 @@ CASES = {
     "missing dataset root": (
         no_dataset, {}, [],
         ["adloc: dataset error: dataset root not found: data", "Set dataset.root"], SPLITS, False,
+    ),
+    "dataset root is a file": (
+        dataset_root_is_a_file, {}, [],
+        ["adloc: dataset error: dataset root data is a file, not a folder", "Set dataset.root"], SPLITS, False,
     ),
     "class folder missing": (
         rename_class, {}, [],

@@ -1,10 +1,15 @@
 """Real-world folders (issue 13) through the real workflow: tiny data, ``--cores 2``.
 
 * a class missing on disk stops ``snakemake -n`` (the job graph), not its first job;
-* a linked ``train/good`` folder: an edit inside it reruns the class; an image replaced with
-  its old time stamp (Snakemake cannot see it) stops the job that reads it again, by sha256;
+* a linked ``train/good`` folder: an edit inside it reruns the class, also one that keeps the
+  old time stamp (rule index's content parameter); with ``--rerun-triggers mtime`` such an edit
+  stops the job that reads the image again, by sha256;
+* edits that keep the time stamp (``cp -p``, ``rsync -a``, ``touch -d``) of a train, validation
+  or test image or a mask rerun that class's chain and no other class's; a rewrite with the same
+  bytes reruns nothing;
 * one full run on a folder as users have them -- ``test/Good``, an EXIF-rotated JPEG, 12-bit
-  data in 16-bit PNGs, an anti-aliased mask, a second class that duplicates the first's
+  data in 16-bit PNGs (grey in a colour class), a training image copied into ``test/Good``, a
+  4x64 strip, an anti-aliased mask, a second class that duplicates the first's
   training images and has no anomalies (``threshold.on_degenerate: fallback``): warnings in the
   summary, N/A for undefined metrics, macro rows that say how many classes they cover, the
   duplicate class read as covered; then a partial run whose closing message does not claim a summary.
@@ -63,14 +68,75 @@ def test_linked_folder_edits_rerun_and_stale_images_stop(tmp_path_factory, datas
     planned = planned_jobs(wd, SPLITS)
     assert ("index", {"cls": CLASS}) in planned and ("splits", {"cls": CLASS, "repeat": "s42-m0"}) in planned
     snakemake(wd, "--cores", "2", SPLITS)
-    # replaced again, keeping the old time stamp (cp -p, rsync -a): only the sha256 can tell
+    # replaced again, keeping the old time stamp (cp -p, rsync -a): the sha256 tells (issue 24)
     st = img.stat()
     Image.fromarray(np.full((64, 64, 3), 7, np.uint8)).save(img)
     os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert planned_jobs(wd, SPLITS) == []
-    proc = snakemake(wd, "--cores", "2", IMAGES, "--forcerun", "preprocess_images", check=False)
+    planned = planned_jobs(wd, SPLITS)
+    assert ("index", {"cls": CLASS}) in planned and ("splits", {"cls": CLASS, "repeat": "s42-m0"}) in planned
+    # with time stamps as the only trigger, the job that reads the image again stops by sha256
+    assert planned_jobs(wd, SPLITS, "--rerun-triggers", "mtime") == []
+    proc = snakemake(wd, "--cores", "2", IMAGES, "--forcerun", "preprocess_images",
+                     "--rerun-triggers", "mtime", check=False)
     check_failure(wd, proc, [f"file(s) of class {CLASS} changed since the class index {INDEX}",
                              f"{CLASS}/train/good/003.png", "snakemake --forcerun index"], [IMAGES])
+
+
+def _same_time_edits(data: Path, splits: dict):
+    """(what, edit) pairs, each keeping or restoring an old time stamp: cp -p, rsync -a (a copy
+    renamed over the file) and touch -d, on a train, a validation and a test image and a mask."""
+    cls = data / CLASS
+
+    def cp_p(src, dst):
+        return lambda: shutil.copy2(src, dst)
+
+    def rsync_a(src, dst):
+        def run():
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            shutil.copy2(src, tmp)
+            os.replace(tmp, dst)
+        return run
+
+    def touch_d(dst):
+        def run():
+            a = np.asarray(Image.open(dst)).copy()
+            a[:4] = 255 - a[:4]
+            Image.fromarray(a).save(dst)
+            os.utime(dst, (1_500_000_000, 1_500_000_000))
+        return run
+
+    train = data / splits["splits"]["train"][0]["path"]
+    val = data / next(e["path"] for e in splits["splits"]["val"] if e["label"] == 0)
+    other = next(p for p in sorted((cls / "train" / "good").iterdir()) if p not in (train, val))
+    test, test_src = cls / "test" / "good" / "001.png", cls / "test" / "good" / "000.png"
+    masks = sorted((cls / "ground_truth").rglob("*_mask.png"))
+    return [("train image, cp -p", cp_p(other, train)), ("val image, rsync -a", rsync_a(other, val)),
+            ("test image, touch -d", touch_d(test)), ("test image, cp -p", cp_p(test_src, test)),
+            ("mask, rsync -a", rsync_a(masks[1], masks[0])), ("mask, touch -d", touch_d(masks[0]))]
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_edits_that_keep_the_time_stamp_rerun_that_class_only(tmp_path_factory, dataset_cache):
+    import json
+
+    wd = new_workdir(tmp_path_factory, "sametime", dataset_cache, classes=[CLASS, "synth_copy"])
+    shutil.copytree(wd / "data" / CLASS, wd / "data" / "synth_copy")
+    for f in (wd / "data").rglob("*.png"):  # as unpacked from an archive: old time stamps
+        os.utime(f, (1_400_000_000, 1_400_000_000))
+    targets = [SPLITS, SPLITS.replace(CLASS, "synth_copy")]
+    snakemake(wd, "--cores", "1", *targets)
+    assert planned_jobs(wd, *targets) == []
+    rewritten = wd / "data" / CLASS / "train" / "good" / "004.png"
+    os.replace(shutil.copy2(rewritten, rewritten.with_name("new.tmp")), rewritten)  # same bytes, new inode
+    assert planned_jobs(wd, *targets) == []  # re-hashed, same sha256: nothing reruns
+    chain = [("index", {"cls": CLASS}), ("splits", {"cls": CLASS, "repeat": "s42-m0"})]
+    splits = json.loads((wd / SPLITS).read_text())
+    for what, edit in _same_time_edits(wd / "data", splits):
+        edit()
+        assert sorted(planned_jobs(wd, *targets)) == chain, what
+        snakemake(wd, "--cores", "1", *targets)
+        assert planned_jobs(wd, *targets) == [], what
 
 
 def _real_world_folder(root: Path) -> None:
@@ -91,6 +157,9 @@ def _real_world_folder(root: Path) -> None:
         grey = np.asarray(Image.open(p).convert("L")).astype(np.int64) * 4095 // 255
         grey[0, 0] = 4095  # one highlight: the class's largest value sets its bit depth
         Image.fromarray(grey.astype(np.uint16)).save(p)
+    # issue 24: a training image copied into the test folder, and a 4x64 strip
+    shutil.copy2(cls / "train" / "good" / "000.png", cls / "test" / "Good" / "003.png")
+    Image.fromarray(np.full((4, 64, 3), 100, np.uint8)).save(cls / "test" / "Good" / "004.png")
     mask = next((cls / "ground_truth").rglob("*_mask.png"))  # an anti-aliased rim, as drawn
     m = np.asarray(Image.open(mask).convert("L")).copy()
     rim = (m == 0) & np.roll(m > 0, 1, axis=0)
@@ -114,9 +183,13 @@ def test_real_world_folder_full_run(tmp_path_factory, dataset_cache):
     assert f"{CLASS}/test/Good/000.jpg: rotated 90°" in warnings
     assert f"class {CLASS}: 2 16-bit image(s)" in warnings and "read as 12-bit data" in warnings
     assert f"class {CLASS}: 1 of 8 mask(s) are not two-valued" in warnings and "grey > 127" in warnings
+    assert f"class {CLASS}: 1 test image(s) are byte-identical to train/good images" in warnings
+    assert f"{CLASS}/test/Good/003.png = {CLASS}/train/good/000.png" in warnings
+    assert f"class {CLASS}: 1 image(s) have an aspect ratio above 4:1 (e.g. {CLASS}/test/Good/004.png" in warnings
+    assert f"class {CLASS}: 2 greyscale image(s) (e.g. {CLASS}/test/Good/001.png, mode I;16)" in warnings
     mt = pd.read_csv(res / "tables" / "metrics.csv")
     nut = mt[mt["class"] == CLASS]
-    assert (nut["n_test_normal"] == 4).all()  # test/Good is normal, not a defect type
+    assert (nut["n_test_normal"] == 5).all()  # test/Good is normal, not a defect type
     copy = mt[mt["class"] == "synth_copy"]
     assert set(copy["scope"]) == {"per_class", "global", "unified_abs"}
     assert copy["f1"].isna().all() and copy["auroc"].isna().all()  # N/A, not 0

@@ -1,12 +1,10 @@
-"""Decoding images and masks exactly: EXIF orientation, 16-bit bit depth, size from headers.
+"""Decoding images exactly: EXIF orientation, 16-bit bit depth, size from headers.
 
 Images are decoded with their EXIF orientation applied (``PIL.ImageOps.exif_transpose``, as
-photo viewers show them), masks likewise; 16-bit images are scaled by ``255 / (2**bit_depth -
+photo viewers show them; masks likewise, in :mod:`adloc.data.masks`); 16-bit images are scaled by ``255 / (2**bit_depth -
 1)`` where ``bit_depth`` is the class's (``dataset.bit_depth``, else the significant bits every
 16-bit PNG declares in its sBIT chunk, else inferred from the largest value and reported: see
-:func:`class_bit_depth`), not always by 255/65535. :func:`mask_warnings` reports masks that are
-not read exactly as drawn (grey levels between 0 and the defect value, a defect value the study
-preset's threshold drops, empty masks of anomalous images).
+:func:`class_bit_depth`), not always by 255/65535.
 
 Every path is given as ``(root, relative path)`` or one full path; every problem raises
 :class:`adloc.errors.DatasetError` naming the file and the fix. :mod:`adloc.data.mvtec`
@@ -39,14 +37,14 @@ _ORIENTATION_TEXT = {
 }
 
 
-def _resolve(root: PathLike, rel_path: PathLike | None) -> tuple[Path, str]:
+def resolve_path(root: PathLike, rel_path: PathLike | None) -> tuple[Path, str]:
     """Full path plus the name used in messages (the relative path when given)."""
     if rel_path is None:
         return Path(root), str(root)
     return Path(root) / rel_path, Path(rel_path).as_posix() + f" (under {root})"
 
 
-def _open_loaded(path: Path, name: str, what: str) -> Image.Image:
+def open_loaded(path: Path, name: str, what: str) -> Image.Image:
     """Open and fully decode ``path``; truncated or unreadable files raise DatasetError.
 
     PIL raises ``OSError: image file is truncated`` from ``.load()`` as long as
@@ -77,7 +75,7 @@ def _orientation(im: Image.Image) -> int:
     return int(o) if isinstance(o, int) and 1 <= o <= 8 else 1
 
 
-def _upright(im: Image.Image) -> Image.Image:
+def upright(im: Image.Image) -> Image.Image:
     """``im`` with its EXIF orientation applied (as viewers display it); ``im`` when none."""
     return ImageOps.exif_transpose(im) if _orientation(im) != 1 else im
 
@@ -121,9 +119,9 @@ def load_image(
     container's depth; the workflow passes the class's, see :func:`infer_bit_depth`); a value
     above that range raises. An unreadable or truncated file raises DatasetError naming it.
     """
-    path, name = _resolve(root, rel_path)
-    with _open_loaded(path, name, "image") as im:
-        return _to_uint8_rgb(_upright(im), bit_depth, name)
+    path, name = resolve_path(root, rel_path)
+    with open_loaded(path, name, "image") as im:
+        return _to_uint8_rgb(upright(im), bit_depth, name)
 
 
 @dataclass(frozen=True)
@@ -146,7 +144,7 @@ class ImageHeader:
 
 def image_header(root: PathLike, rel_path: PathLike | None = None) -> ImageHeader:
     """Size (after EXIF orientation), mode and orientation from the header only (cheap)."""
-    path, name = _resolve(root, rel_path)
+    path, name = resolve_path(root, rel_path)
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -181,7 +179,7 @@ def png_significant_bits(root: PathLike, rel_path: PathLike | None = None) -> in
     Pillow skips sBIT when reading, so the chunks are walked with its ``PngStream`` (length, type,
     data, CRC checked) up to the first IDAT. A malformed chunk raises DatasetError naming the file.
     """
-    path, name = _resolve(root, rel_path)
+    path, name = resolve_path(root, rel_path)
     try:
         with open(path, "rb") as fp:
             if fp.read(8) != PNG_SIGNATURE:
@@ -213,8 +211,8 @@ def png_significant_bits(root: PathLike, rel_path: PathLike | None = None) -> in
 
 
 def _peak(root: PathLike, rel: PathLike) -> int:
-    path, name = _resolve(root, rel)
-    with _open_loaded(path, name, "image") as im:
+    path, name = resolve_path(root, rel)
+    with open_loaded(path, name, "image") as im:
         return int(np.asarray(im).max(initial=0))
 
 
@@ -275,8 +273,9 @@ def class_bit_depth(
     )
     return bits, (
         f"{len(high)} 16-bit image(s); the largest value is {peak} ({Path(where).as_posix()}), "
-        f"so they are read as {bits}-bit data (scaled by 255/{(1 << bits) - 1}, not 255/65535)."
-        f"{partial} Set dataset.bit_depth if the camera's bit depth differs."
+        f"so they are read as {bits}-bit data (scaled by 255/{(1 << bits) - 1}"
+        + (", not 255/65535)." if bits < 16 else ").")
+        + f"{partial} Set dataset.bit_depth if the camera's bit depth differs."
     ), None
 
 
@@ -286,119 +285,3 @@ def infer_bit_depth(
     """:func:`class_bit_depth` without its sBIT note: ``(bit depth, warning when inferred)``."""
     bits, warning, _ = class_bit_depth(root, high_bit_paths, declared)
     return bits, warning
-
-
-def load_mask(
-    root: PathLike,
-    rel_path: PathLike | None = None,
-    shape: tuple[int, ...] | None = None,
-    grey_threshold: int | None = None,
-) -> np.ndarray:
-    """Decode a ground-truth mask to a bool ``(H, W)`` array (any pixel > 0 is anomalous),
-    EXIF orientation applied as for images.
-
-    MVTec masks are 0/255, for which ``> 0`` and ``> 127`` are equivalent; ``> 0`` also accepts
-    0/1 masks. Lossless masks only: :func:`scan_class` refuses JPEG masks. Colour or palette
-    masks are converted to grayscale first. ``grey_threshold=t`` reads the mask as the study did
-    instead: PIL ``convert("L")`` whatever the mode, then ``> t`` (127: the study's ``> 0.5``
-    after ``/255``). If ``shape`` (the image's ``(H, W)`` or ``(H, W, C)``) is given and differs,
-    raises DatasetError naming the mask and both sizes.
-    """
-    path, name = _resolve(root, rel_path)
-    with _open_loaded(path, name, "mask") as im:
-        im = _upright(im)
-        if grey_threshold is not None:
-            m = np.asarray(im.convert("L")) > int(grey_threshold)
-        else:
-            m = _mask_values(im) > 0
-    if m.ndim != 2:  # pragma: no cover - every mode above decodes to 2-D
-        m = m.any(axis=-1)
-    if shape is not None:
-        h, w = int(shape[0]), int(shape[1])
-        if m.shape != (h, w):
-            raise DatasetError(
-                f"mask {name} is {m.shape[0]}x{m.shape[1]} (HxW) but its image is {h}x{w}. "
-                "Regenerate or resize the mask to its image's size."
-            )
-    return m
-
-
-#: Modes a mask is compared ``> 0`` in as decoded (others are converted to "L" first).
-MASK_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
-#: The study preset's mask threshold (``Preprocess.mask_threshold`` with resize_backend "pil").
-STUDY_MASK_THRESHOLD = 127
-
-
-def _mask_values(im: Image.Image) -> np.ndarray:
-    """The values :func:`load_mask` compares ``> 0`` by default."""
-    return np.asarray(im if im.mode in MASK_MODES else im.convert("L"))
-
-
-@dataclass(frozen=True)
-class MaskLevels:
-    """A mask's values as :func:`load_mask` reads them: ``levels`` distinct values above 0, the
-    largest ``top``; ``on`` pixels above 0 (the default reading), ``between`` of them below
-    ``top`` (grey edges); ``study_on`` pixels above :data:`STUDY_MASK_THRESHOLD` after PIL
-    ``convert("L")`` (the study preset's reading)."""
-
-    levels: int
-    top: float
-    on: int
-    between: int
-    study_on: int
-
-
-def mask_levels(root: PathLike, rel_path: PathLike | None = None) -> MaskLevels:
-    """Decode a mask once and count its levels (:class:`MaskLevels`); DatasetError if unreadable."""
-    path, name = _resolve(root, rel_path)
-    with _open_loaded(path, name, "mask") as im:
-        a = _mask_values(im)
-        grey = a if im.mode == "L" else np.asarray(im.convert("L"))
-        study_on = int(np.count_nonzero(grey > STUDY_MASK_THRESHOLD))
-    on = a[a > 0].astype(np.float64)
-    top = float(on.max(initial=0))
-    return MaskLevels(len(np.unique(on)), top, int(on.size), int(np.count_nonzero(on < top)), study_on)
-
-
-def mask_warnings(root: PathLike, masks) -> list[str]:
-    """Warnings about masks (relative paths of one class) that are not read exactly as drawn:
-    grey levels between 0 and the defect value (anti-aliased edges), a defect value that the
-    study preset's threshold reads differently (0/1, colour or palette masks), empty masks.
-    Each mask is decoded once (rule index); the sentences name the counts, an example and the
-    threshold each reading applies."""
-    masks = [Path(m).as_posix() for m in masks]
-    stats = {m: mask_levels(root, m) for m in masks}
-    study = (f"with the study preset (preprocess.resize_backend: pil) as grey > "
-             f"{STUDY_MASK_THRESHOLD} after PIL convert('L')")
-    out: list[str] = []
-    graded = [m for m, s in stats.items() if s.between]
-    if graded:
-        ex, on = stats[graded[0]], sum(stats[m].on for m in graded)
-        between, kept = sum(stats[m].between for m in graded), sum(stats[m].study_on for m in graded)
-        out.append(
-            f"{len(graded)} of {len(masks)} mask(s) are not two-valued (anti-aliased or soft "
-            f"edges; e.g. {graded[0]}: {ex.levels} levels above 0, up to {ex.top:g}): "
-            f"{between / on:.1%} of their non-zero pixels lie between 0 and the defect value. "
-            f"Masks are binarised before the nearest resize to the model's input: by default as "
-            f"value > 0 (every such pixel is defect), {study}, which keeps {kept / on:.1%} of "
-            "these masks' non-zero pixels. Export the masks as strict 0/255 to decide the edges."
-        )
-    differ = [m for m, s in stats.items() if not s.between and s.on and s.study_on != s.on]
-    if differ:
-        ex = stats[differ[0]]
-        gone = sum(1 for m in differ if stats[m].study_on == 0)
-        out.append(
-            f"{len(differ)} of {len(masks)} mask(s) mark defects with a value read differently "
-            f"by the two thresholds (e.g. {differ[0]}: value {ex.top:g}): by default as value > "
-            f"0 ({ex.on} defect pixels), {study} ({ex.study_on}); {gone} of them are empty for "
-            "the study preset. Export the masks as 0/255 greyscale."
-        )
-    empty = [m for m, s in stats.items() if not s.on]
-    if empty:
-        out.append(
-            f"{len(empty)} anomalous image(s) have an empty mask (no pixel above 0; e.g. "
-            f"{empty[0]}): every pixel of these images counts as normal in the pixel metrics "
-            "(pixel AUROC, PRO). Draw the defect in the mask, or move the image to test/good "
-            "if it has none."
-        )
-    return out

@@ -39,8 +39,8 @@ from .imageio import (  # noqa: F401  (re-exported: the reader's public API)
     image_size,
     infer_bit_depth,
     load_image,
-    load_mask,
 )
+from .masks import load_mask  # noqa: F401  (re-exported: the reader's public API)
 
 PathLike = str | os.PathLike
 
@@ -143,6 +143,12 @@ def check_class_folders(root: PathLike, classes) -> None:
     the classes found). Cheap: the workflow calls it when it builds its job graph, so a missing
     class stops ``snakemake -n`` instead of its first job."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DatasetError(
+            f"dataset root {root} is a file, not a folder. Set dataset.root to the folder that "
+            "holds the class folders (e.g. .../mvtec_anomaly_detection), or unpack the archive "
+            "there first."
+        )
     if not root.is_dir():
         raise DatasetError(
             f"dataset root not found: {root}. Set dataset.root in the config to the folder that "

@@ -48,7 +48,8 @@ from typing import Any
 
 from ..errors import AdlocError, DatasetError
 from ..io import read_json, sha256_file
-from .imageio import class_bit_depth, image_header, image_size, mask_warnings
+from .checks import duplicate_warnings, reading_notes
+from .imageio import image_size
 from .mvtec import ClassIndex, Sample
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -97,30 +98,6 @@ def _counts(entries: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def reading_notes(index: ClassIndex, bit_depth: int | None = None) -> tuple[int | None, list[str], list[str]]:
-    """The class's bit depth (:func:`adloc.data.imageio.class_bit_depth`), the warnings about how
-    its images and masks are read (EXIF orientations applied, bit depth inferred, masks not
-    two-valued or empty: :func:`adloc.data.imageio.mask_warnings`, each mask decoded once) and
-    notes that are no warning (bit depth declared by the PNG sBIT chunks)."""
-    root = Path(index.root)
-    samples = list(index.train) + list(index.test)
-    headers = {s.path: image_header(root, s.path) for s in samples}
-    warnings: list[str] = []
-    turned = [p for p, h in headers.items() if h.orientation != 1]
-    if turned:
-        h = headers[turned[0]]
-        warnings.append(
-            f"class {index.name}: {len(turned)} image(s) carry an EXIF orientation (e.g. "
-            f"{turned[0]}: {h.orientation_text}), applied to images and masks as photo viewers "
-            "do; draw masks on the image as displayed."
-        )
-    high = [p for p, h in headers.items() if h.high_bit]
-    depth, note, info = class_bit_depth(root, high, bit_depth)
-    masks = [s.mask for s in index.test if s.mask]
-    warnings += [f"class {index.name}: {w}" for w in [note, *mask_warnings(root, masks)] if w]
-    return depth, warnings, [f"class {index.name}: {info}"] if info else []
-
-
 def make_splits(
     index: ClassIndex,
     seed: int = 42,
@@ -136,7 +113,7 @@ def make_splits(
     DatasetError when the train split would be empty, and (``hash_files``) when a mask's size
     differs from its image's (read from the file headers), so both stop the splits rule.
     ``bit_depth``: the declared depth of 16-bit images (``dataset.bit_depth``); None infers it
-    (:func:`reading_notes`).
+    (:func:`adloc.data.checks.reading_notes`).
     """
     if not 0.0 < train_fraction <= 1.0:
         raise DatasetError(f"train_fraction must be in (0, 1], got {train_fraction}.")
@@ -201,26 +178,31 @@ def make_splits(
 INDEX_KEYS = ("class", "has_masks", "bit_depth", "warnings", "train", "test")
 
 
-def make_index(index: ClassIndex, bit_depth: int | None = None) -> dict[str, Any]:
+def make_index(index: ClassIndex, bit_depth: int | None = None, content: str | None = None) -> dict[str, Any]:
     """The class's listing, read once (rule index): every image's entry with its sha256 (and its
     mask's, size checked against the image's header), the bit depth and the reading warnings
-    (:func:`reading_notes`). Every repeat's split file is drawn from it (:func:`splits_from_index`)
-    without reading the files again, and the image cache is checked against its hashes.
+    (:func:`adloc.data.checks.reading_notes`; byte-identical images that can land in two splits:
+    :func:`adloc.data.checks.duplicate_warnings`). Every repeat's
+    split file is drawn from it (:func:`splits_from_index`) without reading the files again, and
+    the image cache is checked against its hashes.
 
-    ``{"class", "has_masks", "bit_depth", "warnings", "notes", "train": [entry], "test": [entry]}``
-    (``notes``: what is no warning, e.g. the bit depth the PNG sBIT chunks declared) with
-    ``train`` = ``train/good`` and ``test`` = every test folder, in the scanner's order.
+    ``{"class", "has_masks", "bit_depth", "warnings", "notes", "content", "train": [entry],
+    "test": [entry]}`` (``notes``: what is no warning, e.g. the bit depth the PNG sBIT chunks
+    declared; ``content``: rule index's parameter, :func:`adloc.data.content.content_param`)
+    with ``train`` = ``train/good`` and ``test`` = every test folder, in the scanner's order.
     """
     root = Path(index.root)
     depth, warnings, notes = reading_notes(index, bit_depth)
+    train, test = ([_entry(s, root, True) for s in part] for part in (index.train, index.test))
     return {
         "class": index.name,
         "has_masks": bool(index.has_masks),
         "bit_depth": depth,
-        "warnings": warnings,
+        "warnings": warnings + duplicate_warnings(index.name, train, test),
         "notes": notes,
-        "train": [_entry(s, root, True) for s in index.train],
-        "test": [_entry(s, root, True) for s in index.test],
+        "content": content,
+        "train": train,
+        "test": test,
     }
 
 
