@@ -18,7 +18,7 @@ from adloc.models.registry import model_params
 from adloc.models.schema import NOT_PER_CLASS, with_methods
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILTIN = ("patchcore", "padim")
+BUILTIN = ("patchcore", "padim", "spade")
 _JSON = {int: {"integer"}, float: {"number", "integer"}, str: {"string"}, bool: {"boolean"},
          type(None): {"null"}}
 
@@ -121,7 +121,7 @@ def test_unknown_method_and_plugin_errors():
 #: presets and config.yaml (not Python), and the study's published numbers (data keyed by the
 #: study's two methods)
 ALLOWED = ("src/adloc/models/", "src/adloc/schema/", "src/adloc/analysis/study_reference.py")
-NAME = re.compile(r"patchcore|padim", re.I)
+NAME = re.compile(r"patchcore|padim|spade", re.I)
 
 
 def _literals(tree: ast.AST):
@@ -150,6 +150,6 @@ def test_no_method_name_outside_the_registry():
         rel = f.relative_to(ROOT).as_posix()
         for i, line in enumerate(f.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
-            if re.search(r"[\"'][^\"']*(patchcore|padim)[^\"']*[\"']", code, re.I) and '"""' not in code:
+            if re.search(r"[\"'][^\"']*(patchcore|padim|spade)[^\"']*[\"']", code, re.I) and '"""' not in code:
                 bad.append(f"{rel}:{i}: {line.strip()[:60]}")
     assert not bad, "method names outside adloc.models (read the registry instead):\n" + "\n".join(bad)

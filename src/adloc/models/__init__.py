@@ -11,11 +11,11 @@ Importing this package (and :mod:`.registry`, :mod:`.configs`) does not import t
 classes are imported when first used.
 """
 
-from .configs import PadimConfig, PatchCoreConfig
+from .configs import PadimConfig, PatchCoreConfig, SpadeConfig
 from .registry import REGISTRY, Method, method, method_label, method_names, register_method
 
 _LAZY = {
-    "PatchCore": "patchcore", "Padim": "padim", "KnnIndex": "knn", "knn": "knn",
+    "PatchCore": "patchcore", "Padim": "padim", "Spade": "spade", "KnnIndex": "knn", "knn": "knn",
     "greedy_coreset": "coreset", "covering_radius": "coreset",
 }
 
@@ -41,7 +41,7 @@ def load_model(name: str, path, expect_config=None, device=None):
 
 
 __all__ = [
-    "PatchCore", "PatchCoreConfig", "Padim", "PadimConfig", "KnnIndex", "knn", "greedy_coreset",
+    "PatchCore", "PatchCoreConfig", "Padim", "PadimConfig", "Spade", "SpadeConfig", "KnnIndex", "knn", "greedy_coreset",
     "covering_radius", "build_model", "load_model", "REGISTRY", "Method", "method",
     "method_label", "method_names", "register_method",
 ]

@@ -139,3 +139,28 @@ class PadimConfig(ModelConfig):
         if int(self.image_size) < 1:
             raise ModelError(f"{name} key 'image_size' must be >= 1, got {self.image_size!r}")
 
+
+
+@dataclasses.dataclass
+class SpadeConfig(ModelConfig):
+    """SPADE (:mod:`adloc.models.spade`): ``layers[0]`` sets the pyramid's grid, ``layers[-1]``
+    (global average pooled) the image feature; ``k`` nearest training images."""
+
+    layers: tuple[str, ...] = ("layer1", "layer2", "layer3")
+    k: int = 50
+    blur_sigma: float = 4.0
+    blur_mode: str = "reflect"
+    image_size: int = 224
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        check_layers(name, self.layers)
+        check_choice(name, "blur_mode", self.blur_mode, {"reflect", "mirror", "nearest"})
+        if int(self.k) < 1:
+            raise ModelError(f"{name} key 'k' must be a positive integer, got {self.k!r}")
+        if float(self.blur_sigma) < 0:
+            raise ModelError(f"{name} key 'blur_sigma' must be >= 0, got {self.blur_sigma!r}")
+        if int(self.image_size) < 1:
+            raise ModelError(f"{name} key 'image_size' must be >= 1, got {self.image_size!r}")

@@ -47,3 +47,12 @@ def padim_setup(cfg: Mapping[str, Any]) -> str:
     n = pd_.get("n_features")
     return (f"PaDiM: {n if n is not None else 'backbone-default'} random channels, covariance ε "
             f"{pd_.get('covariance_eps')}, blur σ {pd_.get('blur_sigma')}")
+
+
+def spade_setup(cfg: Mapping[str, Any]) -> str:
+    sp = cfg.get("spade", {})
+    layers = list(sp.get("layers") or [])
+    return (f"SPADE: image score = mean distance to the k = {sp.get('k')} nearest training images "
+            f"by pooled {layers[-1] if layers else '?'} feature (all of them when a model has "
+            f"fewer), maps = nearest-patch distance among those images on the "
+            f"{'+'.join(layers)} pyramid, blur σ {sp.get('blur_sigma')}")

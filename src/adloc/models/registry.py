@@ -36,8 +36,8 @@ import importlib
 from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError
-from .describe import padim_setup, patchcore_notes, patchcore_protocol, patchcore_setup
-from .configs import RUNTIME_KEYS, PadimConfig, PatchCoreConfig
+from .describe import padim_setup, patchcore_notes, patchcore_protocol, patchcore_setup, spade_setup
+from .configs import RUNTIME_KEYS, PadimConfig, PatchCoreConfig, SpadeConfig
 
 #: config fields the workflow sets per job (not from the method's section)
 JOB_KEYS = frozenset({"image_size", "seed"}) | RUNTIME_KEYS
@@ -158,4 +158,12 @@ register_method(Method(
     config=PadimConfig,
     model="adloc.models.padim:Padim",
     setup=padim_setup,
+))
+register_method(Method(
+    name="spade",
+    label="SPADE",
+    config=SpadeConfig,
+    model="adloc.models.spade:Spade",
+    predict_options={"query_images": ("query_images", "query_images_global")},
+    setup=spade_setup,
 ))
