@@ -32,6 +32,7 @@ from adloc.runtime import local_cuda_devices
 from adloc.models.registry import MEMORY_BANK, methods_with
 from adloc.models.registry import model_params as registry_model_params
 from adloc.models.registry import predict_options as registry_predict_options
+from adloc.models.registry import replays_draws
 from adloc.workflow import done_message, run_tables
 
 RUN_STARTED = time.time()  # the onsuccess message names only what this run built
@@ -319,6 +320,19 @@ def score_global_inputs(w):
         "features": [features_of(w.method, c) for c in CLASSES],
         "splits": [f"{RESULTS}/{w.repeat}/splits/{c}.json" for c in CLASSES],
     }
+
+
+def draw_order_splits(wildcards):
+    """Split files of the classes fitted before this one in the study's order (config order),
+    for a method that replays the study's draws (coreset_draws: study); else none."""
+    if not replays_draws(config, wildcards.method):
+        return []
+    before = CLASSES[: CLASSES.index(wildcards.cls)]
+    return [f"{RESULTS}/{wildcards.repeat}/splits/{c}.json" for c in before]
+
+
+def replay_param(wildcards):
+    return replays_draws(config, wildcards.method)
 
 
 def predict_options(unified):

@@ -7,6 +7,7 @@ rule fit_class:
     input:
         features=lambda w: features_of(w.method, w.cls),
         splits=f"{REP}/splits/{{cls}}.json",
+        order=draw_order_splits,
     output:
         f"{REP}/models/{{method}}/{{cls}}.pt",
     log:
@@ -25,6 +26,7 @@ rule fit_class:
         image_size=IMAGE_SIZE,
         device=device_param,
         seed=model_seed,
+        replay_draws=replay_param,
     script:
         "../scripts/fit.py"
 
@@ -52,6 +54,7 @@ rule fit_global:
         device=device_param,
         seed=model_seed,
         classes=CLASSES,
+        replay_draws=replay_param,
     script:
         "../scripts/fit.py"
 

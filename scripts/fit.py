@@ -28,8 +28,14 @@ def main(smk):
         smk.wildcards.method,
         {**p.model, "image_size": p.image_size, "seed": p.seed, "device": str(device)},
     )
+    extra = {}
+    if p.replay_draws:  # the study's draws: the models fitted before this one, then this one
+        before = [read_splits(s) for s in as_list(smk.input.get("order", []))]
+        this = "global" if getattr(p, "classes", None) else classes[0]
+        extra["draw_order"] = [(s["class"], len(s["splits"]["train"])) for s in before]
+        extra["draw_order"].append((this, sum(len(t) for t in train_paths)))
     t0 = time.perf_counter()
-    model.fit(train, sources=sources, release_features=True)  # the maps are not needed after
+    model.fit(train, sources=sources, release_features=True, **extra)  # maps not needed after
     model.provenance["fit_device"] = device_label(device)
     log.info("fit %s on %d images in %.2f s", smk.wildcards.method, len(sources), time.perf_counter() - t0)
     model.save(smk.output[0])

@@ -63,6 +63,21 @@ def test_study_branches_are_recorded(study_run):
     assert bank["config"]["coreset_start"] == "random_point" and bank["config"]["seed"] == 42
     n_train = sum(json.loads((r / "s42-m42" / "splits" / f"{c}.json").read_text())["counts"]["train"]["total"] for c in CLASSES)
     assert bank["state"]["bank"].shape[0] == max(1, int(n_train * 4 * 4 * 0.05))  # 4x4 grid at 32 px
+    # the study's draws, replayed in its order: per-class models after the classes before them
+    # (config order), the global model alone; what each file records is what the replay gives
+    from adloc.models.study_draws import study_draws
+
+    assert cfg["patchcore"]["coreset_draws"] == "study"
+    sizes = [(c, json.loads((r / "s42-m42" / "splits" / f"{c}.json").read_text())["counts"]["train"]["total"] * 16)
+             for c in CLASSES]
+    dim = bank["state"]["bank"].shape[1]
+    for i, cls in enumerate(CLASSES):
+        prov = torch.load(r / "s42-m42" / "models" / "patchcore" / f"{cls}.pt", weights_only=True)["provenance"]
+        rec = prov["study_draws"]
+        assert rec["order"] == CLASSES[: i + 1] and rec["position"] == i
+        assert rec == {"order": CLASSES[: i + 1], **study_draws(sizes[: i + 1], dim, 128)[cls].record()}
+    rec = bank["provenance"]["study_draws"]
+    assert rec == {"order": ["global"], **study_draws([("global", sum(n for _, n in sizes))], dim, 128)["global"].record()}
     cache = torch.load(r / "images" / f"{CLASSES[0]}.pt", weights_only=True)
     assert cache["preprocess"] == {"resize": 32, "crop": None, "resize_backend": "pil"}
     # the confusion analysis scores the training normals (the study's in-sample variant)

@@ -82,6 +82,7 @@ class PatchCoreConfig(ModelConfig):
     coreset_projection_dim: int | None = 128
     coreset_starts: int = 10
     coreset_start: str = "mean_of_random"
+    coreset_draws: str = "seeded"
     coreset_dtype: str = "float32"
     embedding_dtype: str = "float32"
     num_neighbors: int = 9
@@ -100,6 +101,10 @@ class PatchCoreConfig(ModelConfig):
         check_choice(name, "coreset_dtype", self.coreset_dtype, {"float32", "float16"})
         check_choice(name, "embedding_dtype", self.embedding_dtype, {"float32", "float16"})
         check_choice(name, "coreset_start", self.coreset_start, set(CORESET_STARTS))
+        check_choice(name, "coreset_draws", self.coreset_draws, {"seeded", "study"})
+        if self.coreset_draws == "study" and self.coreset_start != "random_point":
+            raise ModelError(f"{name} key 'coreset_draws' is 'study', which draws the study's one "
+                             "random start point: set coreset_start: random_point")
         if not (0 < float(self.coreset_ratio) <= 1):
             raise ModelError(f"{name} key 'coreset_ratio' must be in (0, 1], got {self.coreset_ratio!r}")
         if int(self.patch_size) < 1 or int(self.patch_size) % 2 == 0:

@@ -96,8 +96,9 @@ DEFAULT_GRAPH_CHUNK = 64
 
 
 def random_projection(x: torch.Tensor, proj_dim: int | None, seed: int, device: torch.device | str | None = None,
-                      chunk_rows: int = 65536) -> torch.Tensor:
-    """Project ``x`` (N, D) to (N, proj_dim) with a seeded Gaussian matrix, chunk-wise on ``device``.
+                      chunk_rows: int = 65536, matrix: torch.Tensor | None = None) -> torch.Tensor:
+    """Project ``x`` (N, D) to (N, proj_dim) with a seeded Gaussian matrix (or the given
+    ``matrix`` (D, proj_dim)), chunk-wise on ``device``.
 
     Returns ``x`` itself (moved to ``device``, float32) when ``proj_dim`` is None or ``>= D``.
     """
@@ -105,8 +106,10 @@ def random_projection(x: torch.Tensor, proj_dim: int | None, seed: int, device: 
     n, d = x.shape
     if proj_dim is None or proj_dim >= d:
         return x.to(device, torch.float32)
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    mat = (torch.randn(d, proj_dim, generator=gen, dtype=torch.float32) / math.sqrt(proj_dim)).to(device)
+    if matrix is None:
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        matrix = torch.randn(d, proj_dim, generator=gen, dtype=torch.float32) / math.sqrt(proj_dim)
+    mat = matrix.to(device, torch.float32)
     out = torch.empty((n, proj_dim), dtype=torch.float32, device=device)
     for s in range(0, n, chunk_rows):
         out[s : s + chunk_rows] = x[s : s + chunk_rows].to(device, torch.float32) @ mat
@@ -140,6 +143,7 @@ def greedy_coreset(
     graph_chunk: int = DEFAULT_GRAPH_CHUNK,
     threads: int | None = None,
     start: str = "mean_of_random",
+    draw=None,
 ) -> torch.Tensor:
     """Indices (n,) int64 of an approximate greedy k-center coreset of ``x`` (N, D), in selection order.
 
@@ -154,7 +158,9 @@ def greedy_coreset(
     the same either way. ``threads``: threads of the pruned CPU loop (default: torch's thread
     count; the selection is the same for any value). ``start``: ``"mean_of_random"``
     (``starts`` random points, not selected) or ``"random_point"`` (one random point, selected
-    first: the study's sampler). Returned indices are on the CPU.
+    first: the study's sampler). ``draw``: given draws (``.projection`` (D, proj_dim) and
+    ``.start``, :class:`adloc.models.study_draws.StudyDraw`) instead of the seeded ones; needs
+    ``start="random_point"``. Returned indices are on the CPU.
     """
     if x.ndim != 2:
         raise ModelError(f"coreset input must be (N, D), got {tuple(x.shape)}")
@@ -176,7 +182,13 @@ def greedy_coreset(
     if method != "dense" and device.type != "cpu":
         raise ModelError(f"coreset method {method!r} runs on the CPU; use method 'dense' on {device}")
     t0 = time.perf_counter()
-    z = random_projection(x, proj_dim, seed, device)
+    if draw is not None and (start != "random_point" or not 0 <= int(draw.start) < num
+                             or tuple(draw.projection.shape) != (int(x.shape[1]), int(proj_dim or 0))):
+        raise ModelError(
+            f"coreset draws do not fit: start {draw.start} of {num} points, projection "
+            f"{tuple(draw.projection.shape)} for {int(x.shape[1])} x {proj_dim} (start rule {start!r})"
+        )
+    z = random_projection(x, proj_dim, seed, device, matrix=None if draw is None else draw.projection)
     if dtype == "float16":
         zh = z.to(torch.float16)
         if not bool(torch.isfinite(zh).all()):
@@ -188,7 +200,10 @@ def greedy_coreset(
         z = zh if (method == "dense" and device.type == "cuda") else zh.float()
         del zh
     keep = start == "random_point"
-    start_idx = coreset_start_indices(num, seed, 1 if keep else starts)
+    if draw is None:
+        start_idx = coreset_start_indices(num, seed, 1 if keep else starts)
+    else:
+        start_idx = torch.tensor([int(draw.start)], dtype=torch.int64)
     info = ""
     with torch.inference_mode():
         if method == "dense":

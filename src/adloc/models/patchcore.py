@@ -178,6 +178,7 @@ class PatchCore(FeatureModel):
         self.grid: tuple[int, int] | None = None
         self.n_train_images = 0
         self._index: KnnIndex | None = None
+        self._draw_record: dict | None = None  # coreset_draws 'study': what was replayed
 
     # ------------------------------------------------------------------ embedding
     def _embed(self, feats: Mapping[str, torch.Tensor], s: int, e: int) -> torch.Tensor:
@@ -188,13 +189,16 @@ class PatchCore(FeatureModel):
 
     # ------------------------------------------------------------------ fit
     def fit(self, features, sources=None, provenance: Mapping[str, Any] | None = None,
-            release_features: bool = False) -> "PatchCore":
+            release_features: bool = False, draw_order=None) -> "PatchCore":
         """Build the memory bank from training images' stage maps.
 
         ``sources``: one class label per image (global models); the bank then records how many
         entries came from each class (``bank_sources``). ``release_features=True``: ``features``
         (the FeatureSet or dict given) is emptied once every image is embedded, so the stage maps
         are freed before the coreset (the caller must not need them afterwards).
+        ``draw_order`` (``coreset_draws: study``): ``[(model, training images), ...]`` of the
+        models the study fitted after its one seeding, this one last
+        (:mod:`adloc.models.study_draws`); their draws are replayed to get this model's.
         """
         c = self.config
         feats, prov, input_size = unpack_features(features, provenance, c.layers)
@@ -222,15 +226,18 @@ class PatchCore(FeatureModel):
             sel = torch.arange(total)
         else:
             # the projection (and the greedy loop) run on self.device; the full patches stay on the CPU
+            draw = self._study_draw(draw_order, per, int(d), n)
             sel = greedy_coreset(
                 store, n_keep, c.coreset_projection_dim, c.seed, c.coreset_starts,
-                device=self.device, dtype=c.coreset_dtype, start=c.coreset_start,
+                device=self.device, dtype=c.coreset_dtype, start=c.coreset_start, draw=draw,
             )
         self.bank = _gather_rows(store, sel)
         del store
         self.grid = (int(h), int(w))
         self.n_train_images = n
         self.provenance = {**prov, "layers": list(c.layers)}
+        if self._draw_record is not None:
+            self.provenance["study_draws"] = self._draw_record
         if input_size is not None:
             self.provenance["input_size"] = int(input_size)
         if srcs is not None:
@@ -250,6 +257,29 @@ class PatchCore(FeatureModel):
         return self
 
     # ------------------------------------------------------------------ predict
+    def _study_draw(self, draw_order, per: int, dim: int, n_images: int):
+        """This model's replayed draws (``coreset_draws: study``), else None."""
+        c = self.config
+        self._draw_record = None
+        if c.coreset_draws != "study":
+            if draw_order:
+                raise ModelError("draw_order given but PatchCore coreset_draws is 'seeded'")
+            return None
+        if c.coreset_projection_dim is None:
+            raise ModelError("coreset_draws 'study' replays the study's projection: set "
+                             "coreset_projection_dim (the study's is 128)")
+        if not draw_order or int(draw_order[-1][1]) != n_images:
+            raise ModelError(
+                f"coreset_draws 'study' needs the fitting order ending with this model's "
+                f"{n_images} training images, got {draw_order!r}"
+            )
+        from .study_draws import study_draws
+
+        order = [(str(name), int(k) * per) for name, k in draw_order]
+        draw = study_draws(order, dim, int(c.coreset_projection_dim), seed=int(c.seed))[order[-1][0]]
+        self._draw_record = {"order": [name for name, _ in order], **draw.record()}
+        return draw
+
     def _knn(self) -> KnnIndex:
         if self.bank is None:
             raise ModelError("PatchCore is not fitted: call fit() or PatchCore.load() first")

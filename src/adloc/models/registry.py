@@ -57,6 +57,9 @@ class Method:
     setup: Callable[[Mapping], str] | None = None
     protocol: Callable[[Mapping], str | None] | None = None
     protocol_notes: Callable[[Mapping], list[str]] | None = None
+    #: True when a fit needs the study's fitting order (``fit(..., draw_order=...)``), from the
+    #: method's config section
+    replays_draws: Callable[[Mapping], bool] | None = None
 
     def model_class(self):
         module, _, attr = self.model.partition(":")
@@ -135,6 +138,12 @@ def model_params(cfg: Mapping[str, Any], name: str, cls: str | None = None) -> d
     return params
 
 
+def replays_draws(cfg: Mapping[str, Any], name: str) -> bool:
+    """Whether method ``name``'s fits replay the study's draws (they then get ``draw_order``)."""
+    entry = method(name)
+    return bool(entry.replays_draws and entry.replays_draws(cfg[name]))
+
+
 def predict_options(cfg: Mapping[str, Any], name: str, unified: bool) -> dict:
     """The predict keywords of a method for a per-class (``unified=False``) or global model."""
     section = cfg[name]
@@ -151,6 +160,7 @@ register_method(Method(
     setup=patchcore_setup,
     protocol=patchcore_protocol,
     protocol_notes=patchcore_notes,
+    replays_draws=lambda section: section.get("coreset_draws") == "study",
 ))
 register_method(Method(
     name="padim",
