@@ -33,7 +33,7 @@ from adloc.models.registry import MEMORY_BANK, methods_with
 from adloc.models.registry import model_params as registry_model_params
 from adloc.models.registry import predict_options as registry_predict_options
 from adloc.models.registry import replays_draws
-from adloc.workflow import done_message, run_tables
+from adloc.workflow import done_message, run_configs, run_tables
 
 RUN_STARTED = time.time()  # the onsuccess message names only what this run built
 
@@ -265,6 +265,7 @@ def final_targets():
         f"{RESULTS}/figures/gap.png",
         f"{RESULTS}/figures/tsne.png",
         f"{RESULTS}/summary.md",
+        f"{RESULTS}/config.json",
     ]
     t += expand(
         f"{RESULTS}/{{repeat}}/tables/confusion_{{method}}.csv",

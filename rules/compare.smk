@@ -5,9 +5,13 @@
 
 rule compare:
     input:
-        lambda w: run_tables(w.runs.split("_vs_"), RUN),
+        tables=lambda w: run_tables(w.runs.split("_vs_"), RUN),
+        configs=lambda w: [
+            p for p in run_configs(w.runs.split("_vs_"), RUN) if p is not None
+        ],
     output:
         table="results/compare/{runs}/metrics.csv",
+        published="results/compare/{runs}/published.csv",
         figure=report(
             "results/compare/{runs}/metrics.png",
             caption="../report/compare.rst",
@@ -21,5 +25,6 @@ rule compare:
         "../envs/analysis.yaml"
     params:
         runs=lambda w: w.runs.split("_vs_"),
+        configs=lambda w: run_configs(w.runs.split("_vs_"), RUN),
     script:
         "../scripts/compare.py"

@@ -30,3 +30,18 @@ rule summary:
         repeats=REPEATS,
     script:
         "../scripts/summary.py"
+
+
+# The run's validated config, read by rule compare to tell which dataset each run is on (the
+# published MVTec AD / VisA numbers apply only to runs on that dataset).
+rule run_config:
+    output:
+        f"{RESULTS}/config.json",
+    log:
+        f"{RESULTS}/logs/run_config.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        config=config,
+    script:
+        "../scripts/run_config.py"

@@ -85,15 +85,22 @@ def test_gap_matches_tables_and_confusion():
 
 
 def test_anchors():
-    a = sr.published_anchors().set_index(["source", "class"])
-    assert a.loc[("PatchCore paper", "carpet"), "au_pro"] == 0.966
-    assert a.loc[("PatchCore paper", "mean (15 classes)"), "image_auroc"] == 0.990
-    assert a.loc[("PaDiM paper", "zipper"), "pixel_auroc"] == 0.985
-    assert math.isnan(a.loc[("PaDiM paper", "zipper"), "image_auroc"])
-    assert a.loc[("PaDiM paper", "mean (15 classes)"), "image_auroc"] == 0.953
+    a = sr.published_anchors().set_index(["source", "method", "class"])
+    assert a.loc[("PatchCore paper", "patchcore", "carpet"), "au_pro"] == 0.966
+    assert a.loc[("PatchCore paper", "patchcore", "mean (15 classes)"), "auroc"] == 0.990
+    assert a.loc[("PaDiM paper", "padim", "zipper"), "pixel_auroc"] == 0.985
+    assert math.isnan(a.loc[("PaDiM paper", "padim", "zipper"), "auroc"])
+    assert a.loc[("PaDiM paper", "padim", "mean (15 classes)"), "auroc"] == 0.953
     anom = a.xs("anomalib", level="source")
-    assert anom[anom["method"] == "padim"]["image_auroc"].tolist() == [0.995, 0.964, 0.882]
-    assert anom[anom["method"] == "patchcore"]["image_auroc"].tolist() == [0.984, 1.0, 0.982]
+    assert [anom.loc[("padim", c), "auroc"] for c in sr.STUDY_CLASSES] == [0.964, 0.995, 0.882]
+    assert [anom.loc[("patchcore", c), "auroc"] for c in sr.STUDY_CLASSES] == [1.0, 0.984, 0.982]
+    assert len(anom.xs("patchcore", level="method")) == 16  # 15 classes and their mean
+    # the two headline anchors
+    pci = a.loc[("patchcore-inspection", "patchcore", "mean (15 classes)")]
+    assert (pci["auroc"], pci["pixel_auroc"], pci["au_pro"], pci["scope"]) == (0.992, 0.981, 0.944, "per_class")
+    ader = a.loc[("ADer", "patchcore", "mean (15 classes)")]
+    assert (ader["auroc"], ader["pixel_auroc"], ader["au_pro"], ader["scope"]) == (0.988, 0.983, 0.942, "global")
+    assert ader["mad"] == 0.886 and "256" in ader["setting"]
 
 
 def test_side_by_side():

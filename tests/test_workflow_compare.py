@@ -42,6 +42,9 @@ def test_two_named_runs_kept_apart_and_compared(tiny_run):
     snakemake(wd, "--cores", "1", "results/compare/tiny_vs_ratio50/metrics.csv")
     t = pd.read_csv(out / "metrics.csv")
     assert list(t.columns) == ["method", "scope", "class", "metric", "tiny", "ratio50"]
+    # embedded runs: no published MVTec AD numbers beside them, and no sources listed
+    assert (wd / "results" / "tiny" / "config.json").is_file()
+    assert pd.read_csv(out / "published.csv").empty
     for run in ("tiny", "ratio50"):
         a = pd.read_csv(wd / "results" / run / "tables" / "metrics.csv")
         row = t[(t.method == "patchcore") & (t.scope == "per_class") & (t["class"] == "synth_nut")

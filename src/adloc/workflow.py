@@ -93,6 +93,14 @@ def run_tables(runs: Sequence[str], current_run: str, results: str = "results") 
     return paths
 
 
+def run_configs(runs: Sequence[str], current_run: str, results: str = "results") -> list[str | None]:
+    """``results/<run>/config.json`` of each compared run (rule run_config writes it), None for
+    a finished run from before that file existed (rule compare then shows no published
+    numbers and says why)."""
+    paths = [f"{results}/{r}/config.json" for r in runs]
+    return [p if r == current_run or Path(p).is_file() else None for r, p in zip(runs, paths)]
+
+
 def done_message(results: str, targets, started: float) -> str:
     """What the workflow prints when it ends well: where the summary is, only if it exists and
     is this run's (built by it, or the run asked for everything: no target, or ``all``).

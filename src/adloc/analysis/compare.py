@@ -6,6 +6,11 @@ classes include the study's (hazelnut, carpet, zipper), the study's published nu
 further column, ``study (published)`` (blank where the study published nothing). The figure
 shows image AUROC and pixel AUROC per class, one bar per run (and the study), one panel per
 method x scope.
+
+When every run is on MVTec AD or VisA (:func:`adloc.analysis.anchors.common_dataset`), the
+published reference numbers that apply (:func:`adloc.analysis.anchors.anchors_for`) are further
+columns, ``published: <source>``, one per source (blank where it published nothing); rule
+compare writes each source's setting, citation and URL beside the table (``published.csv``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AdlocError
+from .anchors import PREFIX, anchor_columns
 from .figures import method_label, new_figure, savefig, scope_label, style
 from .study_reference import STUDY_CLASSES, load_study_reference
 from ..models.registry import method_names
@@ -28,10 +34,13 @@ STUDY_COLUMN = "study (published)"
 KEYS = ["method", "scope", "class"]
 
 
-def compare_runs(tables: Mapping[str, pd.DataFrame], study: bool | None = None) -> pd.DataFrame:
+def compare_runs(tables: Mapping[str, pd.DataFrame], study: bool | None = None,
+                 anchors: pd.DataFrame | None = None) -> pd.DataFrame:
     """Side-by-side table of ``{run name: metrics table}`` (at least two runs).
 
     ``study``: add the study's published column (None: when any run has a study class).
+    ``anchors``: :func:`adloc.analysis.anchors.anchors_for` output, one ``published: <source>``
+    column per source (None or empty: none).
     Rows are the union of every run's (method, scope, class); a run without a row shows NaN.
     """
     if len(tables) < 2:
@@ -51,6 +60,10 @@ def compare_runs(tables: Mapping[str, pd.DataFrame], study: bool | None = None) 
                        value_name=STUDY_COLUMN)
         ref = ref[ref["class"].isin(classes)].set_index(KEYS + ["metric"])
         out = out.join(ref, how="left")
+    if anchors is not None and len(anchors):
+        wide = anchor_columns(anchors)
+        wide = wide[wide.index.get_level_values("metric").isin(list(COMPARED))]
+        out = out.join(wide, how="left")
     out = out.reset_index()
     out["_m"] = out["metric"].map({m: i for i, m in enumerate(COMPARED)})
     out["_c"] = (out["class"] == "macro").astype(int)
@@ -64,6 +77,7 @@ def compare_figure(table: pd.DataFrame, runs: Sequence[str], path, metrics=("aur
     """Grouped bars per class (macro last): one bar per run (and the study), panels = method x
     scope (rows) x metric (columns)."""
     cols = list(runs) + ([STUDY_COLUMN] if STUDY_COLUMN in table.columns else [])
+    cols += [c for c in table.columns if str(c).startswith(PREFIX)]
     panels = [(m, s) for m in dict.fromkeys(table["method"]) for s in dict.fromkeys(table["scope"])]
     with style():
         fig = new_figure(4.2 * len(metrics) + 1.5, 2.9 * len(panels) + 0.6)

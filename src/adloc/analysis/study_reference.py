@@ -10,8 +10,9 @@ Source: the public repository IvanNece/Detection-of-Anomalies-with-Localization 
 * :data:`STUDY_GAP_AUROC`, :data:`STUDY_CONFUSION`, :data:`STUDY_SPLITS`,
   :data:`STUDY_BANK_SIZES`, :data:`STUDY_FIT_SECONDS`: the study's gap, cross-class, split,
   memory-bank and timing figures.
-* :data:`ANCHORS` / :func:`published_anchors`: PatchCore paper, PaDiM paper and anomalib tables
-  (fractions, not percent).
+* :func:`published_anchors` (``src/adloc/data/published_anchors.csv``): PatchCore paper,
+  patchcore-inspection, ADer, PaDiM paper and anomalib numbers with setting, citation and URL
+  (fractions, not percent); :data:`ANCHOR_GAP_PAIRS`.
 """
 
 from __future__ import annotations
@@ -71,25 +72,16 @@ STUDY_FIT_SECONDS = {
     ("padim", "per_class", "zipper"): 42,
 }
 
-_NAN = float("nan")
-#: (source, method, backbone, class, image AUROC, pixel AUROC, PRO) as fractions.
-ANCHORS: list[tuple[str, str, str, str, float, float, float]] = [
-    ("PatchCore paper", "patchcore", "WRN50, 10% coreset", "carpet", 0.987, 0.991, 0.966),
-    ("PatchCore paper", "patchcore", "WRN50, 10% coreset", "hazelnut", 1.000, 0.987, 0.939),
-    ("PatchCore paper", "patchcore", "WRN50, 10% coreset", "zipper", 0.995, 0.989, 0.971),
-    ("PatchCore paper", "patchcore", "WRN50, 10% coreset", "mean (15 classes)", 0.990, 0.981,
-     0.935),
-    ("PaDiM paper", "padim", "WRN50-Rd550", "carpet", _NAN, 0.991, 0.962),
-    ("PaDiM paper", "padim", "WRN50-Rd550", "hazelnut", _NAN, 0.982, 0.926),
-    ("PaDiM paper", "padim", "WRN50-Rd550", "zipper", _NAN, 0.985, 0.959),
-    ("PaDiM paper", "padim", "WRN50-Rd550", "mean (15 classes)", 0.953, _NAN, _NAN),
-    ("anomalib", "patchcore", "WRN50", "carpet", 0.984, _NAN, _NAN),
-    ("anomalib", "patchcore", "WRN50", "hazelnut", 1.000, _NAN, _NAN),
-    ("anomalib", "patchcore", "WRN50", "zipper", 0.982, _NAN, _NAN),
-    ("anomalib", "padim", "WRN50", "carpet", 0.995, _NAN, _NAN),
-    ("anomalib", "padim", "WRN50", "hazelnut", 0.964, _NAN, _NAN),
-    ("anomalib", "padim", "WRN50", "zipper", 0.882, _NAN, _NAN),
-]
+#: Published numbers on MVTec AD (and VisA once sourced), one row per source x method x scope x
+#: class, with setting, citation and source URL: PatchCore paper, patchcore-inspection's WR50
+#: baseline, ADer's multi-class benchmark, PaDiM paper, anomalib's per-class tables.
+ANCHORS_CSV = Path(__file__).resolve().parents[1] / "data" / "published_anchors.csv"
+
+#: (dataset, method) -> (per-class source, multi-class source) whose 15-class means give the
+#: published per-class vs one-model gap the summary quotes.
+ANCHOR_GAP_PAIRS: dict[tuple[str, str], tuple[str, str]] = {
+    ("mvtec_ad", "patchcore"): ("patchcore-inspection", "ADer"),
+}
 
 
 def load_study_reference(path=REFERENCE_CSV) -> pd.DataFrame:
@@ -136,10 +128,18 @@ def study_confusion(method: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def published_anchors() -> pd.DataFrame:
-    """Columns source, method, backbone, class, image_auroc, pixel_auroc, au_pro (fractions)."""
-    return pd.DataFrame(ANCHORS, columns=["source", "method", "backbone", "class", "image_auroc",
-                                          "pixel_auroc", "au_pro"])
+def published_anchors(path=ANCHORS_CSV) -> pd.DataFrame:
+    """Columns dataset, source, method, scope (``per_class`` or ``global``: one model for every
+    class), class (a class name or ``mean (N classes)``), the metrics (fractions, NaN = not
+    published: auroc, auprc, f1_max, pixel_auroc, pixel_ap, pixel_f1_max, au_pro, mad), setting,
+    citation and url."""
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except FileNotFoundError:
+        raise AdlocError(f"published anchors table not found: {path}; reinstall adloc") from None
+    for c in ("auroc", "auprc", "f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "au_pro", "mad"):
+        df[c] = df[c].astype(float)
+    return df
 
 
 def embedded_class_map() -> dict[str, str]:

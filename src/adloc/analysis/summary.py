@@ -36,6 +36,7 @@ import pandas as pd
 
 from ..io import json_text, write_text
 from ..models.registry import REGISTRY, bank_method, method_names
+from .anchors import anchor_lines
 from .confusion import VARIANTS, confusion_cells, summary_sentence
 from .figures import method_label, scope_label
 from .gap import METRIC_LABELS, significant_gaps, wide_gap_table
@@ -429,6 +430,8 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
                       "The study's per-class pixel AUROC is over all test images, its global "
                       "pixel AUROC over anomalous images only; it published precision and "
                       "recall for the global model only (blank cells: nothing published).", ""]
+
+    lines += anchor_lines(cfg, mt)  # published MVTec AD / VisA numbers, when they apply
 
     lines += ["## Protocol differences from the study", ""]
     lines += _protocol_differences(cfg, mt, bank is not None and len(bank) > 0)

@@ -1,0 +1,13 @@
+"""Rule run_config: results/<run>/config.json, the run's validated config (rule compare reads
+it to tell which dataset each run is on)."""
+
+from _common import run_script
+
+
+def main(smk):
+    from adloc.io import write_json
+
+    write_json(smk.output[0], dict(smk.params.config))
+
+
+run_script(snakemake, main)  # noqa: F821
