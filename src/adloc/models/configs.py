@@ -71,6 +71,17 @@ def check_layers(cls_name: str, layers) -> None:
             raise ModelError(f"{cls_name} key 'layers' must hold layer names, got {layer!r}")
 
 
+def check_map_options(cfg) -> None:
+    """The checks every method's config shares: layers, blur (sigma >= 0, border mode), and a
+    positive image size."""
+    name = type(cfg).__name__
+    check_layers(name, cfg.layers)
+    check_choice(name, "blur_mode", cfg.blur_mode, {"reflect", "mirror", "nearest"})
+    if float(cfg.blur_sigma) < 0:
+        raise ModelError(f"{name} key 'blur_sigma' must be >= 0, got {cfg.blur_sigma!r}")
+    if int(cfg.image_size) < 1:
+        raise ModelError(f"{name} key 'image_size' must be >= 1, got {cfg.image_size!r}")
+
 
 @dataclasses.dataclass
 class PatchCoreConfig(ModelConfig):
@@ -95,9 +106,8 @@ class PatchCoreConfig(ModelConfig):
 
     def validate(self) -> None:
         name = type(self).__name__
-        check_layers(name, self.layers)
+        check_map_options(self)
         check_choice(name, "scoring", self.scoring, {"paper", "study"})
-        check_choice(name, "blur_mode", self.blur_mode, {"reflect", "mirror", "nearest"})
         check_choice(name, "coreset_dtype", self.coreset_dtype, {"float32", "float16"})
         check_choice(name, "embedding_dtype", self.embedding_dtype, {"float32", "float16"})
         check_choice(name, "coreset_start", self.coreset_start, set(CORESET_STARTS))
@@ -113,11 +123,8 @@ class PatchCoreConfig(ModelConfig):
             v = getattr(self, key)
             if v is not None and int(v) < 1:
                 raise ModelError(f"{name} key {key!r} must be a positive integer or null, got {v!r}")
-        if int(self.num_neighbors) < 1 or int(self.coreset_starts) < 1 or int(self.image_size) < 1:
-            raise ModelError(f"{name} keys num_neighbors, coreset_starts and image_size must be >= 1")
-        if float(self.blur_sigma) < 0:
-            raise ModelError(f"{name} key 'blur_sigma' must be >= 0, got {self.blur_sigma!r}")
-
+        if int(self.num_neighbors) < 1 or int(self.coreset_starts) < 1:
+            raise ModelError(f"{name} keys num_neighbors and coreset_starts must be >= 1")
 
 
 @dataclasses.dataclass
@@ -133,17 +140,11 @@ class PadimConfig(ModelConfig):
 
     def validate(self) -> None:
         name = type(self).__name__
-        check_layers(name, self.layers)
-        check_choice(name, "blur_mode", self.blur_mode, {"reflect", "mirror", "nearest"})
+        check_map_options(self)
         if self.n_features is not None and int(self.n_features) < 1:
             raise ModelError(f"{name} key 'n_features' must be a positive integer or null, got {self.n_features!r}")
         if float(self.covariance_eps) < 0:
             raise ModelError(f"{name} key 'covariance_eps' must be >= 0, got {self.covariance_eps!r}")
-        if float(self.blur_sigma) < 0:
-            raise ModelError(f"{name} key 'blur_sigma' must be >= 0, got {self.blur_sigma!r}")
-        if int(self.image_size) < 1:
-            raise ModelError(f"{name} key 'image_size' must be >= 1, got {self.image_size!r}")
-
 
 
 @dataclasses.dataclass
@@ -161,11 +162,6 @@ class SpadeConfig(ModelConfig):
 
     def validate(self) -> None:
         name = type(self).__name__
-        check_layers(name, self.layers)
-        check_choice(name, "blur_mode", self.blur_mode, {"reflect", "mirror", "nearest"})
+        check_map_options(self)
         if int(self.k) < 1:
             raise ModelError(f"{name} key 'k' must be a positive integer, got {self.k!r}")
-        if float(self.blur_sigma) < 0:
-            raise ModelError(f"{name} key 'blur_sigma' must be >= 0, got {self.blur_sigma!r}")
-        if int(self.image_size) < 1:
-            raise ModelError(f"{name} key 'image_size' must be >= 1, got {self.image_size!r}")
