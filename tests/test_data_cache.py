@@ -53,7 +53,7 @@ def test_round_trip_equals_decoded_images(cache_file, klass, mmap):
     c = load_image_cache(cache_file, pre=PRE, mmap=mmap)
     assert c.preprocess == PRE and c.input_size == 32 and c.path == str(cache_file)
     for name in SPLIT_NAMES:
-        got = c.images(name)
+        got = c.rows(name, c.paths[name])
         assert got.dtype == torch.uint8 and got.shape == (len(paths[name]), 3, 32, 32)
         assert torch.equal(got, images[name])
         assert c.paths[name] == paths[name]
@@ -93,7 +93,7 @@ def test_features_from_cache_equal_features_from_decoded_images(cache_file, klas
     for name in ("train", "test"):
         before, _ = load_split_images(root, splits["splits"][name], PRE, with_masks=False, as_uint8=True)
         want = fx.extract(before, batch_size=4)
-        got = fx.extract(c.images(name), batch_size=4)
+        got = fx.extract(c.rows(name, c.paths[name]), batch_size=4)
         assert all(torch.equal(got[k], want[k]) for k in want)
 
 

@@ -100,12 +100,6 @@ def backbone_normalization(name: str) -> tuple[tuple[float, float, float], tuple
     return IMAGENET_MEAN, IMAGENET_STD
 
 
-def layer_channels(name: str, layers) -> dict[str, int]:
-    _check_name(name)
-    _check_layers(name, layers)
-    return {layer: CHANNELS[name][LAYERS.index(layer)] for layer in layers}
-
-
 def _check_name(name: str) -> None:
     if name not in BACKBONES:
         raise WeightsError(f"unknown backbone {name!r}; available: {', '.join(backbone_names())}")

@@ -22,7 +22,8 @@ Transport (what moves between host and device; the forward and its values do not
   copies batch i-1 out), one per extractor. ``pinned=False`` (and the CPU): the plain synchronous
   loop, batch by batch.
 
-Feature files (:func:`save_features` / :func:`load_features`) hold one split of one class::
+Feature files (:func:`save_features` / :func:`load_features`) hold every image of one class (a
+split or repeat selects its rows by path, ``load_features(..., paths=...)``)::
 
     {"kind": "features", "format_version": 1, "adloc_version": ..., "layers": {name: Tensor},
      "paths": [...], "provenance": {...backbone provenance, "layers": [...]}, "input_size": 224,
@@ -192,21 +193,6 @@ class FeatureExtractor:
                     for k, v in feats.items():
                         dest[k].copy_(v)
         return result.result()
-
-
-def extract_features(
-    images: torch.Tensor | Iterable,
-    backbone_name: str,
-    weights: str = "imagenet",
-    layers: Sequence[str] = ("layer2", "layer3"),
-    batch_size: int = 32,
-    **kwargs: Any,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """One-shot helper: ``(features, provenance)`` for ``images`` (``out_dtype`` goes to
-    :meth:`FeatureExtractor.extract`, other keywords to the constructor)."""
-    out_dtype = kwargs.pop("out_dtype", torch.float32)
-    fx = FeatureExtractor(backbone_name, weights, layers, **kwargs)
-    return fx.extract(images, batch_size=batch_size, out_dtype=out_dtype), dict(fx.provenance)
 
 
 @dataclasses.dataclass

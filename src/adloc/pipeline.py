@@ -6,7 +6,6 @@ Kept separate from the scripts so every stage is unit-testable without Snakemake
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np

@@ -26,7 +26,7 @@ import pandas as pd
 from ..errors import AdlocError
 from ..io import write_csv
 from .figures import method_label, scope_label
-from .gap import ABS_LABELS, GAP_METRICS, METRIC_LABELS, THRESHOLD_METRICS
+from .gap import ABS_LABELS, METRIC_LABELS, THRESHOLD_METRICS
 from .tables import RATE_COLUMNS, read_table_csv, sort_rows
 
 #: Metrics summarised across repeats (the metrics table's rate columns and the threshold).
@@ -42,7 +42,6 @@ GAP_COLUMNS = ["method", "class", "metric", "versus", "n_repeats", "unit", "n_un
                "unified", "mean", "sd", "ci_low", "ci_high", "t_statistic", "p_value",
                "p_adjusted", "holds"]
 
-TEST_NAME = "paired t-test across repeats (scipy.stats.ttest_rel)"
 TEST_SENTENCE = (
     "Paired t-test across repeats (scipy.stats.ttest_rel): in each split seed (its model seeds "
     "averaged; with one split seed, in each model seed) the per-class and the unified model are "
@@ -270,7 +269,7 @@ def summary_lines(metrics_across: pd.DataFrame, gap_across: pd.DataFrame,
     return lines
 
 
-__all__ = ["ACROSS_METRICS", "TEST_NAME", "TEST_SENTENCE", "stack_repeats", "interval", "units",
+__all__ = ["ACROSS_METRICS", "TEST_SENTENCE", "stack_repeats", "interval", "units",
            "unit_means",
            "metrics_across_repeats", "gap_across_repeats", "gap_plot_frame", "summary_lines",
            "write_table", "read_metrics_across", "read_gap_across"]

@@ -11,7 +11,7 @@ features extracted from the cache equal those extracted from freshly decoded ima
 
 File format (one file per class, written atomically and byte-stably by :func:`adloc.io.save_torch`)::
 
-    {"kind": "images", "format_version": 1, "adloc_version": "...",
+    {"kind": "images", "format_version": 2, "adloc_version": "...",
      "splits": {"all": uint8 (N, 3, S, S)}, "paths": {"all": [relative path, ...]},
      "preprocess": {"resize": 256, "crop": 224, "resize_backend": "torchvision"}}
 
@@ -53,11 +53,6 @@ class ImageCache:
     def input_size(self) -> int:
         """Side S of the cached images."""
         return self.preprocess.output_size
-
-    def images(self, name: str):
-        """Split ``name``'s images as an in-memory contiguous uint8 tensor (a copy, so a cache
-        loaded with ``mmap=True`` is read from disk here)."""
-        return self.splits[name].contiguous().clone()
 
     def rows(self, name: str, paths: Sequence[str]):
         """The images of group ``name`` with these relative paths, in that order, as an

@@ -1,7 +1,7 @@
 """Evaluation metrics: a functional core, arrays in, floats out.
 
 * :mod:`adloc.metrics.image`: ``auroc``, ``auprc``, ``confusion_at``, ``image_metrics``
-  (prediction ``score >= threshold``; 0/0 ratios are 0.0; NaN ranking metrics for one class).
+  (prediction ``score >= threshold``; 0/0 ratios are NaN (N/A in tables, null in JSON); NaN ranking metrics for one class).
 * :mod:`adloc.metrics.threshold`: ``calibrate_threshold`` -> ``ThresholdResult`` (exact
   F1 maximum, largest threshold among ties; or the study's 1000-point grid).
 * :mod:`adloc.metrics.pixel`: exact ``pixel_auroc``, reference ``au_pro`` / ``pro_curve``

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import ModelError
 
-#: distance block size for the torch backend (float32 elements; 2**28 = 1 GiB)
+#: distance block size for the torch backend (float32 elements; 2**26 = 256 MiB)
 DEFAULT_BLOCK_ELEMS = 1 << 26
 
 

@@ -32,7 +32,6 @@ the exact channels of the study cannot be reproduced; only the rule is.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from typing import Any, Mapping
@@ -45,9 +44,6 @@ from ..errors import ModelError
 from ..runtime import resolve_device
 from .common import (
     FeatureModel,
-    ModelConfig,
-    check_choice,
-    check_layers,
     chunks,
     count_sources,
     load_model_file,
@@ -268,7 +264,6 @@ class Padim(FeatureModel):
         gen = torch.Generator(device="cpu").manual_seed(int(c.seed))
         self.idx = torch.randperm(total, generator=gen)[:d].sort().values
         h, w = (int(v) for v in feats[c.layers[0]].shape[-2:])
-        p = h * w
         with torch.inference_mode():
             mean, cov = padim_statistics(feats, list(c.layers), self.idx, (h, w), self.device,
                                          self.stat_chunk_bytes)

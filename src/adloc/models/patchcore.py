@@ -51,7 +51,6 @@ Scoring (:class:`PatchCoreConfig` ``scoring``):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections import Counter
@@ -65,9 +64,6 @@ from ..errors import ModelError
 from ..runtime import resolve_device
 from .common import (
     FeatureModel,
-    ModelConfig,
-    check_choice,
-    check_layers,
     chunks,
     count_sources,
     load_model_file,
