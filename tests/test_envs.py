@@ -32,7 +32,6 @@ MODULE_TO_PACKAGE = {
     "pandas": "pandas",
     "tabulate": "tabulate",
     "matplotlib": "matplotlib",
-    "seaborn": "seaborn",
     "PIL": "pillow",
     "yaml": "pyyaml",
     "jsonschema": "jsonschema",
