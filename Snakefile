@@ -2,7 +2,9 @@
 # folder to every table and figure. Run: snakemake --cores all (see README.md).
 
 
-configfile: "config.yaml"
+# The defaults beside this Snakefile (also when run from another folder; as a module, the
+# config the module is given, with these defaults under it: rules/common.smk).
+configfile: f"{workflow.basedir}/config.yaml"
 
 
 include: "rules/common.smk"

@@ -5,7 +5,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+import yaml
+
+# The workflow's own folder (this checkout, also when another project uses it as a module):
+# src/ and the config.yaml defaults are read from here, never from the working directory,
+# where every output goes. (workflow.basedir is the main Snakefile's folder: a module user's.)
+WORKFLOW_DIR = Path(workflow.source_path("../Snakefile")).parent
+sys.path.insert(0, str(WORKFLOW_DIR / "src"))
 
 from adloc.config import (
     validate_config,
@@ -36,6 +42,14 @@ from adloc.models.registry import replays_draws
 from adloc.workflow import done_message, run_configs, run_tables
 
 RUN_STARTED = time.time()  # the onsuccess message names only what this run built
+
+from adloc.config import deep_merge
+
+# A module's configfile is skipped (module ... config: config): the workflow's config.yaml
+# defaults go under the config it is given, so a user's config sets only what it changes.
+# Standalone, the Snakefile has loaded the same file already (a no-op then).
+with open(workflow.source_path("../config.yaml"), encoding="utf-8") as _f:
+    config.update(deep_merge(yaml.safe_load(_f) or {}, config))
 
 try:
     # adloc's check first: its messages name the key and the allowed values. The --config

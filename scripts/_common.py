@@ -3,7 +3,9 @@
 Puts this checkout's ``src/`` first on ``sys.path`` when the checkout has one, so the scripts
 always run the library that matches these rules (an older installed adloc never shadows it); a
 copy of the workflow without ``src/`` imports the installed adloc (``pip install .``;
-.ci/package_check.sh runs the workflow that way). Re-exports :func:`adloc.workflow.run_script`.
+.ci/package_check.sh runs the workflow that way). Re-exports :func:`adloc.workflow.run_script`
+and :func:`adloc.workflow.as_list`. A script fetched from a remote module (``github(...)``)
+comes without this file and imports both from the installed adloc instead.
 """
 
 import sys
@@ -13,12 +15,7 @@ _SRC = Path(__file__).resolve().parents[1] / "src"
 if _SRC.is_dir() and str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))
 
-from adloc.workflow import run_script  # noqa: E402
-
-
-def as_list(files):
-    """A named input/output as a list: Snakemake hands a one-file entry over as a plain string."""
-    return [files] if isinstance(files, str) else list(files)
+from adloc.workflow import as_list, run_script  # noqa: E402
 
 
 __all__ = ["run_script", "as_list"]

@@ -7,7 +7,10 @@ validation split of every class (``pooled``, the absolute-unified scope). Rule e
 
 from pathlib import Path
 
-from _common import as_list, run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import as_list, run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import as_list, run_script
 
 
 def main(smk):

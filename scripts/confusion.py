@@ -3,7 +3,10 @@ the absolute-unified row (one threshold from the pooled validation split of ever
 
 from pathlib import Path
 
-from _common import as_list, run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import as_list, run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import as_list, run_script
 
 
 def main(smk):

@@ -5,7 +5,10 @@ file, computing the pixel metrics once."""
 
 import json
 
-from _common import run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import run_script
 
 
 def main(smk):

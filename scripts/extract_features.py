@@ -10,7 +10,10 @@ study's code batched them: a CPU convolution's last bits depend on which images 
 import logging
 import time
 
-from _common import run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import run_script
 
 log = logging.getLogger("adloc.extract_features")
 

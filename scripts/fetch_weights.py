@@ -1,6 +1,9 @@
 """Rule fetch_weights: download one backbone's ImageNet weights into the library's cache."""
 
-from _common import run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import run_script
 
 
 def main(smk):

@@ -1,7 +1,10 @@
 """Rule gap: per-class minus global model in one repeat, with paired bootstrap intervals (the
 figure, across repeats, comes from rule repeats)."""
 
-from _common import as_list, run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import as_list, run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import as_list, run_script
 
 
 def main(smk):

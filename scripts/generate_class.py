@@ -2,7 +2,10 @@
 
 from pathlib import Path
 
-from _common import run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import run_script
 
 
 def main(smk):

@@ -4,7 +4,10 @@ made from this listing, so a bad folder stops one job and no file is hashed twic
 
 import logging
 
-from _common import run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import run_script
 
 log = logging.getLogger("adloc.index")
 

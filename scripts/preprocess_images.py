@@ -8,7 +8,10 @@ reads instead of decoding the images again.
 import logging
 import time
 
-from _common import run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import run_script
 
 log = logging.getLogger("adloc.preprocess_images")
 

@@ -2,7 +2,10 @@
 t-interval (over split seeds, model seeds averaged within each) with the paired t-test of each
 gap, and the gap figure with the across-repeat spread."""
 
-from _common import as_list, run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import as_list, run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import as_list, run_script
 
 
 def main(smk):

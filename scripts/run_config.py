@@ -1,7 +1,10 @@
 """Rule run_config: results/<run>/config.json, the run's validated config (rule compare reads
 it to tell which dataset each run is on)."""
 
-from _common import run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import run_script
 
 
 def main(smk):

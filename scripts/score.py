@@ -10,7 +10,10 @@ import time
 
 import numpy as np
 
-from _common import as_list, run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import as_list, run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import as_list, run_script
 
 log = logging.getLogger("adloc.score")
 

@@ -1,7 +1,10 @@
 """Rule splits: the study's train/val/test split of one class for the split seed of one repeat,
 drawn from the class's index (rule index: its sha256s, bit depth and warnings are copied)."""
 
-from _common import run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import run_script
 
 
 def main(smk):

@@ -1,7 +1,10 @@
 """Rule summary: results/<run>/summary.md, the run as a short results section: the first
 repeat's tables, and the across-repeat intervals and paired tests."""
 
-from _common import as_list, run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import as_list, run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import as_list, run_script
 
 
 def main(smk):

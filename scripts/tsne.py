@@ -6,7 +6,10 @@ panel; its warning goes to tables/tsne_notes.json, which the summary repeats."""
 
 import logging
 
-from _common import as_list, run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import as_list, run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import as_list, run_script
 
 log = logging.getLogger("adloc.tsne")
 

@@ -32,6 +32,11 @@ def _configure_threads(threads: int) -> None:
             torch.set_num_interop_threads(1)
 
 
+def as_list(files) -> list:
+    """A named input/output as a list: Snakemake hands a one-file entry over as a plain string."""
+    return [files] if isinstance(files, str) else list(files)
+
+
 def run_script(smk: Any, main: Callable[[Any], None]) -> None:
     """Run ``main(smk)`` with logging to ``smk.log[0]`` and clean error reporting.
 
