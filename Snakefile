@@ -8,6 +8,7 @@ configfile: f"{workflow.basedir}/config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/shift_paths.smk"
 include: "rules/fetch.smk"
 include: "rules/data.smk"
 include: "rules/shift.smk"

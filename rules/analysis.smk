@@ -1,15 +1,15 @@
 # Aggregates: per repeat the metrics table, per-class vs global gap and cross-class confusion
 # ("identical shortcut"); across repeats the tables and the gap figure; t-SNE views and example
-# maps of the first repeat.
+# maps of the first repeat. The metrics and gap tables also per shift phase (ph, shift.smk).
 
 
 rule metrics_table:
     input:
         repeat_metric_files,
     output:
-        f"{REP}/tables/metrics.csv",
+        f"{REP}/{{ph}}tables/metrics.csv",
     log:
-        f"{REP}/logs/metrics_table.log",
+        f"{REP}/{{ph}}logs/metrics_table.log",
     conda:
         "../envs/analysis.yaml"
     script:
@@ -20,17 +20,21 @@ rule gap:
     input:
         metrics=repeat_metric_files,
         per_class=lambda w: [
-            scores_of(m, c, c, w.repeat) for m in METHODS for c in CLASSES
+            scores_of(m, c, c, w.repeat, score_ph(w.ph))
+            for m in METHODS
+            for c in CLASSES
         ],
         unified=lambda w: [
-            scores_of(m, GLOBAL, c, w.repeat) for m in METHODS for c in CLASSES
+            scores_of(m, GLOBAL, c, w.repeat, score_ph(w.ph))
+            for m in METHODS
+            for c in CLASSES
         ],
     output:
-        table=f"{REP}/tables/gap.csv",
+        table=f"{REP}/{{ph}}tables/gap.csv",
     log:
-        f"{REP}/logs/gap.log",
+        f"{REP}/{{ph}}logs/gap.log",
     benchmark:
-        f"{REP}/benchmarks/gap.tsv"
+        f"{REP}/{{ph}}benchmarks/gap.tsv"
     conda:
         "../envs/analysis.yaml"
     params:

@@ -32,6 +32,7 @@ from adloc.weights import downloadable as weights_downloadable
 from adloc.errors import ConfigError, DatasetError
 from adloc.data.mvtec import check_class_folders, class_files
 from adloc.data.shift import check_shift_config, shift_folder_name
+from adloc.data.shifted import shifted_preprocess
 from adloc.data.transforms import Preprocess
 from adloc.data.content import content_param
 from adloc.runtime import local_cuda_devices
@@ -130,6 +131,25 @@ except ConfigError as exc:
     raise WorkflowError(f"adloc: invalid configuration: {exc}") from None
 SHIFT_NAME = shift_folder_name(config["shift"])
 SHIFT = f"{RESULTS}/shift/{SHIFT_NAME}"
+# The shifted chain reuses the clean rules through two path words, both empty in the clean
+# chain (so its paths are unchanged): ``dom``, the data domain of images, features and split
+# files ("" or "shift/<variant>-s<seed>/"), and ``ph``, the adaptation phase of models,
+# scores, thresholds, metrics and tables inside a repeat ("" or "shift/<name>/<phase>/").
+# Phase none: clean models and thresholds on the shifted test split; threshold: clean models,
+# thresholds from the shifted val split; full: models fitted on the shifted train split too.
+SHIFT_PHASES = ("none", "threshold", "full")
+SHIFT_DOM = f"shift/{SHIFT_NAME}/"
+DOMS = [""] + ([SHIFT_DOM] if SHIFT_ON else [])
+PHS = {"": ""} | (
+    {f"{SHIFT_DOM}{p}/": p for p in SHIFT_PHASES} if SHIFT_ON else {}
+)  # path word -> phase
+if SHIFT_ON:
+    for _reserved in ("images", "features"):
+        if _reserved in CLASSES:
+            raise WorkflowError(
+                f"adloc: with shift.enabled a class may not be named {_reserved!r} (config key "
+                f"classes): {SHIFT}/{_reserved}/ holds the shifted copy's {_reserved}"
+            )
 MASK_THRESHOLD = Preprocess.from_config(config["preprocess"]).mask_threshold
 # device: cuda, or auto on a cluster (Slurm profile) or with CUDA visible here, makes the GPU
 # rules ask for resources gpu=1 and run with device cuda (a job that then sees no GPU fails
@@ -183,6 +203,8 @@ wildcard_constraints:
     cls=CLASS_RE,
     method="|".join(map(re.escape, METHODS)),
     repeat="|".join(REPEATS),
+    dom="(?:" + "|".join(map(re.escape, DOMS)) + ")",  # "(?:)": empty (regex "" = none)
+    ph="(?:" + "|".join(map(re.escape, PHS)) + ")",
 
 
 def fset_of(method):
@@ -292,23 +314,18 @@ def final_targets():
     return t + shift_targets()
 
 
-def shift_targets():
-    """The shifted copy of every class and its parameter table (none when shift is off)."""
-    if not SHIFT_ON:
-        return []
-    return expand(f"{SHIFT}/{{cls}}", cls=CLASSES) + expand(
-        f"{SHIFT}/{{cls}}_params.csv", cls=CLASSES
-    )
-
-
-def features_of(method, cls):
+def features_of(method, cls, dom=""):
     """A class's features (every image once) for the feature set that ``method`` reads."""
-    return f"{RESULTS}/features/{fset_of(method)}/{cls}.pt"
+    return f"{RESULTS}/{dom}features/{fset_of(method)}/{cls}.pt"
 
 
-def metric_files(repeat="{repeat}"):
+def splits_of(cls, repeat="{repeat}", dom=""):
+    return f"{RESULTS}/{repeat}/{dom}splits/{cls}.json"
+
+
+def metric_files(repeat="{repeat}", ph=""):
     return [
-        f"{RESULTS}/{repeat}/metrics/{m}/{s}/{c}.json"
+        f"{RESULTS}/{repeat}/{ph}metrics/{m}/{s}/{c}.json"
         for m in METHODS
         for c in CLASSES
         for s in (c, GLOBAL, UNIFIED_ABS)
@@ -316,24 +333,26 @@ def metric_files(repeat="{repeat}"):
 
 
 def repeat_metric_files(wildcards):
-    return metric_files(wildcards.repeat)
+    return metric_files(wildcards.repeat, wildcards.ph)
 
 
 def score_inputs(w):
     """A per-class model's inputs: its model, the class's features and split file."""
+    dom = dom_of(w.ph)
     return {
-        "model": f"{RESULTS}/{w.repeat}/models/{w.method}/{w.cls}.pt",
-        "features": [features_of(w.method, w.cls)],
-        "splits": [f"{RESULTS}/{w.repeat}/splits/{w.cls}.json"],
+        "model": f"{RESULTS}/{w.repeat}/{model_ph(w.ph)}models/{w.method}/{w.cls}.pt",
+        "features": [features_of(w.method, w.cls, dom)],
+        "splits": [splits_of(w.cls, w.repeat, dom)],
     }
 
 
 def score_global_inputs(w):
     """The global model plus every class's features and split file."""
+    dom = dom_of(w.ph)
     return {
-        "model": f"{RESULTS}/{w.repeat}/models/{w.method}/{GLOBAL}.pt",
-        "features": [features_of(w.method, c) for c in CLASSES],
-        "splits": [f"{RESULTS}/{w.repeat}/splits/{c}.json" for c in CLASSES],
+        "model": f"{RESULTS}/{w.repeat}/{model_ph(w.ph)}models/{w.method}/{GLOBAL}.pt",
+        "features": [features_of(w.method, c, dom) for c in CLASSES],
+        "splits": [splits_of(c, w.repeat, dom) for c in CLASSES],
     }
 
 
@@ -356,8 +375,8 @@ def predict_options(unified):
     return lambda w: registry_predict_options(config, w.method, unified)
 
 
-def scores_of(method, scope, cls, repeat="{repeat}"):
-    return f"{RESULTS}/{repeat}/scores/{method}/{scope}/{cls}.npz"
+def scores_of(method, scope, cls, repeat="{repeat}", ph=""):
+    return f"{RESULTS}/{repeat}/{ph}scores/{method}/{scope}/{cls}.npz"
 
 
 # the first method with a memory bank: its global model's bank is drawn (rule tsne) and counted

@@ -2,16 +2,21 @@
 # for every method, scope and class. Scopes: per-class (the class's own model and threshold),
 # global or model-unified (one model, the class's threshold) and unified_abs or
 # absolute-unified (one model, ONE threshold from the pooled validation split of every class).
+# With shift on, the same rules under a phase word (ph, rules/common.smk): phases threshold and
+# full calibrate on the shifted val split; phase none keeps the clean thresholds; every phase
+# is evaluated on the shifted test split (its masks from the shifted copy).
 
 
 rule calibrate:
     input:
-        scores=scores_of("{method}", "{cls}", "{cls}"),
-        splits=f"{REP}/splits/{{cls}}.json",
+        scores=lambda w: scores_of(w.method, w.cls, w.cls, w.repeat, score_ph(w.ph)),
+        splits=lambda w: splits_of(w.cls, w.repeat, dom_of(w.ph)),
     output:
-        f"{REP}/thresholds/{{method}}/{{cls}}/{{cls}}.json",
+        f"{REP}/{{ph}}thresholds/{{method}}/{{cls}}/{{cls}}.json",
     log:
-        f"{REP}/logs/calibrate/{{method}}/{{cls}}.log",
+        f"{REP}/{{ph}}logs/calibrate/{{method}}/{{cls}}.log",
+    wildcard_constraints:
+        ph=ph_re("threshold", "full"),  # phase none keeps the clean thresholds
     conda:
         "../envs/analysis.yaml"
     params:
@@ -22,17 +27,20 @@ rule calibrate:
 
 rule calibrate_global:
     input:
-        scores=expand(
-            scores_of("{{method}}", GLOBAL, "{cls}", "{{repeat}}"), cls=CLASSES
-        ),
-        splits=expand(f"{REP_X}/splits/{{cls}}.json", cls=CLASSES),
+        scores=lambda w: [
+            scores_of(w.method, GLOBAL, c, w.repeat, score_ph(w.ph)) for c in CLASSES
+        ],
+        splits=lambda w: [splits_of(c, w.repeat, dom_of(w.ph)) for c in CLASSES],
     output:
         per_class=expand(
-            f"{REP_X}/thresholds/{{{{method}}}}/{GLOBAL}/{{cls}}.json", cls=CLASSES
+            f"{REP_X}/{{{{ph}}}}thresholds/{{{{method}}}}/{GLOBAL}/{{cls}}.json",
+            cls=CLASSES,
         ),
-        pooled=f"{REP}/thresholds/{{method}}/pooled.json",
+        pooled=f"{REP}/{{ph}}thresholds/{{method}}/pooled.json",
     log:
-        f"{REP}/logs/calibrate/{{method}}/{GLOBAL}.log",
+        f"{REP}/{{ph}}logs/calibrate/{{method}}/{GLOBAL}.log",
+    wildcard_constraints:
+        ph=ph_re("threshold", "full"),
     conda:
         "../envs/analysis.yaml"
     params:
@@ -43,20 +51,18 @@ rule calibrate_global:
 
 rule evaluate:
     input:
-        scores=scores_of("{method}", "{cls}", "{cls}"),
-        threshold=f"{REP}/thresholds/{{method}}/{{cls}}/{{cls}}.json",
-        splits=f"{REP}/splits/{{cls}}.json",
+        unpack(evaluate_inputs),
     output:
-        f"{REP}/metrics/{{method}}/{{cls}}/{{cls}}.json",
+        f"{REP}/{{ph}}metrics/{{method}}/{{cls}}/{{cls}}.json",
     log:
-        f"{REP}/logs/evaluate/{{method}}/{{cls}}/{{cls}}.log",
+        f"{REP}/{{ph}}logs/evaluate/{{method}}/{{cls}}/{{cls}}.log",
     benchmark:
-        f"{REP}/benchmarks/evaluate/{{method}}/{{cls}}/{{cls}}.tsv"
+        f"{REP}/{{ph}}benchmarks/evaluate/{{method}}/{{cls}}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
     params:
-        root=DATA_ROOT,
-        preprocess=config["preprocess"],
+        root=data_root,
+        preprocess=preprocess_of,
         evaluation=config["evaluation"],
     script:
         "../scripts/evaluate.py"
@@ -64,22 +70,19 @@ rule evaluate:
 
 rule evaluate_global:
     input:
-        scores=scores_of("{method}", GLOBAL, "{cls}"),
-        threshold=f"{REP}/thresholds/{{method}}/{GLOBAL}/{{cls}}.json",
-        pooled=f"{REP}/thresholds/{{method}}/pooled.json",
-        splits=f"{REP}/splits/{{cls}}.json",
+        unpack(evaluate_global_inputs),
     output:
-        unified=f"{REP}/metrics/{{method}}/{GLOBAL}/{{cls}}.json",
-        pooled=f"{REP}/metrics/{{method}}/{UNIFIED_ABS}/{{cls}}.json",
+        unified=f"{REP}/{{ph}}metrics/{{method}}/{GLOBAL}/{{cls}}.json",
+        pooled=f"{REP}/{{ph}}metrics/{{method}}/{UNIFIED_ABS}/{{cls}}.json",
     log:
-        f"{REP}/logs/evaluate/{{method}}/{GLOBAL}/{{cls}}.log",
+        f"{REP}/{{ph}}logs/evaluate/{{method}}/{GLOBAL}/{{cls}}.log",
     benchmark:
-        f"{REP}/benchmarks/evaluate/{{method}}/{GLOBAL}/{{cls}}.tsv"
+        f"{REP}/{{ph}}benchmarks/evaluate/{{method}}/{GLOBAL}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
     params:
-        root=DATA_ROOT,
-        preprocess=config["preprocess"],
+        root=data_root,
+        preprocess=preprocess_of,
         evaluation=config["evaluation"],
     script:
         "../scripts/evaluate.py"

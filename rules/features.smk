@@ -28,17 +28,18 @@ rule preprocess_images:
 
 rule extract_features:
     input:
-        images=f"{RESULTS}/images/{{cls}}.pt",
+        images=f"{RESULTS}/{{dom}}images/{{cls}}.pt",
         # extraction batches follow the first repeat's splits (the study's batching, bit for
-        # bit); the file holds every image once and serves every split and repeat
-        order=f"{RESULTS}/{FIRST}/splits/{{cls}}.json",
+        # bit); the file holds every image once and serves every split and repeat. Domain
+        # (dom) "" is the clean data, shift/<name>/ the shifted copy (rules/shift.smk).
+        order=f"{RESULTS}/{FIRST}/{{dom}}splits/{{cls}}.json",
         weights=weights_file,
     output:
-        f"{RESULTS}/features/{{fset}}/{{cls}}.pt",
+        f"{RESULTS}/{{dom}}features/{{fset}}/{{cls}}.pt",
     log:
-        f"{RESULTS}/logs/extract_features/{{fset}}/{{cls}}.log",
+        f"{RESULTS}/{{dom}}logs/extract_features/{{fset}}/{{cls}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/extract_features/{{fset}}/{{cls}}.tsv"
+        f"{RESULTS}/{{dom}}benchmarks/extract_features/{{fset}}/{{cls}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: MAX_THREADS

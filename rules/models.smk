@@ -1,19 +1,23 @@
 # Per repeat: fit one model per class and one model-unified ("global") model on every class's
 # train split (rows of the class's features selected by the repeat's split file), then score the
-# val and test splits of each class with both.
+# val and test splits of each class with both. With shift on, the same rules under a phase word
+# (ph, rules/common.smk): phase full fits on the shifted train split; phases none and full score
+# the shifted val and test splits (none with the clean models).
 
 
 rule fit_class:
     input:
-        features=lambda w: features_of(w.method, w.cls),
-        splits=f"{REP}/splits/{{cls}}.json",
-        order=draw_order_splits,
+        features=lambda w: features_of(w.method, w.cls, dom_of(w.ph)),
+        splits=lambda w: splits_of(w.cls, w.repeat, dom_of(w.ph)),
+        order=draw_order_splits,  # the study's draw order (same membership when shifted)
     output:
-        f"{REP}/models/{{method}}/{{cls}}.pt",
+        f"{REP}/{{ph}}models/{{method}}/{{cls}}.pt",
     log:
-        f"{REP}/logs/fit/{{method}}/{{cls}}.log",
+        f"{REP}/{{ph}}logs/fit/{{method}}/{{cls}}.log",
     benchmark:
-        f"{REP}/benchmarks/fit/{{method}}/{{cls}}.tsv"
+        f"{REP}/{{ph}}benchmarks/fit/{{method}}/{{cls}}.tsv"
+    wildcard_constraints:
+        ph=ph_re("full"),  # phases none and threshold score with the clean models
     conda:
         "../envs/torch.yaml"
     threads: MAX_THREADS
@@ -33,14 +37,16 @@ rule fit_class:
 
 rule fit_global:
     input:
-        features=lambda w: [features_of(w.method, c) for c in CLASSES],
-        splits=expand(f"{REP_X}/splits/{{cls}}.json", cls=CLASSES),
+        features=lambda w: [features_of(w.method, c, dom_of(w.ph)) for c in CLASSES],
+        splits=lambda w: [splits_of(c, w.repeat, dom_of(w.ph)) for c in CLASSES],
     output:
-        f"{REP}/models/{{method}}/{GLOBAL}.pt",
+        f"{REP}/{{ph}}models/{{method}}/{GLOBAL}.pt",
     log:
-        f"{REP}/logs/fit/{{method}}/{GLOBAL}.log",
+        f"{REP}/{{ph}}logs/fit/{{method}}/{GLOBAL}.log",
     benchmark:
-        f"{REP}/benchmarks/fit/{{method}}/{GLOBAL}.tsv"
+        f"{REP}/{{ph}}benchmarks/fit/{{method}}/{GLOBAL}.tsv"
+    wildcard_constraints:
+        ph=ph_re("full"),
     conda:
         "../envs/torch.yaml"
     threads: MAX_THREADS
@@ -63,11 +69,13 @@ rule score:
     input:
         unpack(score_inputs),
     output:
-        scores_of("{method}", "{cls}", "{cls}"),
+        scores_of("{method}", "{cls}", "{cls}", ph="{ph}"),
     log:
-        f"{REP}/logs/score/{{method}}/{{cls}}.log",
+        f"{REP}/{{ph}}logs/score/{{method}}/{{cls}}.log",
     benchmark:
-        f"{REP}/benchmarks/score/{{method}}/{{cls}}.tsv"
+        f"{REP}/{{ph}}benchmarks/score/{{method}}/{{cls}}.tsv"
+    wildcard_constraints:
+        ph=ph_re("none", "full"),  # phase threshold reads phase none's scores
     conda:
         "../envs/torch.yaml"
     threads: MAX_THREADS
@@ -89,11 +97,16 @@ rule score_global:
     input:
         unpack(score_global_inputs),
     output:
-        expand(scores_of("{{method}}", GLOBAL, "{cls}", "{{repeat}}"), cls=CLASSES),
+        expand(
+            scores_of("{{method}}", GLOBAL, "{cls}", "{{repeat}}", "{{ph}}"),
+            cls=CLASSES,
+        ),
     log:
-        f"{REP}/logs/score/{{method}}/{GLOBAL}.log",
+        f"{REP}/{{ph}}logs/score/{{method}}/{GLOBAL}.log",
     benchmark:
-        f"{REP}/benchmarks/score/{{method}}/{GLOBAL}.tsv"
+        f"{REP}/{{ph}}benchmarks/score/{{method}}/{GLOBAL}.tsv"
+    wildcard_constraints:
+        ph=ph_re("none", "full"),
     conda:
         "../envs/torch.yaml"
     threads: MAX_THREADS

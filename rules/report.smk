@@ -15,6 +15,7 @@ rule summary:
         ),
         splits=expand(f"{RESULTS}/{FIRST}/splits/{{cls}}.json", cls=CLASSES),
         tsne_notes=f"{RESULTS}/tables/tsne_notes.json",
+        shift=f"{RESULTS}/tables/shift_summary.md" if SHIFT_ON else [],
     output:
         report(
             f"{RESULTS}/summary.md",

@@ -1,15 +1,19 @@
-"""Workflow test of rule shift_images on tiny data: the shifted copy in MVTec layout with its
-parameter table, and a changed shift parameter reruns the shift job only."""
+"""Workflow tests of domain shift on tiny data: rule shift_images (the shifted copy in MVTec
+layout with its parameter table; a changed shift parameter reruns the shift job only) and the
+three adaptation phases for every scope and method (tables, figure, summary lines)."""
 
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
+import pandas as pd
+import pytest
 import yaml
 from PIL import Image
 
-from workflow_utils import make_dataset, planned_jobs, snakemake, write_config
+from workflow_utils import TINY, make_dataset, planned_jobs, snakemake, write_config
 
 CLS = "synth_nut"
 SHIFT = "results/tiny/shift/paper-s0"
@@ -48,3 +52,73 @@ def test_shift_rule_writes_mvtec_layout_and_reruns_alone(tmp_path):
     # the default target includes the shifted copy; the clean chain never reads it
     full = {name for name, _ in planned_jobs(tmp_path)}
     assert "shift_images" in full and "all" in full
+
+
+# --- the three adaptation phases (issue 21 §2), one tiny run shared by the tests below
+
+PHASES = ("none", "threshold", "full")
+SCOPES = ("per_class", "global", "unified_abs")
+RUN = "results/tiny"
+PHASE_DIR = f"{RUN}/s42-m0/shift/paper-s0"
+TARGETS_PHASES = (f"{RUN}/tables/shift_metrics.csv", f"{RUN}/summary.md")
+
+
+@pytest.fixture(scope="module")
+def phase_run(tmp_path_factory):
+    """Two classes with shift on, run to the shift tables and summary.md (--cores 2)."""
+    wd = tmp_path_factory.mktemp("shift_phases")
+    make_dataset(wd / "data", TINY["classes"], counts={"train_good": 8, "test_good": 4, "anomalies": 6})
+    write_config(wd, shift={"enabled": True}, evaluation={"bootstrap": {"n": 20, "seed": 0}})
+    snakemake(wd, "--cores", "2", *TARGETS_PHASES)
+    return wd
+
+
+def test_every_phase_scope_and_method_in_the_shift_tables(phase_run):
+    df = pd.read_csv(phase_run / RUN / "tables/shift_metrics.csv")
+    methods = yaml.safe_load((phase_run / "config.yaml").read_text())["methods"]
+    want = {(p, m, s, c) for p in ("clean", *PHASES) for m in methods for s in SCOPES
+            for c in TINY["classes"]}
+    got = {tuple(r) for r in df[["phase", "method", "scope", "class"]].itertuples(index=False)}
+    assert want <= got
+    assert df[df["class"] != "macro"]["auroc"].between(0, 1).all()
+    cost = pd.read_csv(phase_run / RUN / "tables/shift_cost.csv")
+    assert set(cost["phase"]) == set(PHASES) and set(cost["scope"]) == set(SCOPES)
+    row = cost[(cost["metric"] == "auroc") & (cost["class"] != "macro")].iloc[0]
+    assert np.isclose(row["cost"], row["clean"] - row["shifted"])
+    auroc = cost[(cost["metric"] == "auroc") & (cost["class"] != "macro")
+                 & (cost["scope"] != "unified_abs")]
+    assert auroc["cost_low"].notna().all() and (auroc["cost_low"] <= auroc["cost_high"]).all()
+    gap = pd.read_csv(phase_run / RUN / "tables/shift_gap.csv")
+    assert set(gap["phase"]) == {"clean", *PHASES}
+    across = pd.read_csv(phase_run / RUN / "tables/shift_gap_across_repeats.csv")
+    assert set(across["phase"]) == {"clean", *PHASES}
+
+
+def test_phases_reuse_the_clean_models_and_thresholds(phase_run):
+    rep = phase_run / PHASE_DIR
+    # none and threshold score with the clean models (one scores folder, none's); only full fits
+    assert (rep / "none/scores").is_dir() and not (rep / "threshold/scores").exists()
+    assert not (rep / "none/models").exists() and (rep / "full/models").is_dir()
+    assert not (rep / "none/thresholds").exists() and (rep / "threshold/thresholds").is_dir()
+    m = [json.loads((rep / p / "metrics/padim/global/synth_nut.json").read_text()) for p in PHASES]
+    clean_thr = json.loads((phase_run / RUN / "s42-m0/thresholds/padim/global/synth_nut.json").read_text())
+    assert m[0]["threshold"]["threshold"] == clean_thr["threshold"]["threshold"]
+    assert m[0]["test"]["auroc"] == m[1]["test"]["auroc"]  # same scores, other threshold
+    # the shifted split holds the clean split's images, shifted, in the same order
+    clean = json.loads((phase_run / RUN / "s42-m0/splits/synth_nut.json").read_text())
+    shifted = json.loads((rep / "splits/synth_nut.json").read_text())
+    for name in ("train", "val", "test"):
+        assert [e["shift_of"] for e in shifted["splits"][name]] == [e["path"] for e in clean["splits"][name]]
+        assert [e["label"] for e in shifted["splits"][name]] == [e["label"] for e in clean["splits"][name]]
+
+
+def test_phase_figure_and_summary_lines(phase_run):
+    methods = yaml.safe_load((phase_run / "config.yaml").read_text())["methods"]
+    for m in methods:
+        with Image.open(phase_run / RUN / f"figures/shift_{m}.png") as im:
+            assert im.size[0] > 400 and im.size[1] > 200
+    text = (phase_run / RUN / "summary.md").read_text()
+    section = text.split("### Domain shift", 1)[1].split("\n## ", 1)[0]
+    assert "unification costs" in section and "recovers most" in section
+    assert len([x for x in section.splitlines() if x.startswith("- ")]) >= 2 * len(methods)
+

@@ -273,6 +273,18 @@ def default_figures(config: Mapping[str, Any], repeat: str | None = None) -> lis
     return figs
 
 
+def shift_section(shift_lines: list[str] | None) -> list[str]:
+    """summary.md's domain-shift section from rule shift_tables' lines (none when shift is off)."""
+    if not shift_lines:
+        return []
+    return ["### Domain shift: does unification cost more, and which phase recovers it", "",
+            "Phases: no adaptation (clean models and thresholds on the shifted test split), "
+            "threshold only (thresholds re-fitted on the shifted validation split), full "
+            "(models re-fitted on the shifted train split too); tables "
+            "`tables/shift_*.csv`, figures `figures/shift_<method>.png`.", "",
+            *shift_lines, ""]
+
+
 def render_summary(ctx: Mapping[str, Any]) -> str:
     """Markdown text of summary.md (see the module docstring for ``ctx``)."""
     from .. import __version__
@@ -432,6 +444,7 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
                       "recall for the global model only (blank cells: nothing published).", ""]
 
     lines += anchor_lines(cfg, mt)  # published MVTec AD / VisA numbers, when they apply
+    lines += shift_section(ctx.get("shift_lines"))
 
     lines += ["## Protocol differences from the study", ""]
     lines += _protocol_differences(cfg, mt, bank is not None and len(bank) > 0)

@@ -1,0 +1,18 @@
+"""Rule shift_splits: one repeat's split file of a class mapped onto its shifted copy (the same
+images, shifted, in the same splits and order; adloc.data.shifted.shifted_splits)."""
+
+from _common import run_script
+
+
+def main(smk):
+    from adloc.data.shift import read_params
+    from adloc.data.shifted import shifted_splits
+    from adloc.data.splits import read_splits
+    from adloc.io import write_json
+
+    rows = read_params(smk.input.params)
+    out = shifted_splits(read_splits(smk.input.splits), rows, smk.params.root, smk.input.params)
+    write_json(smk.output[0], out)
+
+
+run_script(snakemake, main)  # noqa: F821

@@ -1,0 +1,48 @@
+"""Rule shift_tables: the domain-shift tables, one figure per method and the summary's lines
+(adloc.analysis.shift) from every repeat's clean and per-phase metrics and gap tables and the
+clean / shifted score pairs."""
+
+from _common import run_script
+
+
+def main(smk):
+    import pandas as pd
+
+    from adloc.analysis import read_gap_table, read_metrics_table, savefig
+    from adloc.analysis import shift as S
+    from adloc.analysis.repeats import gap_across_repeats, stack_repeats, write_table
+    from adloc.data.shift import read_params
+    from adloc.data.shifted import path_map
+    from adloc.io import load_npz, write_text
+
+    lay, boot = smk.params.layout, smk.params.bootstrap
+    shift_path = {}
+    for cls, f in lay["params"].items():
+        shift_path.update(path_map(read_params(f), cls, f))
+    metrics, gaps, costs = {}, {}, {}
+    for rep, d in lay["repeats"].items():
+        tables = {p: read_metrics_table(t["metrics"]) for p, t in d["tables"].items()}
+        metrics[rep] = S.stack_phases(tables)
+        gaps[rep] = S.stack_phases({p: read_gap_table(t["gap"]) for p, t in d["tables"].items()})
+        scores = {tuple(k[:4]): (load_npz(k[4], "clean scores"), load_npz(k[5], "shifted scores")) for k in d["pairs"]}
+        shifted = S.stack_phases({p: t for p, t in tables.items() if p != "clean"})
+        costs[rep] = S.shift_cost(tables["clean"], shifted, scores, shift_path, n_boot=boot["n"], seed=boot["seed"])
+    m_all, g_all, c_all = (stack_repeats(x) for x in (metrics, gaps, costs))
+    write_table(smk.output.metrics, m_all)
+    write_table(smk.output.gap, g_all)
+    write_table(smk.output.cost, c_all)
+    m_across = S.metrics_by_phase_across(m_all)
+    write_table(smk.output.metrics_across, m_across)
+    write_table(smk.output.cost_across, S.cost_across_repeats(c_all))
+    g_across = []
+    for phase, g in g_all.groupby("phase", sort=False):
+        a = gap_across_repeats(g.drop(columns="phase"))
+        a.insert(0, "phase", phase)
+        g_across.append(a)
+    write_table(smk.output.gap_across, pd.concat(g_across, ignore_index=True))
+    for method, out in zip(smk.params.methods, smk.output.figures):
+        savefig(S.plot_phases(m_across, method), out)
+    write_text(smk.output.summary, "\n".join(S.summary_lines(m_across, smk.params.methods)) + "\n")
+
+
+run_script(snakemake, main)  # noqa: F821
