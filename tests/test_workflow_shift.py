@@ -122,3 +122,22 @@ def test_phase_figure_and_summary_lines(phase_run):
     assert "unification costs" in section and "recovers most" in section
     assert len([x for x in section.splitlines() if x.startswith("- ")]) >= 2 * len(methods)
 
+
+
+def test_a_shift_parameter_reruns_only_the_shifted_chain(phase_run):
+    cfg_path = phase_run / "config.yaml"
+    text = cfg_path.read_text()
+    assert planned_jobs(phase_run, *TARGETS_PHASES) == []  # up to date
+    cfg = yaml.safe_load(text)
+    cfg["shift"]["rotation"] = [-5, 5]
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    try:
+        jobs = planned_jobs(phase_run, *TARGETS_PHASES)
+    finally:
+        cfg_path.write_text(text)
+    rules = {r for r, _ in jobs}
+    assert {"shift_images", "shift_cache", "shift_splits", "fit_class", "evaluate", "shift_tables"} <= rules
+    clean = [(r, w) for r, w in jobs
+             if r not in ("shift_images", "shift_cache", "shift_splits", "shift_tables", "summary")
+             and not (w.get("ph") or w.get("dom"))]
+    assert clean == []
