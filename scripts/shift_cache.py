@@ -6,7 +6,10 @@ input already, so its preprocess is a no-op (adloc.data.shifted.shifted_preproce
 import logging
 import time
 
-from _common import run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import run_script
 
 log = logging.getLogger("adloc.shift_cache")
 

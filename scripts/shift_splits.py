@@ -1,7 +1,10 @@
 """Rule shift_splits: one repeat's split file of a class mapped onto its shifted copy (the same
 images, shifted, in the same splits and order; adloc.data.shifted.shifted_splits)."""
 
-from _common import run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import run_script
 
 
 def main(smk):

@@ -2,7 +2,10 @@
 (adloc.analysis.shift) from every repeat's clean and per-phase metrics and gap tables and the
 clean / shifted score pairs."""
 
-from _common import run_script
+try:  # scripts/_common.py: this checkout's src/ first on sys.path
+    from _common import run_script
+except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
+    from adloc.workflow import run_script
 
 
 def main(smk):
