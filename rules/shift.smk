@@ -87,6 +87,7 @@ if SHIFT_ON:
                 category="Figures",
             ),
             summary=f"{RESULTS}/tables/shift_summary.md",
+            study=f"{RESULTS}/tables/shift_side_by_side.csv",
         log:
             f"{RESULTS}/logs/shift_tables.log",
         benchmark:
@@ -97,5 +98,6 @@ if SHIFT_ON:
             layout=shift_layout(),
             methods=METHODS,
             bootstrap=config["evaluation"]["bootstrap"],
+            study_reference=config["study_reference"],
         script:
             "../scripts/shift_tables.py"

@@ -45,7 +45,16 @@ def main(smk):
     write_table(smk.output.gap_across, pd.concat(g_across, ignore_index=True))
     for method, out in zip(smk.params.methods, smk.output.figures):
         savefig(S.plot_phases(m_across, method), out)
-    write_text(smk.output.summary, "\n".join(S.summary_lines(m_across, smk.params.methods)) + "\n")
+    lines = S.summary_lines(m_across, smk.params.methods)
+    # the study's published shift numbers beside ours (empty table unless study_reference is on)
+    from adloc.analysis.figures import method_label
+    from adloc.analysis.study_reference import embedded_class_map
+    from adloc.analysis.study_shift import COLUMNS, shift_side_by_side, side_by_side_lines
+
+    sbs = shift_side_by_side(m_all, class_map=embedded_class_map()) if smk.params.study_reference else pd.DataFrame(columns=COLUMNS)
+    write_table(smk.output.study, sbs)
+    lines += side_by_side_lines(sbs, method_label)
+    write_text(smk.output.summary, "\n".join(lines) + "\n")
 
 
 run_script(snakemake, main)  # noqa: F821

@@ -57,7 +57,7 @@ def main(smk):
         "warnings": warnings,
     }
     if smk.input.get("shift"):  # domain shift on: rule shift_tables' lines
-        ctx["shift_lines"] = [x for x in Path(smk.input.shift).read_text().splitlines() if x.strip()]
+        ctx["shift_lines"] = Path(smk.input.shift).read_text().strip("\n").splitlines()
     if cfg["study_reference"]:
         ctx["side_by_side"] = side_by_side(mt, class_map=embedded_class_map())
     write_summary(smk.output[0], ctx)
