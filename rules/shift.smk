@@ -62,7 +62,7 @@ if SHIFT_ON:
         log:
             f"{REP}/{SHIFT_DOM}logs/shift_splits/{{cls}}.log",
         conda:
-            "../envs/data.yaml"
+            "../envs/analysis.yaml"  # pandas reads the parameter table
         params:
             root=lambda w, input: str(Path(input.images).parent),
         script:

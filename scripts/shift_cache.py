@@ -16,8 +16,7 @@ log = logging.getLogger("adloc.shift_cache")
 
 def main(smk):
     from adloc.data.cache import ALL, save_image_cache
-    from adloc.data.shift import read_params
-    from adloc.data.shifted import cache_entries
+    from adloc.data.shifted import cache_entries, read_params
     from adloc.data.transforms import Preprocess, load_split_images
 
     p = smk.params

@@ -8,8 +8,7 @@ except ModuleNotFoundError:  # a remote module (github(...)): the installed adlo
 
 
 def main(smk):
-    from adloc.data.shift import read_params
-    from adloc.data.shifted import shifted_splits
+    from adloc.data.shifted import read_params, shifted_splits
     from adloc.data.splits import read_splits
     from adloc.io import write_json
 

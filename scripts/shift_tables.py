@@ -14,8 +14,7 @@ def main(smk):
     from adloc.analysis import read_gap_table, read_metrics_table, savefig
     from adloc.analysis import shift as S
     from adloc.analysis.repeats import gap_across_repeats, stack_repeats, write_table
-    from adloc.data.shift import read_params
-    from adloc.data.shifted import path_map
+    from adloc.data.shifted import path_map, read_params
     from adloc.io import load_npz, write_text
 
     lay, boot = smk.params.layout, smk.params.bootstrap

@@ -48,6 +48,7 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError
 from . import shift_ops as ops
+from .shifted import read_params  # noqa: F401 (re-exported: the table's reader is torch-free)
 
 PathLike = str | os.PathLike
 
@@ -265,15 +266,6 @@ def params_frame(rows: Iterable[Mapping[str, Any]]):
     import pandas as pd
 
     return pd.DataFrame(list(rows), columns=["index", "path", "shifted", "shifted_mask", *PARAM_COLUMNS])
-
-
-def read_params(path: PathLike) -> list[dict[str, Any]]:
-    """Rows of a parameter table written by the workflow (CSV; floats round-trip exactly: a test
-    compares every value with the one drawn)."""
-    import pandas as pd
-
-    frame = pd.read_csv(path, keep_default_na=False, dtype={"jitter_order": str})
-    return [{k: (None if v == "" else v) for k, v in r.items()} for r in frame.to_dict("records")]
 
 
 def shift_folder_name(d: Mapping[str, Any]) -> str:

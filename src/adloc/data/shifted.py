@@ -90,4 +90,15 @@ def cache_entries(rows: Sequence[Mapping[str, Any]], cls: str) -> list[dict[str,
     return [{"path": f"{cls}/{r['shifted']}", "label": 0, "mask": None} for r in rows]
 
 
-__all__ = ["path_map", "mask_map", "shifted_splits", "shifted_preprocess", "cache_entries"]
+
+
+def read_params(path) -> list[dict[str, Any]]:
+    """Rows of a parameter table written by rule shift_images (CSV; floats round-trip exactly: a
+    test compares every value with the one drawn). Torch-free, for the analysis-side rules."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, keep_default_na=False, dtype={"jitter_order": str})
+    return [{k: (None if v == "" else v) for k, v in r.items()} for r in frame.to_dict("records")]
+
+
+__all__ = ["path_map", "mask_map", "shifted_splits", "shifted_preprocess", "cache_entries", "read_params"]
