@@ -65,7 +65,9 @@ if [ -e "$CONF" ] && ! head -n1 "$CONF" | grep -qxF "$MARKER" && [ "${ADLOC_SLUR
   die "$CONF exists and was not written by this script; refusing to overwrite (ADLOC_SLURM_FORCE=1 to force)"
 fi
 
-ncpu=$(nproc)
+# getconf, not nproc: nproc honours OMP_NUM_THREADS, which a test process may have set to 1,
+# and a 1-CPU node can never start a 2-thread job (squeue: PartitionConfig)
+ncpu=$(getconf _NPROCESSORS_ONLN)
 mem_mib=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 ))
 margin=$(( mem_mib / 20 )); [ "$margin" -lt 512 ] && margin=512
 real_mem=$(( mem_mib - margin ))

@@ -98,6 +98,9 @@ def test_write_error_reaches_the_user_as_one_adloc_line(tmp_path, monkeypatch, c
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("pathlib.Path.write_bytes", no_space)
+    # run_script sets OMP_NUM_THREADS and torch's threads for a job process: not for pytest's
+    # (a later Slurm test's `nproc` would read OMP_NUM_THREADS=1)
+    monkeypatch.setattr("adloc.workflow._configure_threads", lambda threads: None)
     with pytest.raises(SystemExit) as info:
         run_script(_fake_smk(tmp_path), lambda smk: write_json(target, {"auroc": 0.5}))
     assert info.value.code == 1
