@@ -29,7 +29,8 @@ import torch
 
 from adloc.models import Padim, PadimConfig
 from adloc.models.common import chunks
-from adloc.models.padim import invert_in_place, padim_embedding, padim_statistics
+from adloc.models.padim import padim_embedding
+from adloc.models.padim_stats import invert_in_place, padim_statistics
 
 CHANNELS = {"layer1": 256, "layer2": 512, "layer3": 1024}
 LAYERS = tuple(CHANNELS)

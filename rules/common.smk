@@ -1,6 +1,7 @@
 # Validation, derived settings and input functions shared by all rules.
 import os
 import re
+import runpy
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,10 @@ import yaml
 # src/ and the config.yaml defaults are read from here, never from the working directory,
 # where every output goes. (workflow.basedir is the main Snakefile's folder: a module user's.)
 WORKFLOW_DIR = Path(workflow.source_path("../Snakefile")).parent
-sys.path.insert(0, str(WORKFLOW_DIR / "src"))
+# This checkout's src/ first on sys.path, by the one file that does it for every job's script
+# too (scripts/_common.py); a copy without it (a remote module) imports the installed adloc.
+if (WORKFLOW_DIR / "scripts" / "_common.py").exists():
+    runpy.run_path(str(WORKFLOW_DIR / "scripts" / "_common.py"))
 
 from adloc.config import (
     validate_config,
@@ -228,6 +232,14 @@ for _m in METHODS:
 
 def fset_spec(wildcards):
     return FSETS[wildcards.fset]
+
+
+# Every ImageNet weights file of the run, looked up once when the DAG is built (rules/fetch.smk
+# says what is missing, or stops when it cannot be fetched; weights_file reads it).
+IMAGENET_BACKBONES = sorted(
+    {s["backbone"] for s in FSETS.values() if s["weights"] == "imagenet"}
+)
+WEIGHTS_MISSING = missing_imagenet_weights(IMAGENET_BACKBONES)
 
 
 def weights_marker(backbone):

@@ -41,12 +41,9 @@ if FETCH_DATASET:
             "../scripts/fetch_dataset.py"
 
 
-# Every ImageNet weights file of the run, checked before any job starts: offline, all missing
-# files are listed in one error; online, fetch_weights downloads each once (no racing jobs).
-IMAGENET_BACKBONES = sorted(
-    {s["backbone"] for s in FSETS.values() if s["weights"] == "imagenet"}
-)
-WEIGHTS_MISSING = missing_imagenet_weights(IMAGENET_BACKBONES)
+# Every ImageNet weights file of the run (WEIGHTS_MISSING: rules/common.smk), checked before any
+# job starts: offline, all missing files are listed in one error; online, fetch_weights
+# downloads each once (no racing jobs).
 _cannot_fetch = {
     b: m for b, m in WEIGHTS_MISSING.items() if OFFLINE or not weights_downloadable(b)
 }

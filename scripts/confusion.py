@@ -1,8 +1,6 @@
 """Rule confusion: class A's global-model threshold applied to class B's normals, every pair, plus
 the absolute-unified row (one threshold from the pooled validation split of every class)."""
 
-from pathlib import Path
-
 try:  # scripts/_common.py: this checkout's src/ first on sys.path
     from _common import as_list, run_script
 except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
@@ -10,16 +8,12 @@ except ModuleNotFoundError:  # a remote module (github(...)): the installed adlo
 
 
 def main(smk):
-    from adloc.analysis import confusion_matrix, normal_scores_from_npz, plot_confusion, savefig, write_confusion
-    from adloc.io import load_npz
+    from adloc.analysis import confusion_matrix, plot_confusion, savefig, write_confusion
+    from adloc.analysis.confusion import confusion_inputs
     from adloc.pipeline import read_threshold
 
-    thresholds, normals = {}, {}
-    for tf, sf in zip(as_list(smk.input.thresholds), as_list(smk.input.scores)):
-        cls = Path(tf).stem
-        assert Path(sf).stem == cls, (tf, sf)
-        thresholds[cls] = float(read_threshold(tf)["threshold"]["threshold"])
-        normals[cls] = normal_scores_from_npz(load_npz(sf, what="scores file"), smk.params.normals)
+    thresholds, normals = confusion_inputs(as_list(smk.input.thresholds), as_list(smk.input.scores),
+                                           smk.params.normals)
     pooled = float(read_threshold(smk.input.pooled)["threshold"]["threshold"])
     df = confusion_matrix(thresholds, normals, pooled=pooled)
     write_confusion(smk.output.table, df)

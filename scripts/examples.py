@@ -15,8 +15,9 @@ def main(smk):
     from adloc.analysis.figures import method_label
     from adloc.data.splits import check_unchanged, read_splits
     from adloc.data.transforms import Preprocess, load_split_masks
-    from adloc.io import load_npz, read_json
+    from adloc.io import read_json
     from adloc.pipeline import display_images
+    from adloc.scores import read_scores
 
     p = smk.params
     cls = smk.wildcards.cls
@@ -25,7 +26,7 @@ def main(smk):
     for f, mf in zip(as_list(smk.input.scores), as_list(smk.input.metrics)):
         method, scope = Path(f).parent.parent.name, Path(f).parent.name
         label = f"{method_label(method)} {'global' if scope == 'global' else 'per-class'}"
-        runs[label] = load_npz(f, what="scores file")
+        runs[label] = read_scores(f)
         thresholds[label] = read_json(mf, what="metrics file")["threshold"]["threshold"]
     first = next(iter(runs.values()))
     idx = select_examples(first["test_labels"], p.n, seed=0)

@@ -146,9 +146,9 @@ def test_pruned_coreset_equals_plain_loop(data, proj, block):
 def test_pruned_coreset_two_threads_equals_plain_loop(monkeypatch, data, block):
     """Splitting each iteration's distance calls over two threads (down to every iteration,
     cutting runs mid-way) selects exactly what the one-thread plain loop selects."""
-    import adloc.models.coreset as coreset
+    import adloc.models.coreset_cpu as coreset_cpu
 
-    monkeypatch.setattr(coreset, "_PAR_MIN_ROWS", 0)
+    monkeypatch.setattr(coreset_cpu, "_PAR_MIN_ROWS", 0)
     x = _coreset_data(data)
     n = len(x) // 4
     plain = greedy_coreset(x, n, proj_dim=None, seed=3, method="plain")
@@ -158,7 +158,7 @@ def test_pruned_coreset_two_threads_equals_plain_loop(monkeypatch, data, block):
 
 
 def test_split_runs_halves_block_counts():
-    from adloc.models.coreset import _split_runs
+    from adloc.models.coreset_cpu import _split_runs
 
     st, en = np.array([0, 10, 30]), np.array([4, 20, 31])
     head, tail = _split_runs(st, en, en - st)

@@ -12,12 +12,10 @@ from adloc.models.padim import (
     MIN_ROWS,
     Padim,
     PadimConfig,
-    RowEmbedding,
-    invert_in_place,
     padim_embedding,
-    padim_statistics,
     resolve_n_features,
 )
+from adloc.models.padim_stats import RowEmbedding, invert_in_place, padim_statistics
 
 torch.set_num_threads(1)
 

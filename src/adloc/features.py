@@ -43,7 +43,7 @@ import torch
 from . import __version__
 from .backbones import backbone_normalization, build_backbone, forward_stages, LAYERS
 from .data.transforms import normalize_images
-from .errors import AdlocError, WeightsError
+from .errors import AdlocError, DatasetError, WeightsError
 from .io import checkpoint_plain, load_torch, save_torch
 from .runtime import resolve_device
 from .staging import PinnedStaging, ResultBuffer
@@ -331,3 +331,46 @@ def load_features(path, keep_dtype: bool = False, paths: Sequence[str] | None = 
     if keep_dtype:
         return fs
     return FeatureSet({k: v.float() for k, v in fs.layers.items()}, fs.paths, fs.provenance, fs.input_size)
+
+
+def extraction_groups(cache, cache_file, splits: Mapping[str, Any], splits_file) -> list[list[str]]:
+    """The relative paths to extract (rule extract_features), grouped by the split file's splits
+    (train, val, test) in its order: the study batched each split on its own, and a CPU
+    convolution's last bits depend on which images share a batch. ``cache`` is the class's
+    :class:`adloc.data.cache.ImageCache`; the split file must list exactly its images."""
+    from .data.cache import ALL
+    from .data.splits import SPLIT_NAMES
+
+    if ALL not in cache.paths:
+        raise DatasetError(f"image cache {cache_file} has no {ALL!r} group; delete it and rerun")
+    groups = [[e["path"] for e in splits["splits"][name]] for name in SPLIT_NAMES]
+    listed = [path for g in groups for path in g]
+    if sorted(listed) != sorted(cache.paths[ALL]):
+        raise DatasetError(
+            f"image cache {cache_file} and split file {splits_file} list different images "
+            f"({len(cache.paths[ALL])} vs {len(listed)}); delete both and rerun the workflow"
+        )
+    return groups
+
+
+def extract_groups(extractor: FeatureExtractor, cache, groups: Sequence[Sequence[str]], batch_size: int,
+                   out_dtype) -> tuple[dict[str, torch.Tensor], float, float]:
+    """``(stage maps {layer: (N, C, h, w)}, read seconds, extract seconds)`` of every group's
+    images from the image cache, each group batched on its own, concatenated in group order
+    (the order of :func:`extraction_groups`); uint8 images are normalised on the device, maps
+    come back in ``out_dtype``. Only the groups' rows are read (a memory-mapped cache)."""
+    import time
+
+    from .data.cache import ALL
+
+    read_s, extract_s, parts = 0.0, 0.0, []
+    for paths in groups:
+        if paths:
+            t0 = time.perf_counter()
+            images = cache.rows(ALL, paths)
+            t1 = time.perf_counter()
+            parts.append(extractor.extract(images, batch_size=batch_size, out_dtype=out_dtype))
+            read_s, extract_s = read_s + t1 - t0, extract_s + time.perf_counter() - t1
+    if not parts:
+        raise DatasetError("extract_groups: no images to extract (every split of the split file is empty)")
+    return {k: torch.cat([part[k] for part in parts]) for k in parts[0]}, read_s, extract_s

@@ -49,6 +49,30 @@ def load_training_set(paths: Sequence, classes: Sequence[str], select: Sequence 
     return training_set(sets, classes, release=True)
 
 
+def score_splits(model, features_file, splits: Mapping[str, Any], names: Sequence[str],
+                 predict_options: Mapping[str, Any] | None = None, log=None) -> dict:
+    """``{split: adloc.scores.SplitScores}`` of ``model`` on the rows of ``features_file`` that
+    the split file ``splits`` lists for each split in ``names`` (labels from the split file, in
+    the features' order; maps kept for the test split only), for :func:`adloc.scores.write_scores`.
+    ``predict_options``: the method's (:func:`adloc.models.predict_options`)."""
+    import time
+
+    from .features import load_features
+    from .scores import SplitScores
+
+    out = {}
+    for split in names:
+        fs = load_features(features_file, paths=[e["path"] for e in splits["splits"][split]])
+        t0 = time.perf_counter()
+        scores, maps = model.predict(fs, **dict(predict_options or {}))
+        if log is not None:
+            log.info("%s %s: %d images scored in %.2f s", splits["class"], split, len(fs.paths),
+                     time.perf_counter() - t0)
+        out[split] = SplitScores(scores, fs.paths, split_labels(splits, split, fs.paths),
+                                 maps if split == "test" else None)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------

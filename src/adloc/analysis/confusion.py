@@ -14,7 +14,8 @@ pooled validation split of every class, applied to each class's normals.
 
 from __future__ import annotations
 
-from typing import Mapping
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,34 @@ def normal_scores_from_npz(scores: Mapping[str, np.ndarray], variant: str = "hel
             )
         return np.asarray(scores["train_scores"], dtype=np.float64)
     raise AdlocError(f"unknown confusion variant {variant!r}; use one of {sorted(VARIANTS)}")
+
+
+def confusion_inputs(threshold_files: Sequence, score_files: Sequence, variant: str = "heldout",
+                     ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """``(thresholds, normal scores)`` per class, from the global model's per-class threshold
+    files and scores files (rule confusion's inputs: one of each per class, in the same order,
+    each named ``<class>.json`` / ``<class>.npz``); ``variant`` as :func:`normal_scores_from_npz`.
+    Files that do not pair up class by class raise, naming them."""
+    from ..pipeline import read_threshold
+    from ..scores import read_scores
+
+    threshold_files, score_files = list(threshold_files), list(score_files)
+    if len(threshold_files) != len(score_files):
+        raise AdlocError(
+            f"confusion: {len(threshold_files)} threshold files but {len(score_files)} scores files "
+            f"({[str(f) for f in score_files]}); give one of each per class (rule confusion's inputs)"
+        )
+    thresholds, normals = {}, {}
+    for tf, sf in zip(threshold_files, score_files):
+        cls = Path(tf).stem
+        if Path(sf).stem != cls:
+            raise AdlocError(
+                f"confusion: threshold file {tf} (class {cls}) is paired with scores file {sf} "
+                f"(class {Path(sf).stem}); list both inputs in the same class order (rule confusion)"
+            )
+        thresholds[cls] = float(read_threshold(tf)["threshold"]["threshold"])
+        normals[cls] = normal_scores_from_npz(read_scores(sf), variant)
+    return thresholds, normals
 
 
 def confusion_matrix(

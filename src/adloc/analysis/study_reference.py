@@ -7,9 +7,8 @@ Source: the public repository IvanNece/Detection-of-Anomalies-with-Localization 
   models, pixel metrics over all test images; global model with per-class thresholds, pixel
   metrics over anomalous test images only). Blank = not published (the per-class table has no
   precision/recall).
-* :data:`STUDY_GAP_AUROC`, :data:`STUDY_CONFUSION`, :data:`STUDY_SPLITS`,
-  :data:`STUDY_BANK_SIZES`, :data:`STUDY_FIT_SECONDS`: the study's gap, cross-class, split,
-  memory-bank and timing figures.
+* :data:`STUDY_GAP_AUROC`, :data:`STUDY_CONFUSION`, :data:`STUDY_SPLITS`: the study's gap,
+  cross-class and split figures.
 * :func:`published_anchors` (``src/adloc/data/published_anchors.csv``): PatchCore paper,
   patchcore-inspection, ADer, PaDiM paper and anomalib numbers with setting, citation and URL
   (fractions, not percent); :data:`ANCHOR_GAP_PAIRS`.
@@ -59,17 +58,6 @@ STUDY_SPLITS: dict[str, dict[str, int]] = {
 STUDY_CONFUSION: dict[tuple[str, str, str], int] = {
     ("padim", "zipper", "hazelnut"): 172,
     ("padim", "zipper", "carpet"): 12,
-}
-
-#: PatchCore coreset (ratio 0.05) memory-bank sizes.
-STUDY_BANK_SIZES = {"hazelnut": 12230, "carpet": 8780, "zipper": 7526, "global": 28537}
-
-#: Fit times in seconds (Colab, CPU numpy coreset loop).
-STUDY_FIT_SECONDS = {
-    ("patchcore", "per_class", "hazelnut"): 2280, ("patchcore", "per_class", "carpet"): 1261,
-    ("patchcore", "per_class", "zipper"): 919, ("patchcore", "global", "all"): 7773,
-    ("padim", "per_class", "hazelnut"): 84, ("padim", "per_class", "carpet"): 62,
-    ("padim", "per_class", "zipper"): 42,
 }
 
 #: Published numbers on MVTec AD (and VisA once sourced), one row per source x method x scope x

@@ -1,6 +1,7 @@
-"""Parts shared by PatchCore and PaDiM: config base, map post-processing, model files.
+"""Parts shared by the models (PatchCore, PaDiM, SPADE): map post-processing, feature inputs,
+model files, and the model skeleton :class:`FeatureModel`.
 
-Map post-processing (both models): a score grid (N, h, w) is bilinearly upsampled
+Map post-processing (every model): a score grid (N, h, w) is bilinearly upsampled
 (``align_corners=False``) to the input size and, when ``blur_sigma > 0``, smoothed with a
 Gaussian of that sigma whose kernel is truncated at 4 sigma (kernel size
 ``2 * int(4 * sigma + 0.5) + 1`` = 33 for sigma 4), exactly like ``scipy.ndimage.gaussian_filter``
@@ -19,7 +20,8 @@ only tensors and plain Python values, so it loads with ``torch.load(weights_only
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections import Counter
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..errors import AdlocError, ModelError
 from ..io import checkpoint_plain, load_torch, save_torch
+from ..runtime import resolve_device
 from .configs import RUNTIME_KEYS, ModelConfig, check_choice, check_layers  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
@@ -230,11 +233,88 @@ def chunks(n: int, size: int):
         yield s, min(n, s + size)
 
 
+def n_images(feats: Mapping[str, torch.Tensor]) -> int:
+    """N of a layer dict (every layer agrees: :func:`unpack_features`)."""
+    return int(next(iter(feats.values())).shape[0])
+
+
+def query_block(query_images: int | None, n: int) -> int:
+    """Images per search block: ``query_images``, or all ``n`` for None (>= 1)."""
+    if query_images is not None and int(query_images) < 1:
+        raise ModelError(f"query_images must be >= 1 or None (all images), got {query_images!r}")
+    return max(1, n if query_images is None else int(query_images))
+
+
+def source_table(srcs: list[str] | None, rows=None) -> tuple[dict | None, list | None, torch.Tensor | None]:
+    """``(train_sources, source_names, origin)`` of a global fit's class labels ``srcs`` (one per
+    training image): images per class (sorted by name), the class names in that order, and per
+    entry of ``rows`` (image indices; default every image) the int32 index of its image's class
+    into ``source_names``. All None without labels (a per-class fit)."""
+    if srcs is None:
+        return None, None, None
+    train_sources = dict(sorted(Counter(srcs).items()))
+    names = list(train_sources)
+    code = {name: k for k, name in enumerate(names)}
+    rows = range(len(srcs)) if rows is None else rows
+    return train_sources, names, torch.tensor([code[srcs[i]] for i in rows], dtype=torch.int32)
+
+
+class FitInputs(NamedTuple):
+    feats: dict  # {layer: Tensor (N, C, h, w)}, the config's layers
+    provenance: dict  # the feature set's provenance, updated with the caller's
+    input_size: int | None
+    n: int
+    sources: list[str] | None  # one class label per image (global fits)
+
+
 class FeatureModel:
-    """Checks shared by the models: features must match the fitted input size and backbone."""
+    """The skeleton every built-in model shares: config and device, the fit and predict
+    preambles (features unpacked and checked against the fitted input size and backbone), the
+    fitted provenance, and the model file's save / load framing (:func:`save_model_file`,
+    :func:`load_model_file`). A subclass sets ``NAME`` (messages), ``KIND`` (model files) and
+    ``CONFIG`` (its config dataclass)."""
 
     #: model name used in messages (set by subclasses)
     NAME = "model"
+    #: the model file's ``kind``
+    KIND = "model"
+    #: the config dataclass (a :class:`adloc.models.configs.ModelConfig`)
+    CONFIG: type = ModelConfig
+
+    def __init__(self, config=None) -> None:
+        self.config = config if isinstance(config, self.CONFIG) else self.CONFIG.from_dict(config)
+        self.device = resolve_device(self.config.device)
+        self.provenance: dict[str, Any] = {}
+        self.train_sources: dict[str, int] | None = None
+        self.n_train_images = 0
+
+    # ------------------------------------------------------------------ fit / predict preambles
+    def _check_train_count(self, n: int) -> None:
+        """Raise when ``n`` training images are too few for this model (default: any number)."""
+
+    def _fit_inputs(self, features, sources, provenance: Mapping[str, Any] | None) -> FitInputs:
+        """The training features unpacked and checked (input size, image count, sources)."""
+        feats, prov, input_size = unpack_features(features, provenance, self.config.layers)
+        self._check_input_size(input_size)
+        n = n_images(feats)
+        self._check_train_count(n)
+        return FitInputs(feats, prov, input_size, n, count_sources(sources, n))
+
+    def _set_provenance(self, prov: Mapping[str, Any], input_size: int | None, **extra) -> None:
+        """The fitted model's provenance: the features', the layers, ``extra``, the input size."""
+        self.provenance = {**prov, "layers": list(self.config.layers), **extra}
+        if input_size is not None:
+            self.provenance["input_size"] = int(input_size)
+
+    def _predict_inputs(self, features) -> tuple[dict, int]:
+        """``(layer dict, N)`` of the features to score, checked against the fitted model."""
+        feats, prov, input_size = unpack_features(features, None, self.config.layers)
+        self._check_input_size(input_size)
+        self._check_provenance(prov)
+        return feats, n_images(feats)
+
+    def _not_fitted(self) -> ModelError:
+        return ModelError(f"{self.NAME} is not fitted: call fit() or {type(self).__name__}.load() first")
 
     def _check_input_size(self, input_size) -> None:
         if input_size is not None and int(input_size) != int(self.config.image_size):
@@ -251,3 +331,24 @@ class FeatureModel:
                     f"features to score have {key} {b!r} but the model was fitted on features with "
                     f"{key} {a!r}; extract features with the same backbone and weights"
                 )
+
+    # ------------------------------------------------------------------ model files
+    def _save(self, path, fitted: bool, state: Mapping[str, torch.Tensor], **extra) -> None:
+        if not fitted:
+            raise ModelError(f"cannot save an unfitted {self.NAME}; call fit() first")
+        save_model_file(path, self.KIND, self.config.to_dict(), self.provenance, state, **extra)
+
+    @classmethod
+    def _read_file(cls, path, expect_config, device: str | None) -> tuple[dict, Any]:
+        """``(raw dict, config)`` of a model file of this kind (:func:`load_model_file`)."""
+        return load_model_file(path, cls.KIND, cls.CONFIG, expect_config, device)
+
+    @classmethod
+    def _from_file(cls, obj: Mapping[str, Any], config) -> "FeatureModel":
+        """A model built from ``config`` with the file's provenance, train_sources and
+        n_train_images; the subclass sets its state."""
+        model = cls(config)
+        model.provenance = dict(obj.get("provenance") or {})
+        model.train_sources = obj.get("train_sources")
+        model.n_train_images = int(obj.get("n_train_images") or 0)
+        return model

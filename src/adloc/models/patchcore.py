@@ -61,17 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelError
-from ..runtime import resolve_device
-from .common import (
-    FeatureModel,
-    chunks,
-    count_sources,
-    load_model_file,
-    release_features as release_features_of,
-    save_model_file,
-    score_maps,
-    unpack_features,
-)
+from .common import FeatureModel, chunks, query_block, release_features as release_features_of, score_maps, source_table
 from .configs import PatchCoreConfig
 from .coreset import greedy_coreset
 from .knn import KnnIndex
@@ -80,8 +70,6 @@ KIND = "patchcore"
 #: images per k-NN search when the caller does not say (:meth:`PatchCore.predict`)
 DEFAULT_QUERY_IMAGES = 16
 log = logging.getLogger("adloc.models.patchcore")
-
-
 
 
 def patchcore_embedding(
@@ -157,22 +145,20 @@ class PatchCore(FeatureModel):
     """
 
     NAME = "PatchCore"
+    KIND = KIND
+    CONFIG = PatchCoreConfig
 
     #: images per embedding chunk (bounds memory; WRN50-2 at 224: ~15 MB per image unfolded)
     embed_batch = 16
 
     def __init__(self, config: PatchCoreConfig | Mapping[str, Any] | None = None) -> None:
-        self.config = config if isinstance(config, PatchCoreConfig) else PatchCoreConfig.from_dict(config)
-        self.device = resolve_device(self.config.device)
+        super().__init__(config)
         self.bank: torch.Tensor | None = None
         self.bank_sources: dict[str, int] | None = None
-        self.train_sources: dict[str, int] | None = None
         #: per bank entry, the index into ``source_names`` of the class it came from (global fits)
         self.bank_origin: torch.Tensor | None = None
         self.source_names: list[str] | None = None
-        self.provenance: dict[str, Any] = {}
         self.grid: tuple[int, int] | None = None
-        self.n_train_images = 0
         self._index: KnnIndex | None = None
         self._draw_record: dict | None = None  # coreset_draws 'study': what was replayed
 
@@ -181,7 +167,6 @@ class PatchCore(FeatureModel):
         c = self.config
         part = {layer: feats[layer][s:e].to(self.device, torch.float32) for layer in c.layers}
         return patchcore_embedding(part, list(c.layers), int(c.patch_size), c.pretrain_embed_dim, c.target_embed_dim)
-
 
     # ------------------------------------------------------------------ fit
     def fit(self, features, sources=None, provenance: Mapping[str, Any] | None = None,
@@ -197,32 +182,18 @@ class PatchCore(FeatureModel):
         (:mod:`adloc.models.study_draws`); their draws are replayed to get this model's.
         """
         c = self.config
-        feats, prov, input_size = unpack_features(features, provenance, c.layers)
-        self._check_input_size(input_size)
-        n = int(next(iter(feats.values())).shape[0])
-        srcs = count_sources(sources, n)
-        with torch.inference_mode():
-            first = self._embed(feats, 0, min(n, self.embed_batch))
-            _, d, h, w = first.shape
-            per = h * w
-            total = n * per
-            # CPU copy of all patches (float16: half the memory; see the module docstring)
-            store = torch.empty((total, d), dtype=_DTYPES[c.embedding_dtype])
-            store[: first.shape[0] * per] = _store_rows(first, store.dtype)
-            for s, e in chunks(n, self.embed_batch):
-                if s == 0:
-                    continue
-                store[s * per : e * per] = _store_rows(self._embed(feats, s, e), store.dtype)
-            del first
+        feats, prov, input_size, n, srcs = self._fit_inputs(features, sources, provenance)
+        store, per, (h, w) = self._patch_store(feats)
         if release_features:
             del feats
             release_features_of(features)
+        total, d = int(store.shape[0]), int(store.shape[1])
         n_keep = max(1, int(total * float(c.coreset_ratio)))
         if n_keep >= total:
             sel = torch.arange(total)
         else:
             # the projection (and the greedy loop) run on self.device; the full patches stay on the CPU
-            draw = self._study_draw(draw_order, per, int(d), n)
+            draw = self._study_draw(draw_order, per, d, n)
             sel = greedy_coreset(
                 store, n_keep, c.coreset_projection_dim, c.seed, c.coreset_starts,
                 device=self.device, dtype=c.coreset_dtype, start=c.coreset_start, draw=draw,
@@ -231,28 +202,32 @@ class PatchCore(FeatureModel):
         del store
         self.grid = (int(h), int(w))
         self.n_train_images = n
-        self.provenance = {**prov, "layers": list(c.layers)}
-        if self._draw_record is not None:
-            self.provenance["study_draws"] = self._draw_record
-        if input_size is not None:
-            self.provenance["input_size"] = int(input_size)
-        if srcs is not None:
-            img_of = (sel // per).tolist()
-            self.bank_sources = dict(sorted(Counter(srcs[i] for i in img_of).items()))
-            self.train_sources = dict(sorted(Counter(srcs).items()))
-            names = list(self.train_sources)
-            code = {name: k for k, name in enumerate(names)}
-            self.bank_origin = torch.tensor([code[srcs[i]] for i in img_of], dtype=torch.int32)
-            self.source_names = names
-        else:
-            self.bank_sources = None
-            self.train_sources = None
-            self.bank_origin = None
-            self.source_names = None
+        extra = {} if self._draw_record is None else {"study_draws": self._draw_record}
+        self._set_provenance(prov, input_size, **extra)
+        img_of = (sel // per).tolist() if srcs is not None else None
+        self.train_sources, self.source_names, self.bank_origin = source_table(srcs, img_of)
+        self.bank_sources = None if srcs is None else dict(sorted(Counter(srcs[i] for i in img_of).items()))
         self._index = None
         return self
 
-    # ------------------------------------------------------------------ predict
+    def _patch_store(self, feats: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int, tuple[int, int]]:
+        """``(store, patches per image, grid)``: every training patch's embedding, on the CPU in
+        ``embedding_dtype``, embedded ``embed_batch`` images at a time."""
+        n = int(next(iter(feats.values())).shape[0])
+        with torch.inference_mode():
+            first = self._embed(feats, 0, min(n, self.embed_batch))
+            _, d, h, w = first.shape
+            per = h * w
+            # CPU copy of all patches (float16: half the memory; see the module docstring)
+            store = torch.empty((n * per, d), dtype=_DTYPES[self.config.embedding_dtype])
+            store[: first.shape[0] * per] = _store_rows(first, store.dtype)
+            for s, e in chunks(n, self.embed_batch):
+                if s == 0:
+                    continue
+                store[s * per : e * per] = _store_rows(self._embed(feats, s, e), store.dtype)
+            del first
+        return store, per, (h, w)
+
     def _study_draw(self, draw_order, per: int, dim: int, n_images: int):
         """This model's replayed draws (``coreset_draws: study``), else None."""
         c = self.config
@@ -276,13 +251,13 @@ class PatchCore(FeatureModel):
         self._draw_record = {"order": [name for name, _ in order], **draw.record()}
         return draw
 
+    # ------------------------------------------------------------------ predict
     def _knn(self) -> KnnIndex:
         if self.bank is None:
-            raise ModelError("PatchCore is not fitted: call fit() or PatchCore.load() first")
+            raise self._not_fitted()
         if self._index is None:
             self._index = KnnIndex(self.bank.to(self.device))
         return self._index
-
 
     def predict(self, features, batch_size: int = 16,
                 query_images: int | None = DEFAULT_QUERY_IMAGES) -> tuple[np.ndarray, np.ndarray]:
@@ -296,19 +271,14 @@ class PatchCore(FeatureModel):
         images at a time per class, a whole split at a time for its global model.
         """
         c = self.config
-        feats, prov, input_size = unpack_features(features, None, c.layers)
-        self._check_input_size(input_size)
-        self._check_provenance(prov)
-        if query_images is not None and int(query_images) < 1:
-            raise ModelError(f"query_images must be >= 1 or None (all images), got {query_images!r}")
+        feats, n = self._predict_inputs(features)
+        block = query_block(query_images, n)
         index = self._knn()
         t0, knn0 = time.perf_counter(), index.search_seconds
-        n = int(next(iter(feats.values())).shape[0])
-        block = n if query_images is None else int(query_images)
         scores = np.empty(n, dtype=np.float32)
         maps = np.empty((n, int(c.image_size), int(c.image_size)), dtype=np.float32)
         with torch.inference_mode():
-            for s, e in chunks(n, max(1, block)):
+            for s, e in chunks(n, block):
                 bs = max(1, int(batch_size))
                 embs = [self._embed(feats, s2, min(e, s2 + bs)) for s2 in range(s, e, bs)]
                 emb = embs[0] if len(embs) == 1 else torch.cat(embs)
@@ -365,13 +335,9 @@ class PatchCore(FeatureModel):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
-        if self.bank is None:
-            raise ModelError("cannot save an unfitted PatchCore; call fit() first")
-        save_model_file(
+        self._save(
             path,
-            KIND,
-            self.config.to_dict(),
-            self.provenance,
+            self.bank is not None,
             {"bank": self.bank, **({"bank_origin": self.bank_origin} if self.bank_origin is not None else {})},
             bank_sources=self.bank_sources,
             source_names=self.source_names,
@@ -387,17 +353,14 @@ class PatchCore(FeatureModel):
 
         ``device``: where to score (default: ``expect_config``'s device, else the CPU).
         """
-        obj, cfg = load_model_file(path, KIND, PatchCoreConfig, expect_config, device)
+        obj, cfg = cls._read_file(path, expect_config, device)
         bank = obj["state"].get("bank")
         if not isinstance(bank, torch.Tensor) or bank.ndim != 2 or bank.shape[0] == 0:
             raise ModelError(f"{path}: memory bank missing or malformed; the file is corrupt. Delete the file and rerun.")
-        model = cls(cfg)
+        model = cls._from_file(obj, cfg)
         model.bank = bank.float().contiguous()
-        model.provenance = dict(obj.get("provenance") or {})
         model.bank_sources = obj.get("bank_sources")
-        model.train_sources = obj.get("train_sources")
         model.bank_origin = obj["state"].get("bank_origin")
         model.source_names = obj.get("source_names")
         model.grid = tuple(obj["grid"]) if obj.get("grid") else None
-        model.n_train_images = int(obj.get("n_train_images") or 0)
         return model

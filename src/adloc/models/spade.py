@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from typing import Any, Mapping
 
 import numpy as np
@@ -38,16 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelError
-from ..runtime import resolve_device
-from .common import (
-    FeatureModel,
-    chunks,
-    count_sources,
-    load_model_file,
-    save_model_file,
-    score_maps,
-    unpack_features,
-)
+from .common import FeatureModel, chunks, query_block, score_maps, source_table, unpack_features
 from .configs import SpadeConfig
 
 KIND = "spade"
@@ -101,20 +91,18 @@ class Spade(FeatureModel):
     ``save(path)`` / ``Spade.load(path, expect_config)`` (see the module docstring)."""
 
     NAME = "SPADE"
+    KIND = KIND
+    CONFIG = SpadeConfig
 
     def __init__(self, config: SpadeConfig | Mapping[str, Any] | None = None) -> None:
-        self.config = config if isinstance(config, SpadeConfig) else SpadeConfig.from_dict(config)
-        self.device = resolve_device(self.config.device)
+        super().__init__(config)
         #: the training images' stage maps {layer: (N, C, h, w)}, as given (CPU)
         self.train: dict[str, torch.Tensor] | None = None
         #: pooled training features (N, C_last) float64
         self.pooled: torch.Tensor | None = None
-        self.train_sources: dict[str, int] | None = None
         #: per training image, the index into ``source_names`` of its class (global fits)
         self.train_origin: torch.Tensor | None = None
         self.source_names: list[str] | None = None
-        self.provenance: dict[str, Any] = {}
-        self.n_train_images = 0
         self._on_device: dict[str, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ fit
@@ -124,32 +112,23 @@ class Spade(FeatureModel):
         references, so ``release_features`` (emptying the caller's container) frees nothing
         here; it is accepted for the common interface."""
         c = self.config
-        feats, prov, input_size = unpack_features(features, provenance, c.layers)
-        self._check_input_size(input_size)
-        n = int(next(iter(feats.values())).shape[0])
-        if n == 0:
-            raise ModelError("SPADE needs at least one training image; the train split is empty")
-        srcs = count_sources(sources, n)
+        feats, prov, input_size, n, srcs = self._fit_inputs(features, sources, provenance)
         self.train = {layer: feats[layer].detach().to("cpu").contiguous() for layer in c.layers}
         self.pooled = pooled_features(self.train[c.layers[-1]])
         self.n_train_images = n
-        self.provenance = {**prov, "layers": list(c.layers)}
-        if input_size is not None:
-            self.provenance["input_size"] = int(input_size)
-        if srcs is not None:
-            self.train_sources = dict(sorted(Counter(srcs).items()))
-            self.source_names = list(self.train_sources)
-            code = {name: i for i, name in enumerate(self.source_names)}
-            self.train_origin = torch.tensor([code[s] for s in srcs], dtype=torch.int32)
-        else:
-            self.train_sources = self.train_origin = self.source_names = None
+        self._set_provenance(prov, input_size)
+        self.train_sources, self.source_names, self.train_origin = source_table(srcs)
         self._on_device = None
         return self
+
+    def _check_train_count(self, n: int) -> None:
+        if n == 0:
+            raise ModelError("SPADE needs at least one training image; the train split is empty")
 
     # ------------------------------------------------------------------ predict
     def _train_layers(self) -> dict[str, torch.Tensor]:
         if self.train is None or self.pooled is None:
-            raise ModelError("SPADE is not fitted: call fit() or Spade.load() first")
+            raise self._not_fitted()
         if self._on_device is None:
             self._on_device = {layer: t.to(self.device) for layer, t in self.train.items()}
         return self._on_device
@@ -170,16 +149,11 @@ class Spade(FeatureModel):
         on it (see the module docstring).
         """
         c = self.config
-        feats, prov, input_size = unpack_features(features, None, c.layers)
-        self._check_input_size(input_size)
-        self._check_provenance(prov)
-        if query_images is not None and int(query_images) < 1:
-            raise ModelError(f"query_images must be >= 1 or None (all images), got {query_images!r}")
+        feats, n = self._predict_inputs(features)
+        block = query_block(query_images, n)
         train = self._train_layers()
         self._check_shapes(feats)
         t0 = time.perf_counter()
-        n = int(next(iter(feats.values())).shape[0])
-        block = max(1, n if query_images is None else int(query_images))
         size = int(c.image_size)
         scores = np.empty(n, dtype=np.float32)
         maps = np.empty((n, size, size), dtype=np.float32)
@@ -233,21 +207,22 @@ class Spade(FeatureModel):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
-        if self.train is None:
-            raise ModelError("cannot save an unfitted SPADE; call fit() first")
+        self._save(path, self.train is not None, self._state() if self.train is not None else {},
+                   train_sources=self.train_sources, source_names=self.source_names,
+                   n_train_images=int(self.n_train_images))
+
+    def _state(self) -> dict[str, torch.Tensor]:
         state = {f"train.{layer}": t for layer, t in self.train.items()}
         state["pooled"] = self.pooled
         if self.train_origin is not None:
             state["train_origin"] = self.train_origin
-        save_model_file(path, KIND, self.config.to_dict(), self.provenance, state,
-                        train_sources=self.train_sources, source_names=self.source_names,
-                        n_train_images=int(self.n_train_images))
+        return state
 
     @classmethod
     def load(cls, path, expect_config: SpadeConfig | Mapping[str, Any] | None = None,
              device: str | None = None) -> "Spade":
         """Load a fitted model; ``expect_config`` mismatches raise :class:`ModelError` naming the keys."""
-        obj, cfg = load_model_file(path, KIND, SpadeConfig, expect_config, device)
+        obj, cfg = cls._read_file(path, expect_config, device)
         state = obj["state"]
         train = {layer: state.get(f"train.{layer}") for layer in cfg.layers}
         pooled = state.get("pooled")
@@ -257,10 +232,8 @@ class Spade(FeatureModel):
         if not ok:
             raise ModelError(f"{path}: SPADE training features missing or malformed; the file is corrupt. "
                              "Delete the file and rerun.")
-        model = cls(cfg)
-        model.train, model.pooled, model.n_train_images = train, pooled.double(), n
-        model.provenance = dict(obj.get("provenance") or {})
-        model.train_sources = obj.get("train_sources")
+        model = cls._from_file(obj, cfg)
+        model.train, model.pooled = train, pooled.double()
         model.source_names = obj.get("source_names")
         model.train_origin = state.get("train_origin")
         return model
