@@ -1,7 +1,8 @@
 """Glue between Snakemake's ``script:`` object and the library, kept free of Snakemake imports.
 
 :func:`run_script` is what every ``scripts/*.py`` calls: it routes logging and library chatter
-to the rule's log file, caps torch's threads at the rule's ``threads``, and turns an
+to the rule's log file, caps torch's threads at the rule's ``threads`` (when the job imports
+torch: jobs that need no tensors never import it), and turns an
 :class:`adloc.errors.AdlocError` into one clear line on stderr (plus the log) and exit code 1,
 instead of a traceback. Outputs are written atomically by the library (``adloc.io``), so a failed
 or killed job leaves no partial target behind.
@@ -10,6 +11,8 @@ or killed job leaves no partial target behind.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import sys
@@ -22,14 +25,46 @@ from .errors import ConfigError
 log = logging.getLogger("adloc")
 
 
-def _configure_threads(threads: int) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    with contextlib.suppress(ImportError):
-        import torch
+def _set_torch_threads(torch, threads: int) -> None:
+    torch.set_num_threads(max(1, threads))
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
 
-        torch.set_num_threads(max(1, threads))
-        with contextlib.suppress(RuntimeError):
-            torch.set_num_interop_threads(1)
+
+class _ThreadsOnTorchImport(importlib.abc.MetaPathFinder):
+    """Caps torch's threads the moment a job first imports torch, so that jobs which never
+    need tensors never pay torch's import (2-5 s a job, issue 23 §1)."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch":
+            return None
+        sys.meta_path.remove(self)  # once: the real finders locate torch
+        spec = importlib.util.find_spec("torch")
+        if spec is None or spec.loader is None:
+            return spec
+        loader, threads = spec.loader, self.threads
+        exec_module = loader.exec_module
+
+        def exec_then_cap(module):
+            exec_module(module)
+            _set_torch_threads(module, threads)
+
+        loader.exec_module = exec_then_cap
+        return spec
+
+
+def _configure_threads(threads: int) -> None:
+    """OpenMP's default and torch's thread caps at the rule's ``threads``; torch is configured
+    now if it is already imported, else when (if ever) the job imports it."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _ThreadsOnTorchImport)]
+    if "torch" in sys.modules:
+        _set_torch_threads(sys.modules["torch"], threads)
+    else:
+        sys.meta_path.insert(0, _ThreadsOnTorchImport(threads))
 
 
 def as_list(files) -> list:
