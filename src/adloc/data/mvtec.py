@@ -192,7 +192,29 @@ def scan_class(root: PathLike, cls: str) -> ClassIndex:
     root = Path(root)
     check_class_folders(root, [cls])
     cdir = root / cls
+    train = _train_samples(root, cls)
+    test_dir = cdir / "test"
+    if not test_dir.is_dir():
+        raise DatasetError(
+            f"missing test folder {test_dir}: an MVTec-format class needs {cls}/test/good/ and/or "
+            f"{cls}/test/<defect>/ with images. Add them, or fix dataset.root."
+        )
+    gt_dir = cdir / "ground_truth"
+    has_masks = gt_dir.is_dir()
+    test, used_masks = _test_samples(root, cls, gt_dir if has_masks else None)
+    if not test:
+        raise DatasetError(
+            f"no test images in {test_dir}: expected images in {cls}/test/good/ and "
+            f"{cls}/test/<defect>/."
+        )
+    if has_masks:
+        _check_masks_used(root, cls, gt_dir, used_masks)
+    return ClassIndex(root=root, name=cls, train=train, test=test, has_masks=has_masks)
 
+
+def _train_samples(root: Path, cls: str) -> list[Sample]:
+    """The class's ``train/good`` images (the normal folder in any case)."""
+    cdir = root / cls
     train_dir = normal_folder(cdir / "train", f"{cls}/train") or cdir / "train" / NORMAL
     if not train_dir.is_dir():
         raise DatasetError(
@@ -206,17 +228,25 @@ def scan_class(root: PathLike, cls: str) -> ClassIndex:
             f"no training images in {train_dir} (expected *.png/*.jpg/...). Put the class's "
             "anomaly-free training images there."
         )
-    train = [Sample(_rel(p, root), 0, "good", None) for p in train_imgs]
+    return [Sample(_rel(p, root), 0, "good", None) for p in train_imgs]
 
-    test_dir = cdir / "test"
-    if not test_dir.is_dir():
-        raise DatasetError(
-            f"missing test folder {test_dir}: an MVTec-format class needs {cls}/test/good/ and/or "
-            f"{cls}/test/<defect>/ with images. Add them, or fix dataset.root."
-        )
-    gt_dir = cdir / "ground_truth"
-    has_masks = gt_dir.is_dir()
 
+def _defect_masks(root: Path, gt_dir: Path, defect: str) -> dict[str, Path]:
+    """Image stem -> mask file of one defect type (``ground_truth/<defect>/<stem>_mask.*``)."""
+    masks: dict[str, Path] = {}
+    mdir = gt_dir / defect
+    if mdir.is_dir():
+        for m in _images(mdir):
+            if m.stem.endswith(MASK_SUFFIX):
+                _check_lossless_mask(m, root)
+                masks.setdefault(m.stem[: -len(MASK_SUFFIX)], m)
+    return masks
+
+
+def _test_samples(root: Path, cls: str, gt_dir: Path | None) -> tuple[list[Sample], set[str]]:
+    """The class's test images, labelled by folder (test/good normal, every other a defect),
+    with their masks when the class has ``ground_truth`` (``gt_dir``); and the masks used."""
+    test_dir = root / cls / "test"
     good_test = normal_folder(test_dir, f"{cls}/test")
     test: list[Sample] = []
     used_masks: set[str] = set()
@@ -231,17 +261,11 @@ def scan_class(root: PathLike, cls: str) -> ClassIndex:
                 f"{cls}/test/good if its images are defect-free (merge it into test/good if that "
                 "exists), or give the defect type a name that does not look normal."
             )
-        masks_by_stem: dict[str, Path] = {}
-        if label and has_masks:
-            mdir = gt_dir / defect
-            if mdir.is_dir():
-                for m in _images(mdir):
-                    if m.stem.endswith(MASK_SUFFIX):
-                        _check_lossless_mask(m, root)
-                        masks_by_stem.setdefault(m.stem[: -len(MASK_SUFFIX)], m)
+        with_masks = bool(label and gt_dir is not None)
+        masks_by_stem = _defect_masks(root, gt_dir, defect) if with_masks else {}
         for img in _images(ddir):
             mask = None
-            if label and has_masks:
+            if with_masks:
                 m = masks_by_stem.get(img.stem)
                 if m is None:
                     raise DatasetError(
@@ -253,23 +277,19 @@ def scan_class(root: PathLike, cls: str) -> ClassIndex:
                 mask = _rel(m, root)
                 used_masks.add(mask)
             test.append(Sample(_rel(img, root), label, defect, mask))
-    if not test:
-        raise DatasetError(
-            f"no test images in {test_dir}: expected images in {cls}/test/good/ and "
-            f"{cls}/test/<defect>/."
-        )
+    return test, used_masks
 
-    if has_masks:  # cheap consistency check: a mask whose image is missing means a naming slip
-        for mdir in _subdirs(gt_dir):
-            for m in _images(mdir):
-                rel = _rel(m, root)
-                if rel not in used_masks and mdir.name.lower() != NORMAL:
-                    raise DatasetError(
-                        f"mask {rel} has no matching image in {cls}/test/{mdir.name}/ (masks are "
-                        f"named <image stem>{MASK_SUFFIX}.png). Rename or remove it."
-                    )
 
-    return ClassIndex(root=root, name=cls, train=train, test=test, has_masks=has_masks)
+def _check_masks_used(root: Path, cls: str, gt_dir: Path, used_masks: set[str]) -> None:
+    """A mask whose image is missing means a naming slip: stop, naming it (cheap)."""
+    for mdir in _subdirs(gt_dir):
+        for m in _images(mdir):
+            rel = _rel(m, root)
+            if rel not in used_masks and mdir.name.lower() != NORMAL:
+                raise DatasetError(
+                    f"mask {rel} has no matching image in {cls}/test/{mdir.name}/ (masks are "
+                    f"named <image stem>{MASK_SUFFIX}.png). Rename or remove it."
+                )
 
 
 def _check_lossless_mask(mask: Path, root: Path) -> None:
