@@ -150,32 +150,9 @@ def examples_figure(
         the Figure: columns image, ground truth (red contour), then one heat-map overlay per map
         with one labelled colour bar per group under the maps.
     """
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = np.repeat(images[..., None], 3, axis=-1)
-    if images.ndim != 4:
-        raise AdlocError(f"examples_figure: images must be (k, H, W, 3), got shape {images.shape}")
+    images, masks, arrays = _example_inputs(images, masks, maps, titles, scores)
     k, H, W = images.shape[:3]
-    if len(titles) != k:
-        raise AdlocError(f"examples_figure: {len(titles)} titles for {k} images")
-    if masks is not None:
-        masks = np.asarray(masks).astype(bool)
-        if masks.shape != (k, H, W):
-            raise AdlocError(
-                f"examples_figure: masks shape {masks.shape} does not match images {(k, H, W)}"
-            )
-    names = list(maps)
-    arrays = {}
-    for name in names:
-        a = np.asarray(maps[name], dtype=np.float64)
-        if a.ndim != 3 or a.shape[0] != k:
-            raise AdlocError(
-                f"examples_figure: map {name!r} must be (k={k}, h, w), got shape {a.shape}"
-            )
-        arrays[name] = a
-        if scores is not None and name in scores and len(scores[name]) != k:
-            raise AdlocError(f"examples_figure: {len(scores[name])} scores for map {name!r}, k={k}")
-
+    names = list(arrays)
     if thresholds is not None:
         missing = [n for n in names if n not in thresholds]
         if missing:
@@ -184,66 +161,24 @@ def examples_figure(
         if scores is not None:
             scores = {n: [float(v) / float(thresholds[n]) for v in scores[n]] for n in scores}
         groups = {n: "all" for n in names}
-
-    # one colour scale per group, over all images and all maps of the group
     group_names: dict[str, list[str]] = {}
     for name in names:
         group_names.setdefault(_group_of(name, groups), []).append(name)
-    limits = {}
-    for g, members in group_names.items():
-        vals = np.concatenate([arrays[m][np.isfinite(arrays[m])].ravel() for m in members])
-        lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
-        if hi <= lo:
-            hi = lo + 1e-6
-        limits[g] = (lo, hi)
+    limits = _group_limits(arrays, group_names)
 
     ncols = 2 + len(names)
-    extent = (0, W, H, 0)
     cmap = mpl.colormaps["jet"]
     with style():
         fig = new_figure(panel_size * ncols, panel_size * k + 0.9)
         axes = fig.subplots(k, ncols, squeeze=False)
-        head_fs = 9
         for r in range(k):
-            img = images[r]
-            ax = axes[r, 0]
-            ax.imshow(img, extent=extent)
-            ax.set_ylabel(titles[r], fontsize=8)
-            if r == 0:
-                ax.set_title("image", fontsize=head_fs)
-            ax = axes[r, 1]
-            ax.imshow(img, extent=extent)
-            if r == 0:
-                ax.set_title("ground truth", fontsize=head_fs)
-            note = None
-            if masks is None:
-                note = "no mask available"
-            elif masks[r].any():
-                ax.contour(
-                    np.arange(W) + 0.5, np.arange(H) + 0.5, masks[r].astype(float),
-                    levels=[0.5], colors="red", linewidths=1.2,
-                )
-            else:
-                note = "normal: no defect"
-            if note:
-                ax.text(0.5, 0.04, note, transform=ax.transAxes, ha="center", va="bottom",
-                        fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
+            _image_and_truth(axes[r, 0], axes[r, 1], images[r], None if masks is None else masks[r],
+                             titles[r], first=r == 0)
             for c, name in enumerate(names):
-                ax = axes[r, 2 + c]
-                g = _group_of(name, groups)
-                lo, hi = limits[g]
-                ax.imshow(img.mean(axis=-1), cmap="gray", extent=extent)
-                ax.imshow(arrays[name][r], cmap=cmap, alpha=0.5, vmin=lo, vmax=hi,
-                          extent=extent, interpolation="bilinear")
-                head = f"{name}\n" if r == 0 else ""
-                if scores is not None and name in scores and thresholds is not None:
-                    v = float(scores[name][r])
-                    verdict = "flagged" if v >= 1 else "passed"
-                    ax.set_title(f"{head}score/thr {v:.3f} ({verdict})", fontsize=8)
-                elif scores is not None and name in scores:
-                    ax.set_title(f"{head}score {float(scores[name][r]):#.4g}", fontsize=8)
-                elif head:
-                    ax.set_title(head.strip(), fontsize=head_fs)
+                lo, hi = limits[_group_of(name, groups)]
+                row_score = None if scores is None or name not in scores else float(scores[name][r])
+                _map_panel(axes[r, 2 + c], images[r], arrays[name][r], (lo, hi), cmap, name,
+                           row_score, thresholds is not None, first=r == 0)
         for ax in axes.ravel():
             ax.set_xticks([])
             ax.set_yticks([])
@@ -264,6 +199,92 @@ def examples_figure(
             cb.ax.tick_params(labelsize=7)
         fig.suptitle(suptitle or "Test images, ground truth and anomaly maps")
     return fig
+
+
+def _example_inputs(images, masks, maps, titles, scores):
+    """examples_figure's inputs checked: images (k, H, W, 3), masks (k, H, W) bool or None, and
+    every map as float64 (k, h, w) (in the order given)."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = np.repeat(images[..., None], 3, axis=-1)
+    if images.ndim != 4:
+        raise AdlocError(f"examples_figure: images must be (k, H, W, 3), got shape {images.shape}")
+    k, H, W = images.shape[:3]
+    if len(titles) != k:
+        raise AdlocError(f"examples_figure: {len(titles)} titles for {k} images")
+    if masks is not None:
+        masks = np.asarray(masks).astype(bool)
+        if masks.shape != (k, H, W):
+            raise AdlocError(
+                f"examples_figure: masks shape {masks.shape} does not match images {(k, H, W)}"
+            )
+    arrays = {}
+    for name in maps:
+        a = np.asarray(maps[name], dtype=np.float64)
+        if a.ndim != 3 or a.shape[0] != k:
+            raise AdlocError(
+                f"examples_figure: map {name!r} must be (k={k}, h, w), got shape {a.shape}"
+            )
+        arrays[name] = a
+        if scores is not None and name in scores and len(scores[name]) != k:
+            raise AdlocError(f"examples_figure: {len(scores[name])} scores for map {name!r}, k={k}")
+    return images, masks, arrays
+
+
+def _group_limits(arrays: Mapping[str, np.ndarray], group_names: Mapping[str, list[str]]) -> dict:
+    """One colour scale per group: (min, max) over all images and all maps of the group."""
+    limits = {}
+    for g, members in group_names.items():
+        vals = np.concatenate([arrays[m][np.isfinite(arrays[m])].ravel() for m in members])
+        lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
+        if hi <= lo:
+            hi = lo + 1e-6
+        limits[g] = (lo, hi)
+    return limits
+
+
+def _image_and_truth(ax_img, ax_gt, img, mask, title: str, first: bool, head_fs: int = 9) -> None:
+    """A row's first two panels: the image, and the image with the mask's contour in red."""
+    H, W = img.shape[:2]
+    extent = (0, W, H, 0)
+    ax_img.imshow(img, extent=extent)
+    ax_img.set_ylabel(title, fontsize=8)
+    if first:
+        ax_img.set_title("image", fontsize=head_fs)
+    ax_gt.imshow(img, extent=extent)
+    if first:
+        ax_gt.set_title("ground truth", fontsize=head_fs)
+    note = None
+    if mask is None:
+        note = "no mask available"
+    elif mask.any():
+        ax_gt.contour(
+            np.arange(W) + 0.5, np.arange(H) + 0.5, mask.astype(float),
+            levels=[0.5], colors="red", linewidths=1.2,
+        )
+    else:
+        note = "normal: no defect"
+    if note:
+        ax_gt.text(0.5, 0.04, note, transform=ax_gt.transAxes, ha="center", va="bottom",
+                   fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
+
+
+def _map_panel(ax, img, amap, limits, cmap, name: str, score: float | None, relative: bool,
+               first: bool, head_fs: int = 9) -> None:
+    """One anomaly map over the grey image, titled with its score (or score / threshold)."""
+    H, W = img.shape[:2]
+    extent = (0, W, H, 0)
+    ax.imshow(img.mean(axis=-1), cmap="gray", extent=extent)
+    ax.imshow(amap, cmap=cmap, alpha=0.5, vmin=limits[0], vmax=limits[1],
+              extent=extent, interpolation="bilinear")
+    head = f"{name}\n" if first else ""
+    if score is not None and relative:
+        verdict = "flagged" if score >= 1 else "passed"
+        ax.set_title(f"{head}score/thr {score:.3f} ({verdict})", fontsize=8)
+    elif score is not None:
+        ax.set_title(f"{head}score {score:#.4g}", fontsize=8)
+    elif head:
+        ax.set_title(head.strip(), fontsize=head_fs)
 
 
 def select_examples(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
