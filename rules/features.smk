@@ -31,8 +31,9 @@ rule extract_features:
         images=f"{RESULTS}/{{dom}}images/{{cls}}.pt",
         # extraction batches follow the first repeat's splits (the study's batching, bit for
         # bit); the file holds every image once and serves every split and repeat. Domain
-        # (dom) "" is the clean data, shift/<name>/ the shifted copy (rules/shift.smk).
-        order=f"{RESULTS}/{FIRST}/{{dom}}splits/{{cls}}.json",
+        # (dom) "" is the clean data, shift/<name>/ a shifted copy (rules/shift.smk), whose
+        # batches follow the first repeat that reads it (order_splits).
+        order=order_splits,
         weights=weights_file,
     output:
         f"{RESULTS}/{{dom}}features/{{fset}}/{{cls}}.pt",

@@ -1,19 +1,21 @@
 # Domain shift (shift.enabled, presets/shift.yaml): a seeded shifted copy of every image of a
 # class, made from the decoded originals the class index lists, in MVTec layout beside the table
-# of every parameter drawn per image (adloc.data.shift). Off in the default run.
+# of every parameter drawn per image (adloc.data.shift), one copy per shift seed (sname =
+# <variant>-s<seed>; each repeat reads its own seed's copy, rules/common.smk). Off by default.
 if SHIFT_ON:
+    check_shift_seeds()
 
     rule shift_images:
         input:
             index=f"{RESULTS}/index/{{cls}}.json",
             data=class_images,
         output:
-            images=directory(f"{SHIFT}/{{cls}}"),
-            params=f"{SHIFT}/{{cls}}_params.csv",
+            images=directory(f"{SHIFT_X}/{{cls}}"),
+            params=f"{SHIFT_X}/{{cls}}_params.csv",
         log:
-            f"{RESULTS}/logs/shift_images/{SHIFT_NAME}/{{cls}}.log",
+            f"{RESULTS}/logs/shift_images/{{sname}}/{{cls}}.log",
         benchmark:
-            f"{RESULTS}/benchmarks/shift_images/{SHIFT_NAME}/{{cls}}.tsv"
+            f"{RESULTS}/benchmarks/shift_images/{{sname}}/{{cls}}.tsv"
         conda:
             "../envs/torch.yaml"
         threads: MAX_THREADS
@@ -22,7 +24,7 @@ if SHIFT_ON:
             runtime=60,
         params:
             root=DATA_ROOT,
-            shift=SHIFT_SPEC,
+            shift=lambda w: SHIFT_SPECS[w.sname],  # the recipe with this copy's seed
             mask_threshold=MASK_THRESHOLD,
         script:
             "../scripts/shift_images.py"
@@ -32,14 +34,14 @@ if SHIFT_ON:
     # model, score, calibrate and evaluate rules read them under their phase words.
     rule shift_cache:
         input:
-            images=f"{SHIFT}/{{cls}}",
-            params=f"{SHIFT}/{{cls}}_params.csv",
+            images=f"{SHIFT_X}/{{cls}}",
+            params=f"{SHIFT_X}/{{cls}}_params.csv",
         output:
-            f"{SHIFT}/images/{{cls}}.pt",
+            f"{SHIFT_X}/images/{{cls}}.pt",
         log:
-            f"{SHIFT}/logs/shift_cache/{{cls}}.log",
+            f"{SHIFT_X}/logs/shift_cache/{{cls}}.log",
         benchmark:
-            f"{SHIFT}/benchmarks/shift_cache/{{cls}}.tsv"
+            f"{SHIFT_X}/benchmarks/shift_cache/{{cls}}.tsv"
         conda:
             "../envs/torch.yaml"
         threads: MAX_THREADS
@@ -55,12 +57,12 @@ if SHIFT_ON:
     rule shift_splits:
         input:
             splits=f"{REP}/splits/{{cls}}.json",
-            images=f"{SHIFT}/{{cls}}",
-            params=f"{SHIFT}/{{cls}}_params.csv",
+            images=f"{SHIFT_X}/{{cls}}",
+            params=f"{SHIFT_X}/{{cls}}_params.csv",
         output:
-            f"{REP}/{SHIFT_DOM}splits/{{cls}}.json",
+            f"{REP}/shift/{{sname}}/splits/{{cls}}.json",
         log:
-            f"{REP}/{SHIFT_DOM}logs/shift_splits/{{cls}}.log",
+            f"{REP}/shift/{{sname}}/logs/shift_splits/{{cls}}.log",
         conda:
             "../envs/analysis.yaml"  # pandas reads the parameter table
         params:
@@ -101,3 +103,29 @@ if SHIFT_ON:
             study_reference=config["study_reference"],
         script:
             "../scripts/shift_tables.py"
+
+    # A few test images of a class (the first repeat's, those of rule examples): clean,
+    # shifted, the shifted ground truth, and each method's per-class and global anomaly maps
+    # clean and in every phase, each as score / that phase's threshold.
+    rule shift_examples:
+        input:
+            unpack(shift_examples_inputs),
+        output:
+            report(
+                f"{RESULTS}/figures/shift_examples_{{cls}}.png",
+                caption="../report/shift_examples.rst",
+                category="Figures",
+                subcategory="{cls}",
+            ),
+        log:
+            f"{RESULTS}/logs/shift_examples/{{cls}}.log",
+        conda:
+            "../envs/torch.yaml"
+        params:
+            layout=lambda w: shift_examples_layout(w.cls),
+            root=DATA_ROOT,
+            shift_root=lambda w: f"{RESULTS}/{shift_dom(SHIFT_OF[FIRST])}".rstrip("/"),
+            preprocess=config["preprocess"],
+            n=config["analysis"]["examples_per_class"],
+        script:
+            "../scripts/shift_examples.py"

@@ -3,6 +3,26 @@
 # the inputs of rule shift_tables. Clean paths (dom = ph = "") are those of the clean chain.
 
 
+def check_shift_seeds():
+    """shift.seeds given by hand: two seeds closer than a class's image count would share draws
+    (checked on the class folders that exist when the DAG is built, and by rule shift_tables on
+    the parameter tables)."""
+    if config["shift"].get("seeds") is None:
+        return
+    for cls in CLASSES:
+        folder = Path(DATA_ROOT) / cls
+        if folder.is_dir():
+            n = sum(
+                1
+                for f in class_files(folder)
+                if Path(f).relative_to(folder).parts[0] in ("train", "test")
+            )
+            try:
+                check_seed_spacing(SHIFT_SEEDS, n, f"class {cls}")
+            except ConfigError as exc:
+                raise WorkflowError(f"adloc: invalid configuration: {exc}") from None
+
+
 def ph_re(*phases):
     """The ``ph`` words of the clean chain and of these shift phases (a rule's constraint)."""
     return (
@@ -13,8 +33,8 @@ def ph_re(*phases):
 
 
 def dom_of(ph):
-    """The data domain of a phase word: the shifted copy for every shift phase."""
-    return "" if ph == "" else SHIFT_DOM
+    """The data domain of a phase word: its shifted copy for every shift phase."""
+    return PH_DOM[ph]
 
 
 def model_ph(ph):
@@ -24,7 +44,7 @@ def model_ph(ph):
 
 def score_ph(ph):
     """Where a phase's scores are: threshold reuses phase none's (the same clean models)."""
-    return f"{SHIFT_DOM}none/" if PHS[ph] == "threshold" else ph
+    return f"{PH_DOM[ph]}none/" if PHS[ph] == "threshold" else ph
 
 
 def threshold_ph(ph):
@@ -33,8 +53,26 @@ def threshold_ph(ph):
 
 
 def data_root(w):
-    """The images (and masks) a phase reads: the dataset, or the shifted copy."""
-    return DATA_ROOT if w.get("ph", w.get("dom", "")) == "" else SHIFT
+    """The images (and masks) a phase reads: the dataset, or its shifted copy."""
+    ph = w.get("ph")
+    dom = dom_of(ph) if ph is not None else w.get("dom", "")
+    return DATA_ROOT if dom == "" else f"{RESULTS}/{dom}".rstrip("/")
+
+
+def phase_words(repeat):
+    """A repeat's phase words (path word -> phase), the clean chain's "" first: the phases of
+    the repeat's own shifted copy."""
+    dom = shift_dom(SHIFT_OF[repeat])
+    return {"": ""} | {f"{dom}{p}/": p for p in SHIFT_PHASES}
+
+
+def order_splits(w):
+    """The split file whose order a domain's extraction batches follow (extract_features, the rule);
+    the first repeat's, or for a shifted copy the first repeat that reads it."""
+    rep = FIRST
+    if w.dom:
+        rep = next(r for r in REPEATS if shift_dom(SHIFT_OF[r]) == w.dom)
+    return f"{RESULTS}/{rep}/{w.dom}splits/{w.cls}.json"
 
 
 def preprocess_of(w):
@@ -45,51 +83,106 @@ def preprocess_of(w):
 
 
 def shift_targets():
-    """The shifted copy of every class, its parameter table and the shift tables, figures and
-    summary lines (none when shift is off)."""
+    """Every shifted copy of every class, its parameter table, the shift tables, figures and
+    summary lines, the shifted examples figures (none when shift is off)."""
     if not SHIFT_ON:
         return []
     return (
-        expand(f"{SHIFT}/{{cls}}", cls=CLASSES)
-        + expand(f"{SHIFT}/{{cls}}_params.csv", cls=CLASSES)
+        expand(f"{SHIFT_X}/{{cls}}", sname=SHIFT_NAMES, cls=CLASSES)
+        + expand(f"{SHIFT_X}/{{cls}}_params.csv", sname=SHIFT_NAMES, cls=CLASSES)
         + [f"{RESULTS}/tables/shift_metrics.csv", f"{RESULTS}/tables/shift_summary.md"]
+        + expand(f"{RESULTS}/figures/shift_examples_{{cls}}.png", cls=CLASSES)
     )
 
 
 def shift_layout():
-    """Where shift_tables (the rule) finds each repeat's tables and score pairs. Per repeat, the clean
-    and each phase's metrics and gap tables, and (phase, method, model, class, clean scores,
-    shifted scores) for the shift cost's paired bootstrap; the classes' parameter tables.
+    """Where shift_tables (the rule) finds each repeat's tables and score pairs. Per repeat, its
+    shift seed, the clean and each phase's metrics and gap tables, (phase, method, model, class,
+    clean scores, shifted scores) for the shift cost's paired bootstrap, and its shifted copy's
+    parameter tables.
     """
-    out = {"repeats": {}, "params": {c: f"{SHIFT}/{c}_params.csv" for c in CLASSES}}
+    out = {"repeats": {}}
     for r in REPEATS:
+        name, words = SHIFT_OF[r], phase_words(r)
         tables = {
             p
             or "clean": {
                 t: f"{RESULTS}/{r}/{ph}tables/{t}.csv" for t in ("metrics", "gap")
             }
-            for ph, p in PHS.items()
+            for ph, p in words.items()
         }
         pairs = [
             [p, m, model, c, scores_of(m, s, c, r), scores_of(m, s, c, r, score_ph(ph))]
-            for ph, p in PHS.items()
+            for ph, p in words.items()
             if p
             for m in METHODS
             for c in CLASSES
             for model, s in (("per_class", c), ("global", GLOBAL))
         ]
-        out["repeats"][r] = {"tables": tables, "pairs": pairs}
+        params = {c: f"{RESULTS}/shift/{name}/{c}_params.csv" for c in CLASSES}
+        out["repeats"][r] = {
+            "seed": SHIFT_SPECS[name]["seed"],
+            "tables": tables,
+            "pairs": pairs,
+            "params": params,
+        }
     return out
 
 
 def shift_table_inputs(w):
     """Every file of :func:`shift_layout` (rule shift_tables)."""
     lay = shift_layout()
-    files = {"params": list(lay["params"].values()), "tables": [], "scores": []}
+    files = {"params": [], "tables": [], "scores": []}
     for rep in lay["repeats"].values():
+        files["params"] += [
+            f for f in rep["params"].values() if f not in files["params"]
+        ]
         files["tables"] += [f for t in rep["tables"].values() for f in t.values()]
         files["scores"] += sorted({f for pair in rep["pairs"] for f in pair[4:]})
     return files
+
+
+def shift_examples_layout(cls):
+    """What shift_examples (the rule) draws for class ``cls`` (the first repeat, as examples does);
+    method -> model (per_class, global) -> phase (clean, none, threshold, full) -> its scores
+    and metrics files (the metrics file holds the phase's threshold)."""
+    words = phase_words(FIRST)
+    return {
+        m: {
+            model: {
+                p
+                or "clean": {
+                    "scores": scores_of(m, s, cls, FIRST, score_ph(ph)),
+                    "metrics": f"{RESULTS}/{FIRST}/{ph}metrics/{m}/{s}/{cls}.json",
+                }
+                for ph, p in words.items()
+            }
+            for model, s in (("per_class", cls), ("global", GLOBAL))
+        }
+        for m in METHODS
+    }
+
+
+def shift_examples_inputs(w):
+    """Rule shift_examples' inputs: the first repeat's clean and shifted split files, the
+    class's original and shifted images, and every file of :func:`shift_examples_layout`.
+    """
+    dom = shift_dom(SHIFT_OF[FIRST])
+    lay = shift_examples_layout(w.cls)
+    files = [
+        f
+        for mm in lay.values()
+        for ph in mm.values()
+        for d in ph.values()
+        for f in d.values()
+    ]
+    return {
+        "splits": splits_of(w.cls, FIRST),
+        "shifted_splits": splits_of(w.cls, FIRST, dom),
+        "data": class_images(w),
+        "shifted": f"{RESULTS}/{dom}{w.cls}",
+        "files": list(dict.fromkeys(files)),
+    }
 
 
 def evaluate_inputs(w):

@@ -99,3 +99,45 @@ def test_shifted_preprocess_is_a_no_op_at_the_model_input():
     assert np.array_equal(image_uint8_tensor(img, pre).permute(1, 2, 0).numpy(), img)
     pil = Preprocess.from_config(shifted_preprocess({"resize": 64, "crop": None, "resize_backend": "pil"}))
     assert np.array_equal(image_uint8_tensor(img, pil).permute(1, 2, 0).numpy(), img)
+
+
+def test_shift_tables_carry_each_repeats_shift_seed():
+    m = S.stack_phases({"clean": _table(CLEAN), "none": _table(_phase(0.1, 0.3))})
+    stacked = pd.concat([m.assign(repeat=r) for r in ("s42-m0", "s43-m0")], ignore_index=True)
+    stacked = stacked[["repeat", *m.columns]]
+    out = S.with_shift_seed(stacked, {"s42-m0": 0, "s43-m0": 100_000})
+    assert list(out.columns[:3]) == ["repeat", "shift_seed", "phase"]
+    assert out.groupby("repeat")["shift_seed"].unique().map(list).to_dict() == {"s42-m0": [0], "s43-m0": [100_000]}
+    # the across-repeat interval spans the two repeats (two shift draws)
+    across = S.metrics_by_phase_across(out)
+    row = across[(across["phase"] == "none") & (across["scope"] == "global") & (across["class"] == "a")
+                 & (across["metric"] == "auroc")].iloc[0]
+    assert row["n_repeats"] == 2 and row["mean"] == pytest.approx(0.5)
+
+
+def test_shift_examples_figure_lays_out_images_and_phase_maps():
+    from adloc.analysis.shift_examples import shift_examples_figure
+
+    rng = np.random.default_rng(0)
+    k, cols = 2, ["PaDiM\nclean", "PaDiM\nno adaptation", "PaDiM\nfull adaptation"]
+    imgs = rng.integers(0, 255, (k, 32, 32, 3), dtype=np.uint8)
+    masks = np.zeros((k, 32, 32), bool)
+    masks[0, 8:16, 8:16] = True
+    maps = {g: {c: rng.random((k, 8, 8)) * 2 for c in cols} for g in ("per-class", "global")}
+    scores = {g: {c: [0.5, 1.5] for c in cols} for g in maps}
+    fig = shift_examples_figure(imgs, imgs[:, ::-1], masks, masks[:, ::-1], maps, scores,
+                                ["crack · 000.png", "good · 001.png"], clean_columns=cols[:1])
+    axes = fig.axes
+    assert len(axes) == k * 2 * (3 + len(cols)) + 1  # + the colour bar
+    titles = [a.get_title() for a in axes]
+    assert "shifted" in titles and "PaDiM\nno adaptation\n0.50 passed" in titles
+    assert any(t.endswith("1.50 flagged") for t in titles)
+    with pytest.raises(AdlocError, match="row group 'global' has columns"):
+        shift_examples_figure(imgs, imgs, masks, masks, {**maps, "global": {cols[0]: maps["global"][cols[0]]}},
+                              scores, ["a", "b"])
+
+
+def test_the_summary_names_the_shift_seeds():
+    assert S.seeds_line({"s42-m0": 0}).startswith("- Shift seed 0 (one repeat")
+    line = S.seeds_line({"s42-m0": 0, "s42-m1": 100_000, "s43-m0": 100_000})
+    assert line.startswith("- 2 shift seed(s) over 3 repeats (0, 100000;") and "include the shift draw" in line

@@ -172,3 +172,21 @@ def test_config_resolution_and_errors():
     with pytest.raises(ConfigError, match="shift.blur_kernels"):
         sh.ShiftSpec(blur_kernels=(4,))
     assert sh.shift_folder_name({"variant": "study", "seed": 7}) == "study-s7"
+
+
+def test_each_repeat_has_its_own_shift_seed_whose_draws_never_overlap():
+    # default: shift.seed + SEED_STRIDE x repeat index (one repeat: shift.seed, as a single run)
+    assert sh.repeat_shift_seeds({"seed": 3}, 1) == [3]
+    assert sh.repeat_shift_seeds({"seed": 3, "seeds": None}, 3) == [3, 100_003, 200_003]
+    assert sh.SEED_STRIDE == 100_000
+    # given: one per repeat, a seed may repeat (its copy is made once)
+    assert sh.repeat_shift_seeds({"seed": 0, "seeds": [5, 5, 9000]}, 3) == [5, 5, 9000]
+    with pytest.raises(ConfigError, match=r"shift.seeds has 2 seed\(s\) for 3 repeat"):
+        sh.repeat_shift_seeds({"seed": 0, "seeds": [1, 2]}, 3)
+    # image i draws from seed + i: seed 1's image 0 IS seed 0's image 1, so they are refused
+    a = sh.sample_params(sh.ShiftSpec(seed=1), 0, 64, 64)
+    b = sh.sample_params(sh.ShiftSpec(seed=0), 1, 64, 64)
+    assert {k: v for k, v in a.items()} == {k: v for k, v in b.items()}
+    sh.check_seed_spacing([0, 0, 100, 200], 100, "class c")  # 100 images: 100 apart is enough
+    with pytest.raises(ConfigError, match="seeds 100 and 150 are 50 apart but class c has 100 images"):
+        sh.check_seed_spacing([0, 100, 150], 100, "class c")

@@ -49,7 +49,7 @@ def test_shift_rule_writes_mvtec_layout_and_reruns_alone(tmp_path):
     cfg["shift"]["rotation"] = [-5, 5]
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     jobs = planned_jobs(tmp_path, *TARGETS)
-    assert jobs == [("shift_images", {"cls": CLS})]
+    assert jobs == [("shift_images", {"sname": "paper-s0", "cls": CLS})]
     # the default target includes the shifted copy; the clean chain never reads it
     full = {name for name, _ in planned_jobs(tmp_path)}
     assert "shift_images" in full and "all" in full
@@ -61,12 +61,14 @@ PHASES = ("none", "threshold", "full")
 SCOPES = ("per_class", "global", "unified_abs")
 RUN = "results/tiny"
 PHASE_DIR = f"{RUN}/s42-m0/shift/paper-s0"
-TARGETS_PHASES = (f"{RUN}/tables/shift_metrics.csv", f"{RUN}/summary.md")
+TARGETS_PHASES = (f"{RUN}/tables/shift_metrics.csv", f"{RUN}/summary.md",
+                  *(f"{RUN}/figures/shift_examples_{c}.png" for c in TINY["classes"]))
 
 
 @pytest.fixture(scope="module")
 def phase_run(tmp_path_factory):
-    """Two classes with shift on, run to the shift tables and summary.md (--cores 2)."""
+    """Two classes with shift on, run end to end (the default target: every clean output, the
+    shift tables, summary.md and the shifted examples figures; --cores 2)."""
     wd = tmp_path_factory.mktemp("shift_phases")
     make_dataset(wd / "data", TINY["classes"], counts={"train_good": 8, "test_good": 4, "anomalies": 6})
     # one method keeps CI time down: the phase chain is method-agnostic (it iterates METHODS)
@@ -74,7 +76,7 @@ def phase_run(tmp_path_factory):
     # mirror hazelnut/carpet)
     write_config(wd, shift={"enabled": True}, methods=["padim"], study_reference=True,
                  evaluation={"bootstrap": {"n": 20, "seed": 0}})
-    snakemake(wd, "--cores", "2", *TARGETS_PHASES)
+    snakemake(wd, "--cores", "2")
     return wd
 
 
@@ -122,6 +124,14 @@ def test_phase_figure_and_summary_lines(phase_run):
     for m in methods:
         with Image.open(phase_run / RUN / f"figures/shift_{m}.png") as im:
             assert im.size[0] > 400 and im.size[1] > 200
+    # the shifted examples: per image, a per-class and a global row of 3 image + 4 phase panels
+    n = yaml.safe_load((phase_run / "config.yaml").read_text())["analysis"]["examples_per_class"]
+    for c in TINY["classes"]:
+        with Image.open(phase_run / RUN / f"figures/shift_examples_{c}.png") as im:
+            assert im.size[0] > (3 + 4 * len(methods)) * 150 and im.size[1] > 2 * n * 150
+    assert (phase_run / RUN / "logs/shift_examples/synth_nut.log").exists()
+    table = pd.read_csv(phase_run / RUN / "tables/shift_metrics.csv")
+    assert list(table.columns[:3]) == ["repeat", "shift_seed", "phase"] and set(table["shift_seed"]) == {0}
     text = (phase_run / RUN / "summary.md").read_text()
     section = text.split("### Domain shift", 1)[1].split("\n## ", 1)[0]
     assert "unification costs" in section and "recovers most" in section
@@ -137,7 +147,7 @@ def test_phase_figure_and_summary_lines(phase_run):
 def test_a_shift_parameter_reruns_only_the_shifted_chain(phase_run):
     cfg_path = phase_run / "config.yaml"
     text = cfg_path.read_text()
-    assert planned_jobs(phase_run, *TARGETS_PHASES) == []  # up to date
+    assert planned_jobs(phase_run) == []  # the whole run, shift included, is up to date
     cfg = yaml.safe_load(text)
     cfg["shift"]["rotation"] = [-5, 5]
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -148,6 +158,31 @@ def test_a_shift_parameter_reruns_only_the_shifted_chain(phase_run):
     rules = {r for r, _ in jobs}
     assert {"shift_images", "shift_cache", "shift_splits", "fit_class", "evaluate", "shift_tables"} <= rules
     clean = [(r, w) for r, w in jobs
-             if r not in ("shift_images", "shift_cache", "shift_splits", "shift_tables", "summary")
+             if r not in ("shift_images", "shift_cache", "shift_splits", "shift_tables", "shift_examples", "summary")
              and not (w.get("ph") or w.get("dom"))]
     assert clean == []
+
+
+def test_repeats_fan_out_over_shift_seeds(phase_run):
+    """A second repeat (split seed 43) reads its own shifted copy, seed 0 + 100000: shifted,
+    decoded and extracted once; the first repeat (shift seed 0) and its copy rerun nothing."""
+    cfg_path = phase_run / "config.yaml"
+    text = cfg_path.read_text()
+    cfg = yaml.safe_load(text)
+    cfg["repeats"] = {"split_seeds": [42, 43]}
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    try:
+        jobs = planned_jobs(phase_run, *TARGETS_PHASES)
+    finally:
+        cfg_path.write_text(text)
+    new = "paper-s100000"
+    for rule in ("shift_images", "shift_cache"):
+        assert sorted(w["cls"] for r, w in jobs if r == rule) == sorted(TINY["classes"])
+        assert {w["sname"] for r, w in jobs if r == rule} == {new}
+    ext = [w for r, w in jobs if r == "extract_features"]
+    assert sorted(w["cls"] for w in ext) == sorted(TINY["classes"])
+    assert {w["dom"] for w in ext} == {f"shift/{new}/"}
+    assert [j for j in jobs if j[1].get("repeat") == "s42-m0"] == []
+    phases = {w["ph"] for r, w in jobs if w.get("repeat") == "s43-m0" and w.get("ph")}
+    assert phases == {f"shift/{new}/{p}/" for p in PHASES}
+    assert {w["sname"] for r, w in jobs if r == "shift_splits"} == {new}

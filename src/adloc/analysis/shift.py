@@ -7,7 +7,9 @@ split, thresholds on the shifted validation split). Every phase has the three sc
 clean chain: per-class, model-unified (``global``) and absolute-unified (``unified_abs``).
 
 - :func:`stack_phases`: one table with a ``phase`` column in front of any per-repeat table
-  (the metrics tables of :mod:`.tables`, the gap tables of :mod:`.gap`);
+  (the metrics tables of :mod:`.tables`, the gap tables of :mod:`.gap`); :func:`with_shift_seed`:
+  each repeat's shift seed beside it (every repeat reads its own shifted copy, so the
+  across-repeat intervals include the shift draw);
 - :func:`shift_cost`: clean minus shifted per phase x method x scope x class x metric (positive
   = the shift costs that much), with a paired bootstrap interval for AUROC and AUPRC: the clean
   and the shifted test split hold the same images (:mod:`adloc.data.shifted`), so each resample
@@ -54,6 +56,25 @@ def stack_phases(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         d.insert(0, "phase", str(phase))
         parts.append(d)
     return pd.concat(parts, ignore_index=True)
+
+
+def with_shift_seed(stacked: pd.DataFrame, seeds: Mapping[str, int]) -> pd.DataFrame:
+    """A repeat-stacked table with each repeat's shift seed (``shift_seed``) after ``repeat``:
+    which shifted copy its shift phases read (the clean rows' repeat's too)."""
+    out = stacked.copy()
+    out.insert(int(out.columns.get_loc("repeat")) + 1, "shift_seed",
+               out["repeat"].map({str(k): int(v) for k, v in seeds.items()}).astype("Int64"))
+    return out
+
+
+def seeds_line(seeds: Mapping[str, int]) -> str:
+    """The summary's line on which shifted copy each repeat read."""
+    distinct = list(dict.fromkeys(int(v) for v in seeds.values()))
+    shown = ", ".join(map(str, distinct[:6])) + (", ..." if len(distinct) > 6 else "")
+    if len(seeds) == 1:
+        return f"- Shift seed {distinct[0]} (one repeat: the intervals are bootstrap intervals over the test images)."
+    return (f"- {len(distinct)} shift seed(s) over {len(seeds)} repeats ({shown}; column `shift_seed` of the "
+            "tables): each repeat reads its own shifted copy, so the across-repeat intervals include the shift draw.")
 
 
 def _check_pairing(clean: Mapping, shifted: Mapping, shift_path: Mapping[str, str], what: str) -> None:
@@ -257,6 +278,6 @@ def _recovery_line(name: str, scope: str, label: str, by: Mapping) -> str:
 
 
 __all__ = [
-    "PHASES", "PHASE_LABELS", "stack_phases", "shift_cost", "cost_across_repeats",
+    "PHASES", "PHASE_LABELS", "stack_phases", "with_shift_seed", "seeds_line", "shift_cost", "cost_across_repeats",
     "metrics_long", "metrics_by_phase_across", "plot_phases", "summary_lines",
 ]

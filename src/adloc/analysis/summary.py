@@ -281,7 +281,7 @@ def shift_section(shift_lines: list[str] | None) -> list[str]:
             "Phases: no adaptation (clean models and thresholds on the shifted test split), "
             "threshold only (thresholds re-fitted on the shifted validation split), full "
             "(models re-fitted on the shifted train split too); tables "
-            "`tables/shift_*.csv`, figures `figures/shift_<method>.png`.", "",
+            "`tables/shift_*.csv`, figures `figures/shift_<method>.png` and `figures/shift_examples_<cls>.png`.", "",
             *shift_lines, ""]
 
 

@@ -48,7 +48,7 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError
 from . import shift_ops as ops
-from .shifted import read_params  # noqa: F401 (re-exported: the table's reader is torch-free)
+from .shifted import SEED_STRIDE, check_seed_spacing, read_params, repeat_shift_seeds  # noqa: F401 (re-exported: torch-free)
 
 PathLike = str | os.PathLike
 
@@ -316,5 +316,6 @@ def _run(fn, n: int, workers: int) -> None:
 __all__ = [
     "VARIANTS", "PARAM_COLUMNS", "ShiftSpec", "sample_params", "geometric", "photometric",
     "apply_shift", "shift_image", "shift_class", "params_frame", "read_params",
-    "shift_folder_name", "check_shift_config",
+    "shift_folder_name", "check_shift_config", "SEED_STRIDE", "repeat_shift_seeds",
+    "check_seed_spacing",
 ]

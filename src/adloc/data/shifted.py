@@ -20,9 +20,9 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from ..errors import DatasetError
+from ..errors import ConfigError, DatasetError
 from ..io import sha256_file
 
 PathLike = str | os.PathLike
@@ -89,7 +89,43 @@ def cache_entries(rows: Sequence[Mapping[str, Any]], cls: str) -> list[dict[str,
     reads)."""
     return [{"path": f"{cls}/{r['shifted']}", "label": 0, "mask": None} for r in rows]
 
+#: Default spacing of the repeats' shift seeds (``shift.seed + SEED_STRIDE * k`` for repeat k):
+#: image i draws from ``seed + i``, so two seeds closer than a class's image count would share
+#: draws (image i of seed s + 1 is image i + 1 of seed s); no class adloc reads comes near it.
+SEED_STRIDE = 100_000
 
+
+def repeat_shift_seeds(shift: Mapping[str, Any], n_repeats: int) -> list[int]:
+    """The shift seed of each repeat (in :func:`adloc.config.repeat_names`' order: split seeds
+    outer, model seeds inner): ``shift.seeds`` when given (one per repeat, repeats allowed: a
+    repeated seed's shifted copy and features are made once), else ``shift.seed + SEED_STRIDE *
+    k`` for repeat k, so a single run (one repeat) uses ``shift.seed`` and the first repeat of
+    presets/repeats.yaml reuses a single run's shifted copy."""
+    seeds = shift.get("seeds")
+    if seeds is None:
+        return [int(shift["seed"]) + SEED_STRIDE * k for k in range(int(n_repeats))]
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != int(n_repeats):
+        raise ConfigError(
+            f"config key shift.seeds has {len(seeds)} seed(s) for {n_repeats} repeat(s): give one per "
+            "repeat (split seeds outer, model seeds inner), or remove it for shift.seed + "
+            f"{SEED_STRIDE} x repeat."
+        )
+    return seeds
+
+
+def check_seed_spacing(seeds: Iterable[int], n_images: int, what: str) -> None:
+    """ConfigError when two distinct shift seeds are fewer than ``n_images`` apart: image i draws
+    from ``seed + i``, so their copies would share parameter draws (shifted by an image)."""
+    distinct = sorted({int(s) for s in seeds})
+    for a, b in zip(distinct, distinct[1:]):
+        if b - a < int(n_images):
+            raise ConfigError(
+                f"config key shift.seeds: seeds {a} and {b} are {b - a} apart but {what} has "
+                f"{n_images} images; image i draws from seed + i, so the two shifted copies would "
+                f"share draws. Space the seeds at least {n_images} apart (or remove shift.seeds: "
+                f"shift.seed + {SEED_STRIDE} x repeat)."
+            )
 
 
 def read_params(path) -> list[dict[str, Any]]:
@@ -101,4 +137,7 @@ def read_params(path) -> list[dict[str, Any]]:
     return [{k: (None if v == "" else v) for k, v in r.items()} for r in frame.to_dict("records")]
 
 
-__all__ = ["path_map", "mask_map", "shifted_splits", "shifted_preprocess", "cache_entries", "read_params"]
+__all__ = [
+    "path_map", "mask_map", "shifted_splits", "shifted_preprocess", "cache_entries", "read_params",
+    "SEED_STRIDE", "repeat_shift_seeds", "check_seed_spacing",
+]
