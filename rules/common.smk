@@ -120,11 +120,15 @@ if not config["dataset"]["generate"] and not FETCH_DATASET:
         raise WorkflowError(f"adloc: dataset error: {exc}") from None
 GLOBAL = "global"
 UNIFIED_ABS = "unified_abs"
-for _reserved in (GLOBAL, UNIFIED_ABS):
+ROUTED = "routed"
+PER_CLASS = (
+    "per_class"  # rules' params model: which model a calibrate / evaluate job is for
+)
+for _reserved in (GLOBAL, UNIFIED_ABS, ROUTED):
     if _reserved in CLASSES:
         raise WorkflowError(
             f"adloc: a class may not be named {_reserved!r} (config key classes): "
-            "that name is reserved for the model-unified and absolute-unified scopes"
+            "that name is reserved for the model-unified, absolute-unified and routed scopes"
         )
 IMAGE_SIZE = config["preprocess"]["crop"] or config["preprocess"]["resize"]
 
@@ -209,6 +213,9 @@ for _m in METHODS:
         },
     )
     _spec["layers"] = sorted(set(_spec["layers"]) | set(config[_m]["layers"]))
+
+
+FSET_RE = "|".join(map(re.escape, FSETS))
 
 
 def fset_spec(wildcards):
@@ -301,6 +308,11 @@ def final_targets():
         repeat=REPEATS,
         method=METHODS,
     )
+    t += expand(
+        f"{RESULTS}/{{repeat}}/tables/routing_accuracy_{{fset}}.csv",
+        repeat=REPEATS,
+        fset=FSETS,
+    )
     t += expand(f"{RESULTS}/figures/examples_{{cls}}.png", cls=CLASSES)
     if BANK_METHOD:
         t.append(f"{RESULTS}/tables/memory_bank_composition.csv")
@@ -321,7 +333,7 @@ def metric_files(repeat="{repeat}", ph=""):
         f"{RESULTS}/{repeat}/{ph}metrics/{m}/{s}/{c}.json"
         for m in METHODS
         for c in CLASSES
-        for s in (c, GLOBAL, UNIFIED_ABS)
+        for s in (c, GLOBAL, UNIFIED_ABS, ROUTED)
     ]
 
 

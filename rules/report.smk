@@ -15,6 +15,9 @@ rule summary:
         ),
         splits=expand(f"{RESULTS}/{FIRST}/splits/{{cls}}.json", cls=CLASSES),
         tsne_notes=f"{RESULTS}/tables/tsne_notes.json",
+        routing=expand(
+            f"{RESULTS}/{FIRST}/tables/routing_accuracy_{{fset}}.csv", fset=FSETS
+        ),
         shift=f"{RESULTS}/tables/shift_summary.md" if SHIFT_ON else [],
     output:
         report(
@@ -29,6 +32,7 @@ rule summary:
     params:
         config=config,
         repeats=REPEATS,
+        routing_fsets=list(FSETS),
     script:
         "../scripts/summary.py"
 

@@ -203,4 +203,22 @@ def evaluate_global_inputs(w):
         "threshold": f"{thr}/{GLOBAL}/{w.cls}.json",
         "pooled": f"{thr}/pooled.json",
         "splits": splits_of(w.cls, w.repeat, dom_of(w.ph)),
+        # the routed scope: the routing of the test images, every class's threshold
+        "routing": f"{RESULTS}/{w.repeat}/{score_ph(w.ph)}routing/{fset_of(w.method)}.json",
+        "class_thresholds": [f"{thr}/{GLOBAL}/{c}.json" for c in CLASSES],
+    }
+
+
+def route_inputs(w):
+    """Rule route's features and split files in phase ``w.ph``: the training images of the
+    phase's models (clean, or the shifted copy in phase full) and the phase's test images.
+    """
+    train_dom = dom_of(model_ph(w.ph))
+    test_dom = dom_of(w.ph)
+    feats = lambda dom: [f"{RESULTS}/{dom}features/{w.fset}/{c}.pt" for c in CLASSES]
+    return {
+        "train": feats(train_dom),
+        "train_splits": [splits_of(c, w.repeat, train_dom) for c in CLASSES],
+        "test": feats(test_dom),
+        "test_splits": [splits_of(c, w.repeat, test_dom) for c in CLASSES],
     }

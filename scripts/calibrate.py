@@ -2,7 +2,9 @@
 
 ``calibrate`` writes a per-class model's threshold for its class; ``calibrate_global`` writes the
 global model's threshold for every class (model-unified) and ONE threshold on the pooled
-validation split of every class (``pooled``, the absolute-unified scope). Rule evaluate reads them.
+validation split of every class (``pooled``, the absolute-unified scope). Which file holds which
+scope: :func:`adloc.scopes.calibration_plan` from the rule's ``params.model`` and output keys.
+Rule evaluate reads them.
 """
 
 from pathlib import Path
@@ -18,33 +20,29 @@ def main(smk):
     from adloc.errors import CalibrationError
     from adloc.io import load_npz, write_json
     from adloc.pipeline import calibrate_scores
+    from adloc.scopes import GLOBAL, UNIFIED_ABS, calibration_plan
 
     w = smk.wildcards
     cfg = smk.params.threshold
     files = as_list(smk.input.scores)
-    scores = [load_npz(f, what="scores file") for f in files]
     classes = [Path(f).stem for f in files]
+    scores = dict(zip(classes, (load_npz(f, what="scores file") for f in files)))
     # each class's fix for a validation split without anomalies, from its split file's counts
     advice = {Path(f).stem: val_anomaly_advice(read_splits(f)) for f in as_list(smk.input.splits)}
-    model = w.get("cls", "global")
-    jobs = []  # (output, scope, classes, scores)
-    if model == "global":
-        outs = as_list(smk.output.per_class)
-        jobs += [(o, "global", [c], [s]) for o, c, s in zip(outs, classes, scores)]
-        jobs.append((smk.output.pooled, "unified_abs", classes, scores))
-    else:
-        jobs.append((smk.output[0], "per_class", classes, scores))
-    for out, scope, cls, sc in jobs:
+    model = smk.params.model
+    for job in calibration_plan(model, dict(smk.output.items()), classes):
+        cls = list(job.classes)
         try:
-            result = calibrate_scores(sc, cfg, cls, advice=advice.get(cls[0]) if len(cls) == 1 else None)
+            result = calibrate_scores([scores[c] for c in cls], cfg, cls,
+                                      advice=advice.get(cls[0]) if len(cls) == 1 else None)
         except CalibrationError as exc:  # say which classes and model: the message alone does not
-            if scope == "unified_abs":
+            if job.scope == UNIFIED_ABS:
                 what = f"pooled validation split of {', '.join(cls)}, {w.method} global model"
             else:
-                what = f"class {cls[0]}, {w.method} {scope} model ({files[classes.index(cls[0])]})"
+                what = f"class {cls[0]}, {w.method} {job.scope} model ({files[classes.index(cls[0])]})"
             raise CalibrationError(f"{what}: {exc}") from None
-        result.update(method=w.method, model=model, scope=scope)
-        write_json(out, result)
+        result.update(method=w.method, model=GLOBAL if model == GLOBAL else w.cls, scope=job.scope)
+        write_json(job.output, result)
 
 
 run_script(snakemake, main)  # noqa: F821

@@ -1,14 +1,16 @@
 """Rules evaluate / evaluate_global: image + pixel metrics on a class's test split at the
-calibrated threshold (rule calibrate). ``evaluate_global`` writes the global model's two scopes
-(model-unified: the class's own threshold; absolute-unified: the pooled one) from one scores
-file, computing the pixel metrics once."""
+calibrated threshold (rule calibrate). ``evaluate_global`` writes the global model's three
+scopes from one scores file, computing the pixel metrics once: model-unified (the class's own
+threshold), absolute-unified (the pooled one) and routed (each test image judged at the
+threshold of the class rule route predicted for it; adloc.routing). Which file holds which
+scope: :func:`adloc.scopes.evaluation_plan` from the rule's ``params.model`` and file keys."""
 
 import json
 
 try:  # scripts/_common.py: this checkout's src/ first on sys.path
-    from _common import run_script
+    from _common import as_list, run_script
 except ModuleNotFoundError:  # a remote module (github(...)): the installed adloc
-    from adloc.workflow import run_script
+    from adloc.workflow import as_list, run_script
 
 
 def main(smk):
@@ -16,6 +18,8 @@ def main(smk):
     from adloc.data.transforms import Preprocess
     from adloc.io import load_npz, write_json
     from adloc.pipeline import evaluate_scores, read_threshold
+    from adloc.routing import predicted_for, read_routing, routed_metrics
+    from adloc.scopes import GLOBAL, ROUTED, evaluation_plan
 
     p = smk.params
     w = smk.wildcards
@@ -24,33 +28,34 @@ def main(smk):
     # the masks are read here, long after the images were: they must be the split's
     check_unchanged(p.root, splits, smk.input.splits, names=("test",), keys=("mask",))
     pre = Preprocess.from_config(p.preprocess)
-    if "pooled" in smk.input.keys():
-        jobs = [("global", smk.input.threshold, smk.output.unified), ("unified_abs", smk.input.pooled, smk.output.pooled)]
-        model = "global"
-    else:
-        jobs = [("per_class", smk.input.threshold, smk.output[0])]
-        model = w.cls
-    pixel = None
-    for scope, thr_file, out in jobs:
-        result = evaluate_scores(
-            scores,
-            splits,
-            root=p.root,
-            pre=pre,
-            threshold=read_threshold(thr_file)["threshold"],
-            eval_cfg=p.evaluation,
-            scope=scope,
-            pixel=pixel,
-        )
-        pixel = result["pixel"]
-        result.update(
-            method=w.method,
-            scope=scope,
-            model=model,
-            provenance=json.loads(str(scores["provenance"])),
-        )
+    inputs = dict(smk.input.items())
+    unified = None  # the model-unified result: the routed scope shares its threshold-free part
+    for job in evaluation_plan(p.model, inputs, dict(smk.output.items())):
+        if job.scope == ROUTED:
+            routing = read_routing(inputs["routing"])
+            thresholds = {}
+            for f in as_list(inputs["class_thresholds"]):
+                t = read_threshold(f)
+                thresholds[t["classes"][0]] = t["threshold"]
+            predicted = predicted_for(routing, w.cls, [str(x) for x in scores["test_paths"]], inputs["routing"])
+            result = routed_metrics(unified, scores, predicted, thresholds, routing["k"], routing["feature_set"])
+        else:
+            result = evaluate_scores(
+                scores,
+                splits,
+                root=p.root,
+                pre=pre,
+                threshold=read_threshold(job.threshold)["threshold"],
+                eval_cfg=p.evaluation,
+                scope=job.scope,
+                pixel=None if unified is None else unified["pixel"],
+            )
+            result.update(provenance=json.loads(str(scores["provenance"])))
+        result.update(method=w.method, scope=job.scope, model=GLOBAL if p.model == GLOBAL else w.cls)
         result["class"] = w.cls
-        write_json(out, result)
+        if job.scope == GLOBAL:
+            unified = result
+        write_json(job.output, result)
 
 
 run_script(snakemake, main)  # noqa: F821

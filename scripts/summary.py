@@ -10,6 +10,7 @@ except ModuleNotFoundError:  # a remote module (github(...)): the installed adlo
 def main(smk):
     from pathlib import Path
 
+    from adloc.analysis.routing import read_routing_accuracy
     from adloc.analysis import (
         default_figures,
         embedded_class_map,
@@ -50,6 +51,7 @@ def main(smk):
         "repeats": repeats,
         "metrics_across": read_metrics_across(smk.input.metrics_across),
         "gap_across": read_gap_across(smk.input.gap_across),
+        "routing": {f: read_routing_accuracy(t) for f, t in zip(smk.params.routing_fsets, as_list(smk.input.routing))},
         "confusion": {m: read_confusion(f) for m, f in zip(cfg["methods"], as_list(smk.input.confusion))},
         "bank_composition": read_bank_composition(smk.input.composition) if smk.input.composition else None,
         "splits": splits,

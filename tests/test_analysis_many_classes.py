@@ -61,7 +61,7 @@ def test_confusion_heatmap_at_15_classes():
 def test_gap_figure_at_15_classes_has_one_panel_per_metric_and_method():
     df = gap_rows()
     fig = plot_gap(df)
-    assert len(fig.axes) == (6 + 2) * 2  # six metrics + F1 and accuracy vs one threshold
+    assert len(fig.axes) == (6 + 2 + 2) * 2  # six metrics + F1 and accuracy vs one threshold, vs routed
     w, h = fig.get_size_inches()
     assert w <= 16 and h <= 15
     r = _draw(fig)

@@ -75,8 +75,8 @@ def test_metrics_table_values_are_sane(run):
     r = wd / "results" / "tiny"
     df = pd.read_csv(r / "tables" / "metrics.csv")
     per = df[df["class"] != "macro"]
-    assert len(per) == 2 * 3 * len(CLASSES)  # methods x scopes x classes
-    assert set(per["scope"]) == {"per_class", "global", "unified_abs"}
+    assert len(per) == 2 * 4 * len(CLASSES)  # methods x scopes x classes
+    assert set(per["scope"]) == {"per_class", "global", "unified_abs", "routed"}
     assert (per["repeat"] == REP).all()
     assert per["auroc"].between(0, 1).all()
     assert per["pixel_auroc"].between(0, 1).all()
@@ -122,6 +122,59 @@ def test_thresholds_come_from_the_calibrate_rule(run):
     assert "What class identity at inference buys" in (r.parent / "summary.md").read_text()
 
 
+def test_routed_scope_routes_by_image_and_applies_the_predicted_threshold(run):
+    """Issue 20 §3: one routing job per repeat and feature set; routed metrics per true class,
+    each test image at its predicted class's global threshold; threshold-free metrics and pixel
+    metrics equal the global scope's; routed rows in metrics.csv, gap.csv and the summary."""
+    wd, _, _ = run
+    r = wd / "results" / "tiny" / REP
+    routing_files = sorted((r / "routing").glob("*.json"))
+    assert [f.stem for f in routing_files] == ["efficientnet_lite0-imagenet"]  # both methods' set
+    routing = json.loads(routing_files[0].read_text())
+    assert routing["classes"] == CLASSES and routing["k"] == 5
+    acc = pd.read_csv(r / "tables" / "routing_accuracy_efficientnet_lite0-imagenet.csv").set_index("class")
+    conf = pd.read_csv(r / "tables" / "routing_efficientnet_lite0-imagenet.csv")
+    assert (r / "figures" / "routing_efficientnet_lite0-imagenet.png").stat().st_size > 10_000
+    for cls in CLASSES:
+        split = json.loads((r / "splits" / f"{cls}.json").read_text())
+        test_paths = [e["path"] for e in split["splits"]["test"]]
+        entry = routing["test"][cls]
+        assert entry["paths"] == test_paths and set(entry["predicted"]) <= set(CLASSES)
+        hits = sum(p == cls for p in entry["predicted"])
+        assert acc.at[cls, "n_correct"] == hits and acc.at[cls, "accuracy"] == pytest.approx(hits / len(test_paths))
+        c = conf[conf["true_class"] == cls]
+        assert c["n"].sum() == len(test_paths) and c["percent"].sum() == pytest.approx(100.0)
+        for m in ("patchcore", "padim"):
+            rt = json.loads((r / "metrics" / m / "routed" / f"{cls}.json").read_text())
+            gl = json.loads((r / "metrics" / m / "global" / f"{cls}.json").read_text())
+            assert rt["scope"] == "routed" and rt["class"] == cls and rt["threshold"]["threshold"] is None
+            assert rt["pixel"] == gl["pixel"] and rt["mad"] == gl["mad"]
+            for key in ("auroc", "auprc", "f1_max", "auroc_ci", "n", "n_anomalous"):
+                assert rt["test"][key] == gl["test"][key], key
+            sc = np.load(r / "scores" / m / "global" / f"{cls}.npz")
+            pred = dict(zip(entry["paths"], entry["predicted"]))
+            thr = {c2: json.loads((r / "thresholds" / m / "global" / f"{c2}.json").read_text())["threshold"]["threshold"]
+                   for c2 in CLASSES}
+            used = np.array([thr[pred[str(p)]] for p in sc["test_paths"]])
+            flagged = sc["test_scores"].astype(np.float64) >= used
+            lab = sc["test_labels"].astype(bool)
+            assert rt["test"]["tp"] == int((flagged & lab).sum()) and rt["test"]["fp"] == int((flagged & ~lab).sum())
+    mt = pd.read_csv(r.parent / "tables" / "metrics.csv")
+    routed = mt[mt["scope"] == "routed"]
+    assert set(routed["class"]) == {*CLASSES, "macro"} and routed["threshold"].isna().all()
+    gap = pd.read_csv(r.parent / "tables" / "gap.csv")
+    f1 = gap[(gap["metric"] == "f1") & (gap["class"] != "macro")]
+    assert f1["gap_routed"].notna().all()
+    assert (f1["gap_routed_low"] <= f1["gap_routed"] + 1e-12).all()
+    au = gap[gap["metric"] == "auroc"]
+    assert np.allclose(au["gap_routed"], au["gap"])
+    across = pd.read_csv(r.parent / "tables" / "gap_across_repeats.csv")
+    assert set(across.loc[across["versus"] == "routed", "metric"]) == {"f1", "accuracy"}
+    text = (r.parent / "summary.md").read_text()
+    assert "vs routed" in text and "5-NN vote" in text and "routed to their own class" in text
+    assert f"{int(acc.at['all', 'n_correct'])} of {int(acc.at['all', 'n_test'])} test images" in text
+
+
 def test_one_repeat_reports_across_repeat_statistics_as_na(run):
     wd, _, _ = run
     r = wd / "results" / "tiny"
@@ -143,7 +196,7 @@ def test_changed_threshold_mode_reruns_calibration_and_evaluation_only(run):
     rules = {r for r, _ in jobs}
     assert {"calibrate", "calibrate_global", "evaluate", "evaluate_global"} <= rules
     upstream = {"splits", "preprocess_images", "extract_features", "fit_class", "fit_global",
-                "score", "score_global", "tsne"}
+                "score", "score_global", "tsne", "route"}  # routing reads no threshold
     assert not rules & upstream
 
 

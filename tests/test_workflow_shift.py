@@ -58,7 +58,7 @@ def test_shift_rule_writes_mvtec_layout_and_reruns_alone(tmp_path):
 # --- the three adaptation phases (issue 21 §2), one tiny run shared by the tests below
 
 PHASES = ("none", "threshold", "full")
-SCOPES = ("per_class", "global", "unified_abs")
+SCOPES = ("per_class", "global", "unified_abs", "routed")
 RUN = "results/tiny"
 PHASE_DIR = f"{RUN}/s42-m0/shift/paper-s0"
 TARGETS_PHASES = (f"{RUN}/tables/shift_metrics.csv", f"{RUN}/summary.md",

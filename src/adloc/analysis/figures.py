@@ -29,7 +29,8 @@ DPI = 120
 #: Display names of the methods (keys as in config ``methods``).
 
 #: Display names of the model scopes.
-SCOPE_LABELS = {"per_class": "per-class", "global": "global", "unified_abs": "absolute-unified"}
+SCOPE_LABELS = {"per_class": "per-class", "global": "global", "unified_abs": "absolute-unified",
+                "routed": "routed"}
 
 _RC = {
     "font.size": 10,

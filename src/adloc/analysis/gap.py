@@ -9,11 +9,16 @@ The absolute-unified scope (the global model with ONE threshold, calibrated on t
 validation split of every class) shares the global model's scores, so it differs from the
 model-unified scope only in threshold-dependent metrics (F1, accuracy): ``unified_abs`` and
 ``gap_abs`` (per-class minus absolute-unified) hold them, and ``global - unified_abs`` is what
-knowing the class at inference buys.
+knowing the class at inference buys. The routed scope (the same global model, each test image
+judged at the threshold of the class it is routed to, :mod:`adloc.routing`) likewise differs only
+there: ``routed`` and ``gap_routed`` (per-class minus routed) hold it, with a paired bootstrap
+interval (``gap_routed_low`` / ``gap_routed_high``: per-class and routed predictions on the same
+resampled images; for the threshold-free metrics the per-class minus global interval).
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -24,6 +29,7 @@ from ..errors import AdlocError
 from ..io import load_npz, read_json, write_csv
 from ..metrics import auprc, auroc, paired_gap_ci
 from .figures import class_colors, method_label, new_figure, style
+from .routing import GAP_COLUMNS as ROUTED_COLUMNS, ROUTED_LABELS, routed_gap_values
 from ..models.registry import method_names
 from .tables import float_column, order_key, read_table_csv, text_column
 
@@ -47,6 +53,7 @@ METRIC_LABELS = {
 COLUMNS = [
     "method", "class", "metric", "per_class", "global", "gap", "gap_low", "gap_high",
     "ci_excludes_zero", "n_boot", "n_valid", "n_test", "unified_abs", "gap_abs", "n_classes",
+    *ROUTED_COLUMNS,
 ]
 #: Metrics that depend on the threshold, so differ between model- and absolute-unified.
 THRESHOLD_METRICS = ("f1", "accuracy")
@@ -56,7 +63,9 @@ ABS_LABELS = {"f1": "F1 vs one threshold", "accuracy": "accuracy vs one threshol
 
 TITLE = ("Per-class minus global model (positive = per-class better)\n"
          "global with each class's threshold (model-unified); F1 and accuracy also vs one "
-         "threshold (absolute-unified)")
+         "threshold (absolute-unified) and vs routed (predicted class's threshold)")
+#: Which gap column compares with which scope (axis labels): column -> (scope words, labels).
+VERSUS_LABELS = {"gap_abs": ABS_LABELS, "gap_routed": ROUTED_LABELS}
 
 
 def _value(m: Mapping, section: str, key: str) -> float:
@@ -114,9 +123,10 @@ def _as_pair(pair: Any) -> tuple[Mapping, Mapping, Mapping, Mapping]:
 
 
 def load_pair(pc_metrics_path, gl_metrics_path, pc_scores_path, gl_scores_path,
-              abs_metrics_path=None) -> dict:
+              abs_metrics_path=None, routed_metrics_path=None) -> dict:
     """Read one pair from ``metrics/{m}/{cls}/{cls}.json``, ``metrics/{m}/global/{cls}.json``,
-    the two matching ``scores`` files and, optionally, ``metrics/{m}/unified_abs/{cls}.json``."""
+    the two matching ``scores`` files and, optionally, ``metrics/{m}/unified_abs/{cls}.json``
+    and ``metrics/{m}/routed/{cls}.json``."""
     pair = {
         "per_class_metrics": read_json(pc_metrics_path, "per-class metrics"),
         "global_metrics": read_json(gl_metrics_path, "global metrics"),
@@ -125,17 +135,24 @@ def load_pair(pc_metrics_path, gl_metrics_path, pc_scores_path, gl_scores_path,
     }
     if abs_metrics_path is not None:
         pair["unified_abs_metrics"] = read_json(abs_metrics_path, "absolute-unified metrics")
+    if routed_metrics_path is not None:
+        pair["routed_metrics"] = read_json(routed_metrics_path, "routed metrics")
     return pair
 
 
-def _abs_metrics(pair: Any, method: str, cls: str) -> Mapping | None:
-    abs_m = pair.get("unified_abs_metrics") if isinstance(pair, Mapping) else None
-    if abs_m is not None and (str(abs_m.get("method")), str(abs_m.get("class"))) != (method, cls):
+#: The pair's optional metrics of the other global-model scopes, and their names in messages.
+SCOPE_KEYS = {"unified_abs_metrics": "absolute-unified", "routed_metrics": "routed"}
+
+
+def _scope_metrics(pair: Any, key: str, method: str, cls: str) -> Mapping | None:
+    """The pair's optional ``unified_abs_metrics`` / ``routed_metrics``, checked to be its own."""
+    m = pair.get(key) if isinstance(pair, Mapping) else None
+    if m is not None and (str(m.get("method")), str(m.get("class"))) != (method, cls):
         raise AdlocError(
-            f"gap {method}/{cls}: the absolute-unified metrics are for "
-            f"{abs_m.get('method')}/{abs_m.get('class')}"
+            f"gap {method}/{cls}: the {SCOPE_KEYS[key]} metrics are for "
+            f"{m.get('method')}/{m.get('class')}"
         )
-    return abs_m
+    return m
 
 
 def result_key(path) -> tuple[str, str, str]:
@@ -169,7 +186,8 @@ def load_pairs(metric_files: Iterable, score_files: Iterable) -> list[dict]:
                     f"{'/'.join(pc)} has one); the gap rule needs both models of every method and class"
                 )
         ab = metrics.get((method, "unified_abs", cls))
-        pairs.append(load_pair(metrics[pc], metrics[gl], scores[pc], scores[gl], ab))
+        rt = metrics.get((method, "routed", cls))
+        pairs.append(load_pair(metrics[pc], metrics[gl], scores[pc], scores[gl], ab, rt))
     return pairs
 
 
@@ -227,7 +245,8 @@ def gap_table(
         seen.add((method, cls))
         check_same_test_images(pcs, gls, what)
         labels = np.asarray(pcs["test_labels"]).astype(int)
-        absm = _abs_metrics(pair, method, cls)
+        absm = _scope_metrics(pair, "unified_abs_metrics", method, cls)
+        rtm = _scope_metrics(pair, "routed_metrics", method, cls)
         for metric, (section, key) in GAP_METRICS.items():
             a, b = _value(pcm, section, key), _value(glm, section, key)
             c = np.nan if absm is None else (
@@ -259,6 +278,8 @@ def gap_table(
                     ci_excludes_zero=(bool(lo > 0 or hi < 0) if np.isfinite([lo, hi]).all()
                                       else pd.NA),
                 )
+            row.update(routed_gap_values(metric, row, pcm, rtm, pcs, gls, n_boot, seed, alpha,
+                                         ci_fn=None if check_estimate else ci_fn, what=what))
             rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS)
     if macro and not df.empty:
@@ -272,6 +293,8 @@ def gap_table(
                 "ci_excludes_zero": pd.NA, "n_boot": 0, "n_valid": 0,
                 "n_test": int(g["n_test"].sum()), "unified_abs": mean(g["unified_abs"]),
                 "gap_abs": mean(g["gap_abs"]), "n_classes": int(g["gap"].notna().sum()),
+                "routed": mean(g["routed"]), "gap_routed": mean(g["gap_routed"]),
+                "gap_routed_low": np.nan, "gap_routed_high": np.nan,
             })
         df = pd.concat([df, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True)
     return _sort(df)
@@ -310,7 +333,8 @@ def read_gap_table(path) -> pd.DataFrame:
         raise AdlocError(f"gap table {path} lacks columns {missing}; delete it and rerun")
     for c in ("method", "class", "metric"):
         df[c] = text_column(df[c])
-    for c in ("per_class", "global", "gap", "gap_low", "gap_high", "unified_abs", "gap_abs"):
+    for c in ("per_class", "global", "gap", "gap_low", "gap_high", "unified_abs", "gap_abs",
+              *ROUTED_COLUMNS):
         df[c] = df[c].astype(float)
     for c in ("n_boot", "n_valid", "n_test", "n_classes"):
         df[c] = df[c].astype(int)
@@ -352,11 +376,21 @@ def wide_gap_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
         rec[METRIC_LABELS.get(r["metric"], r["metric"])] = cell(r)
         if r["metric"] in THRESHOLD_METRICS and pd.notna(r.get("gap_abs", np.nan)):
             rec[ABS_LABELS[r["metric"]]] = f"{r['gap_abs']:+.{decimals}f}"
+        if r["metric"] in THRESHOLD_METRICS and pd.notna(r.get("gap_routed", np.nan)):
+            s = f"{r['gap_routed']:+.{decimals}f}"
+            lo, hi = r.get("gap_routed_low", np.nan), r.get("gap_routed_high", np.nan)
+            if pd.notna(lo) and pd.notna(hi):
+                s += f" [{lo:+.{decimals}f}, {hi:+.{decimals}f}]" + (" *" if lo > 0 or hi < 0 else "")
+            rec[ROUTED_LABELS[r["metric"]]] = s
     cols = ["method", "class"] + [METRIC_LABELS[m] for m in GAP_METRICS]
-    if "gap_abs" in df.columns and df["gap_abs"].notna().any():
-        cols += [ABS_LABELS[m] for m in THRESHOLD_METRICS]
+    for column, names in VERSUS_LABELS.items():
+        if column in df.columns and df[column].notna().any():
+            cols += [names[m] for m in THRESHOLD_METRICS]
     return pd.DataFrame(list(records.values())).reindex(columns=cols).fillna("N/A")
 
+
+#: what the error bars of one repeat's gap figure are
+ERRORBAR_NOTE = "paired bootstrap 95% interval: AUROC, AUPRC, and F1 / accuracy vs routed"
 
 #: up to this many classes plot_gap groups the classes' bars per metric; beyond, one panel per
 #: metric and method with the classes along x (:func:`adloc.analysis.gap_panels.plot_gap_by_class`)
@@ -364,7 +398,7 @@ GROUPED_MAX_CLASSES = 6
 
 
 def plot_gap(df: pd.DataFrame, title: str = TITLE, points: pd.DataFrame | None = None,
-             errorbar_note: str = "paired bootstrap 95% interval, AUROC and AUPRC only"):
+             errorbar_note: str = ERRORBAR_NOTE):
     """One panel per method: grouped bars (one bar per class) for each metric, error bars where
     available, a hatched bar for the mean over classes, and a zero line. ``points``: every
     repeat's gap table (same columns), drawn as dots over the bars (the across-repeat spread).
@@ -378,13 +412,14 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE, points: pd.DataFrame | None =
     classes = sorted(c for c in df["class"].unique() if c != "macro")
     colors = class_colors(classes)
     groups = [(m, "gap") for m in GAP_METRICS if m in set(df["metric"])]
-    if "gap_abs" in df.columns and df["gap_abs"].notna().any():
-        groups += [(m, "gap_abs") for m in THRESHOLD_METRICS if m in set(df["metric"])]
+    for column in VERSUS_LABELS:
+        if column in df.columns and df[column].notna().any():
+            groups += [(m, column) for m in THRESHOLD_METRICS if m in set(df["metric"])]
     metrics = [m for m, _ in groups]
+    labels = [METRIC_LABELS[m] if col == "gap" else VERSUS_LABELS[col][m] for m, col in groups]
     if len(classes) > GROUPED_MAX_CLASSES:
         from .gap_panels import plot_gap_by_class
 
-        labels = [METRIC_LABELS[m] if col == "gap" else ABS_LABELS[m] for m, col in groups]
         return plot_gap_by_class(df, groups, labels, title, points=points, errorbar_note=errorbar_note)
     has_macro = bool((df["class"] == "macro").any())
     slots = classes + (["macro"] if has_macro else [])
@@ -406,9 +441,8 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE, points: pd.DataFrame | None =
                 else:
                     ax.bar(xs, np.nan_to_num(y), width=width * 0.92, color=colors[cls],
                            edgecolor="black", linewidth=0.4)
-                is_gap = np.array([col == "gap" for _, col in groups])
-                lo = np.where(is_gap, dc["gap_low"].to_numpy(float), float_column(dc, "gap_abs_low"))
-                hi = np.where(is_gap, dc["gap_high"].to_numpy(float), float_column(dc, "gap_abs_high"))
+                lo = np.array([float_column(dc, f"{col}_low")[i] for i, (_, col) in enumerate(groups)])
+                hi = np.array([float_column(dc, f"{col}_high")[i] for i, (_, col) in enumerate(groups)])
                 has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y)
                 if has.any():
                     ax.errorbar(xs[has], y[has], yerr=[y[has] - lo[has], hi[has] - y[has]],
@@ -427,9 +461,8 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE, points: pd.DataFrame | None =
                                     color="0.4")
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_title(method_label(method))
-            ax.set_ylabel("per-class − global")
-            ax.set_xticks(x0, [METRIC_LABELS[m] if col == "gap" else ABS_LABELS[m].replace(" vs ", "\nvs ")
-                               for m, col in groups])
+            ax.set_ylabel("per-class − global\n(or the scope named)")
+            ax.set_xticks(x0, [lab.replace(" vs ", "\nvs ") for lab in labels])
             ax.tick_params(axis="x", labelbottom=True)
             ax.grid(axis="y", color="0.9", linewidth=0.6)
             ax.set_axisbelow(True)
@@ -440,5 +473,7 @@ def plot_gap(df: pd.DataFrame, title: str = TITLE, points: pd.DataFrame | None =
             handles.append(Patch(facecolor="0.85", edgecolor="black", hatch="///",
                                  label="mean over classes"))
         fig.legend(handles=handles, loc="outside right upper", title="class", frameon=False)
-        fig.suptitle(title)
+        # ~8 title characters per inch at 12 pt beside the legend: wrap to fit
+        width = fig.get_figwidth()
+        fig.suptitle("\n".join(textwrap.fill(t, int(width * 8)) for t in title.split("\n")))
     return fig

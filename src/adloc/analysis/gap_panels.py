@@ -18,13 +18,14 @@ from .figures import class_colors, method_label, new_figure, style
 from .tables import float_column
 
 #: what the error bars are, by default (the x-axis label of the bottom row names it)
-ERRORBAR_NOTE = "paired bootstrap 95% interval, AUROC and AUPRC only"
+ERRORBAR_NOTE = "paired bootstrap 95% interval: AUROC, AUPRC, and F1 / accuracy vs routed"
 
 
 def _panel(ax, d: pd.DataFrame, slots: Sequence[str], colors: dict, column: str,
            pts: pd.DataFrame | None = None) -> None:
     """Bars of one method and metric: one per slot (class, then "macro" if present), the value
-    in ``column`` ("gap"; "gap_abs": per-class minus absolute-unified, whose interval exists only across repeats); ``pts``:
+    in ``column`` ("gap"; "gap_abs": per-class minus absolute-unified, whose interval exists only
+    across repeats; "gap_routed": per-class minus routed); ``pts``:
     every repeat's rows of that method and metric, drawn as dots (the across-repeat spread)."""
     d = d.set_index("class").reindex(list(slots))
     x = np.arange(len(slots), dtype=float)
@@ -34,8 +35,8 @@ def _panel(ax, d: pd.DataFrame, slots: Sequence[str], colors: dict, column: str,
     for xi, yi, fc, h in zip(x, y, face, hatch):
         ax.bar(xi, np.nan_to_num(yi), width=0.8, color=fc, edgecolor="black", linewidth=0.4,
                hatch=h)
-    # "gap_low"/"gap_high", or "gap_abs_low"/"gap_abs_high" (the absolute-unified interval,
-    # across repeats only)
+    # "gap_low"/"gap_high", "gap_routed_low"/..., or "gap_abs_low"/"gap_abs_high" (the
+    # absolute-unified interval, across repeats only)
     lo, hi = float_column(d, f"{column}_low"), float_column(d, f"{column}_high")
     has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y)
     if has.any():
@@ -69,10 +70,11 @@ def plot_gap_by_class(df: pd.DataFrame, groups: Sequence[tuple[str, str]],
     names = [("mean over classes" if c == "macro" else c) for c in slots]
     with style():
         width = max(6.0, len(methods) * (0.3 * len(slots) + 1.6) + 0.6)
-        fig = new_figure(width, 1.55 * len(groups) + 1.9)
+        # rows 1.55 in high, lower beyond 8 rows (vs routed), so the figure stays within 15 in
+        fig = new_figure(width, min(1.55, 13.0 / max(1, len(groups))) * len(groups) + 1.9)
         axes = fig.subplots(len(groups), len(methods), squeeze=False, sharex=True, sharey="row")
         for r, ((metric, column), label) in enumerate(zip(groups, labels)):
-            other = "global" if column == "gap" else "unified"
+            other = {"gap": "global", "gap_routed": "routed"}.get(column, "unified")
             for c, method in enumerate(methods):
                 ax = axes[r, c]
                 d = df[(df["method"] == method) & (df["metric"] == metric)]
@@ -83,7 +85,8 @@ def plot_gap_by_class(df: pd.DataFrame, groups: Sequence[tuple[str, str]],
                 if r == 0:
                     ax.set_title(method_label(method))
                 if c == 0:
-                    ax.set_ylabel(f"{label}\nper-class − {other}", fontsize=9)
+                    # wrapped: a rotated label longer than its row would run into the next
+                    ax.set_ylabel(f"{textwrap.fill(label, 16)}\nper-class − {other}", fontsize=8.5)
         for ax in axes[-1]:
             ax.set_xticks(np.arange(len(slots)), names, rotation=60, ha="right", fontsize=8)
         fig.supxlabel(f"class (error bars: {errorbar_note}"

@@ -27,12 +27,14 @@ from ..errors import AdlocError
 from ..io import write_csv
 from .figures import method_label, scope_label
 from .gap import ABS_LABELS, METRIC_LABELS, THRESHOLD_METRICS
+from .routing import ROUTED_LABELS
 from .tables import RATE_COLUMNS, read_table_csv, sort_rows
 
 #: Metrics summarised across repeats (the metrics table's rate columns and the threshold).
 ACROSS_METRICS = ["threshold"] + RATE_COLUMNS
 #: Gap comparisons: the unified scope, its value column and its gap column in the gap table.
-VERSUS = {"global": ("global", "gap"), "unified_abs": ("unified_abs", "gap_abs")}
+VERSUS = {"global": ("global", "gap"), "unified_abs": ("unified_abs", "gap_abs"),
+          "routed": ("routed", "gap_routed")}
 #: Level of the paired test and of the intervals.
 ALPHA = 0.05
 
@@ -144,8 +146,8 @@ def gap_across_repeats(stacked_gap: pd.DataFrame) -> pd.DataFrame:
     """Per method x class (macro included) x metric x unified scope: the :func:`interval` over
     the units of the per-class − unified gap, the mean of both values, and the paired t-test on
     the unit means; ``p_adjusted``: Benjamini-Hochberg over every tested row; ``holds`` is True
-    when p_adjusted < :data:`ALPHA`, False when not, NA when untestable. Absolute-unified rows
-    only for the threshold metrics (the others equal model-unified)."""
+    when p_adjusted < :data:`ALPHA`, False when not, NA when untestable. Absolute-unified and
+    routed rows only for the threshold metrics (the others equal model-unified)."""
     from scipy import stats
 
     unit, label = units(list(dict.fromkeys(stacked_gap["repeat"])))
@@ -155,8 +157,8 @@ def gap_across_repeats(stacked_gap: pd.DataFrame) -> pd.DataFrame:
         g = stacked_gap[(stacked_gap["method"] == k["method"]) & (stacked_gap["class"] == k["class"])
                         & (stacked_gap["metric"] == k["metric"])]
         for versus, (col, gap_col) in VERSUS.items():
-            if versus == "unified_abs" and (k["metric"] not in THRESHOLD_METRICS
-                                            or col not in g or g[col].isna().all()):
+            if versus != "global" and (k["metric"] not in THRESHOLD_METRICS
+                                       or col not in g or g[col].isna().all()):
                 continue
             pc = unit_means(g, "per_class", label).to_numpy(float)
             other = unit_means(g, col, label).to_numpy(float)
@@ -192,12 +194,13 @@ def gap_plot_frame(across: pd.DataFrame, first_repeat_gap: pd.DataFrame) -> pd.D
     rows = []
     for (method, cls, metric), g in across.groupby(["method", "class", "metric"], sort=False):
         gl = g[g["versus"] == "global"].iloc[0]
-        ab = g[g["versus"] == "unified_abs"]
-        rows.append({"method": method, "class": cls, "metric": metric, "gap": gl["mean"],
-                     "gap_low": gl["ci_low"], "gap_high": gl["ci_high"],
-                     "gap_abs": ab["mean"].iloc[0] if len(ab) else np.nan,
-                     "gap_abs_low": ab["ci_low"].iloc[0] if len(ab) else np.nan,
-                     "gap_abs_high": ab["ci_high"].iloc[0] if len(ab) else np.nan})
+        row = {"method": method, "class": cls, "metric": metric, "gap": gl["mean"],
+               "gap_low": gl["ci_low"], "gap_high": gl["ci_high"]}
+        for versus, column in (("unified_abs", "gap_abs"), ("routed", "gap_routed")):
+            o = g[g["versus"] == versus]
+            for suffix, key in (("", "mean"), ("_low", "ci_low"), ("_high", "ci_high")):
+                row[column + suffix] = o[key].iloc[0] if len(o) else np.nan
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -255,12 +258,13 @@ def summary_lines(metrics_across: pd.DataFrame, gap_across: pd.DataFrame,
     else:
         lines += [f"{len(held)} of {testable} testable per-class gaps hold across repeats"
                   + (" (positive favours the per-class model; \"vs one threshold\" compares with "
-                     "the absolute-unified scope):" if len(held) else "."), ""]
+                     "the absolute-unified scope, \"vs routed\" with the routed one):"
+                     if len(held) else "."), ""]
         if len(held):
             table = pd.DataFrame([{
                 "method": method_label(r["method"]), "class": r["class"],
-                "metric": (ABS_LABELS[r["metric"]] if r["versus"] == "unified_abs"
-                           else METRIC_LABELS.get(r["metric"], r["metric"])),
+                "metric": {"unified_abs": ABS_LABELS, "routed": ROUTED_LABELS}.get(
+                    r["versus"], METRIC_LABELS).get(r["metric"], r["metric"]),
                 "gap [95% t-interval]": f"{_fmt(r['mean'], sign=True)} [{_fmt(r['ci_low'], sign=True)}, "
                                         f"{_fmt(r['ci_high'], sign=True)}]",
                 "p": f"{r['p_value']:.3g}", "adjusted p": f"{r['p_adjusted']:.3g}",

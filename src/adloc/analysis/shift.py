@@ -4,7 +4,8 @@ Phases (rules/common.smk): ``clean`` (the clean chain, for reference), ``none`` 
 and clean thresholds on the shifted test split), ``threshold`` (clean models, thresholds
 re-fitted on the shifted validation split) and ``full`` (models re-fitted on the shifted train
 split, thresholds on the shifted validation split). Every phase has the three scopes of the
-clean chain: per-class, model-unified (``global``) and absolute-unified (``unified_abs``).
+clean chain: per-class, model-unified (``global``), absolute-unified (``unified_abs``) and routed
+(``routed``; the figures draw the first three).
 
 - :func:`stack_phases`: one table with a ``phase`` column in front of any per-repeat table
   (the metrics tables of :mod:`.tables`, the gap tables of :mod:`.gap`); :func:`with_shift_seed`:
@@ -113,7 +114,7 @@ def shift_cost(
         clean: one repeat's clean metrics table (:func:`adloc.analysis.tables.metrics_table`).
         shifted: that repeat's phase metrics tables stacked (:func:`stack_phases`).
         scores: ``(phase, method, model, class)`` -> ``(clean npz, shifted npz)`` (``model``
-            ``per_class`` or ``global``; ``unified_abs`` shares the global scores) for the
+            ``per_class`` or ``global``; ``unified_abs`` and ``routed`` share the global scores) for the
             paired bootstrap of AUROC and AUPRC; None or a missing key: no interval.
         shift_path: clean test path -> shifted test path (the pairing is checked).
     """
@@ -127,7 +128,7 @@ def shift_cost(
         base = ref.get(k)
         pair = None
         if scores and r["class"] != "macro":
-            model_scope = "global" if r["scope"] in ("global", "unified_abs") else "per_class"
+            model_scope = "per_class" if r["scope"] == "per_class" else "global"  # the scores' model
             pair = scores.get((r["phase"], r["method"], model_scope, r["class"]))
             if pair is not None:
                 _check_pairing(pair[0], pair[1], shift_path or {}, f"shift cost {r['phase']}/{'/'.join(map(str, k))}")

@@ -23,6 +23,8 @@ with identical inputs produce identical bytes. ``ctx`` keys:
 ``repeats``                   repeat names (the first one's tables are ``metrics_table`` etc.)
 ``metrics_across``            :func:`adloc.analysis.repeats.metrics_across_repeats` output, or None
 ``gap_across``                :func:`adloc.analysis.repeats.gap_across_repeats` output, or None
+``routing``                   {feature set: :func:`adloc.analysis.routing.routing_tables` accuracy
+                              table} of the first repeat, or None
 ============================  =====================================================================
 """
 
@@ -34,6 +36,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from ..config import feature_set_name
 from ..io import json_text, write_text
 from ..models.registry import REGISTRY, bank_method, method_names
 from .anchors import anchor_lines
@@ -42,6 +45,7 @@ from .figures import method_label, scope_label
 from .gap import METRIC_LABELS, significant_gaps, wide_gap_table
 from .study_reference import wide_side_by_side
 from .repeats import summary_lines
+from .routing import routing_sentences
 from .tables import display_table
 from .tsne import covered_sentences
 
@@ -223,20 +227,26 @@ def _protocol_differences(cfg: Mapping, mt: pd.DataFrame, has_bank: bool) -> lis
 def identity_sentences(mt: pd.DataFrame) -> list[str]:
     """What knowing the class at inference buys: model-unified (the global model with each
     class's own threshold) minus absolute-unified (the same model, one pooled threshold), in F1
-    and accuracy, macro over classes and the class where it matters most; one line per method."""
+    and accuracy, macro over classes and the class where it matters most, and the routed scope
+    (the predicted class's threshold) beside them when the table has it; one line per method."""
     out = []
     for method in dict.fromkeys(mt["method"]):
         d = mt[mt["method"] == method]
         gl = d[d["scope"] == "global"].set_index("class")
         ab = d[d["scope"] == "unified_abs"].set_index("class")
+        rt = d[d["scope"] == "routed"].set_index("class")
         if gl.empty or ab.empty or "macro" not in gl.index or "macro" not in ab.index:
             continue
         parts = []
         for metric, label in (("f1", "F1"), ("accuracy", "accuracy")):
             a, b = gl.at["macro", metric], ab.at["macro", metric]
             diff = "N/A" if pd.isna(a) or pd.isna(b) else f"{a - b:+.4f}"
-            parts.append(f"macro {label} {_fmt(a)} with per-class thresholds vs {_fmt(b)} with "
-                         f"one threshold ({diff})")
+            text = (f"macro {label} {_fmt(a)} with per-class thresholds vs {_fmt(b)} with one "
+                    f"threshold ({diff})")
+            if "macro" in rt.index:
+                r = rt.at["macro", metric]
+                text += f" vs {_fmt(r)} routed ({'N/A' if pd.isna(a) or pd.isna(r) else f'{a - r:+.4f}'})"
+            parts.append(text)
         per = (gl["f1"] - ab["f1"]).drop("macro", errors="ignore").dropna()
         worst = ""
         if len(per) and per.max() > 0:
@@ -247,6 +257,16 @@ def identity_sentences(mt: pd.DataFrame) -> list[str]:
         elif len(per):
             worst = "; no class gains F1 from its own threshold"
         out.append(f"- {method_label(method)} global model: " + "; ".join(parts) + worst + ".")
+    return out
+
+
+def feature_sets(cfg: Mapping) -> dict[str, list[str]]:
+    """Feature set -> the methods of the config that read it (each is routed on it)."""
+    out: dict[str, list[str]] = {}
+    for m in _get(cfg, "methods", []) or []:
+        bb, wt = _get(cfg, f"{m}.backbone"), _get(cfg, f"{m}.weights")
+        if bb and wt:
+            out.setdefault(feature_set_name(bb, wt), []).append(m)
     return out
 
 
@@ -263,6 +283,9 @@ def default_figures(config: Mapping[str, Any], repeat: str | None = None) -> lis
         figs.append((f"{method_label(m)} global model: class A's threshold on class B's "
                      f"{variant}" + (f" (repeat {repeat})" if repeat else ""),
                      f"{sub}figures/confusion_{m}.png"))
+    for fset in feature_sets(config):
+        figs.append((f"Class routing of the test images (routed scope), {fset} features"
+                     + (f" (repeat {repeat})" if repeat else ""), f"{sub}figures/routing_{fset}.png"))
     bm = bank_method(methods)
     tsne = (f"t-SNE: global {method_label(bm)} memory bank by source class, and frozen backbone "
             "features" if bm else "t-SNE: frozen backbone features")
@@ -386,9 +409,16 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
         lines += ["### What class identity at inference buys" + (f" (repeat {reps[0]})" if reps else ""), "",
                   "The global model with each class's own threshold (model-unified) against the "
                   "same model and scores with ONE threshold, F1-max on the pooled validation "
-                  "split of every class (absolute-unified); positive = knowing the class helps. "
-                  "Ranking and pixel metrics do not depend on the threshold, so they are the "
-                  "same in both scopes." + across, ""] + ident + [""]
+                  "split of every class (absolute-unified) and with the threshold of the class "
+                  "each test image is routed to, predicted from the image (routed); positive = "
+                  "knowing the class helps. Ranking and pixel metrics do not depend on the "
+                  "threshold, so they are the same in all three scopes." + across, ""] + ident + [""]
+        routing = ctx.get("routing") or {}
+        if routing:
+            methods_of = feature_sets(cfg)
+            lines += ["Routing (the routed scope's predicted class; tables "
+                      "`<repeat>/tables/routing_*.csv`, figures `<repeat>/figures/routing_*.png`):", ""]
+            lines += routing_sentences(routing, int(g("routing.k", 5)), methods_of) + [""]
 
     if ctx.get("metrics_across") is not None and ctx.get("gap_across") is not None:
         lines += summary_lines(ctx["metrics_across"], ctx["gap_across"],

@@ -62,7 +62,7 @@ TEXT_COLUMNS = [
 
 # Method order: the registry's at call time (adloc.models.registry.method_names, plug-ins
 # included); anything else follows alphabetically.
-SCOPE_ORDER = ("per_class", "global", "unified_abs")
+SCOPE_ORDER = ("per_class", "global", "unified_abs", "routed")
 MACRO = "macro"
 
 
@@ -152,7 +152,8 @@ def order_key(values: Iterable[str], preferred: tuple[str, ...]) -> dict[str, in
 
 
 def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Deterministic order: method (registry order, then A-Z), scope (per-class, global),
+    """Deterministic order: method (registry order, then A-Z), scope (per-class, global,
+    absolute-unified, routed),
     class A-Z with ``macro`` last."""
     if df.empty:
         return df.reset_index(drop=True)
