@@ -215,3 +215,13 @@ def test_evaluation_plan_maps_file_keys_to_scopes():
     assert [j.scope for j in evaluation_plan("global", ins, no_routed)] == ["global", "unified_abs"]
     with pytest.raises(AdlocError, match="'routing'"):
         evaluation_plan("global", {"threshold": "g", "pooled": "p"}, outs)
+
+
+def test_routing_k_is_a_config_key_with_a_default():
+    from adloc.config import validate_config
+    from adloc.errors import ConfigError
+
+    assert validate_config({})["routing"] == {"k": 5}
+    assert validate_config({"routing": {"k": 9}})["routing"]["k"] == 9
+    with pytest.raises(ConfigError, match="routing"):
+        validate_config({"routing": {"k": 0}})

@@ -200,6 +200,21 @@ def test_changed_threshold_mode_reruns_calibration_and_evaluation_only(run):
     assert not rules & upstream
 
 
+def test_changed_routing_k_reruns_routing_and_the_global_evaluation_only(run):
+    wd, _, _ = run
+    write_config(wd, routing={"k": 3})
+    try:
+        jobs = planned_jobs(wd)
+    finally:
+        write_config(wd)
+    rules = {r for r, _ in jobs}
+    assert [w for r, w in jobs if r == "route"] == [
+        {"repeat": REP, "ph": "", "fset": "efficientnet_lite0-imagenet"}]  # one per repeat and feature set
+    assert {"evaluate_global", "metrics_table", "gap", "summary"} <= rules
+    assert not rules & {"extract_features", "fit_class", "fit_global", "score", "score_global",
+                        "calibrate", "calibrate_global", "evaluate", "tsne"}
+
+
 def test_nothing_to_do_after_a_complete_run(run):
     wd, _, _ = run
     assert planned_jobs(wd) == []

@@ -85,9 +85,9 @@ def test_study_branches_are_recorded(study_run):
     assert "train_scores" in sc and np.isfinite(sc["test_maps"]).all()
     df = pd.read_csv(r / "tables" / "metrics.csv")
     per = df[df["class"] != "macro"]
-    assert len(per) == 2 * 3 * len(CLASSES)  # methods x scopes x classes
-    # both scopes of the global model share its (anomalous-images) pixel metrics
+    assert len(per) == 2 * 4 * len(CLASSES)  # methods x scopes x classes
+    # the three scopes of the global model share its (anomalous-images) pixel metrics
     for (m, c), rows in per.groupby(["method", "class"]):
         by = rows.set_index("scope")["pixel_auroc"]
-        assert by["unified_abs"] == by["global"], (m, c)
+        assert by["unified_abs"] == by["global"] == by["routed"], (m, c)
     assert "study" in (r / "summary.md").read_text().lower()
