@@ -188,8 +188,8 @@ def _check_plugin_outputs(r, classes):
     mt = pd.read_csv(r / "tables" / "metrics.csv")
     rows = mt[mt["class"] != "macro"]
     assert set(rows["method"]) == {"pooled_knn"}
-    assert set(rows["scope"]) == {"per_class", "global", "unified_abs"}
-    assert len(rows) == 3 * len(classes) and rows["auroc"].between(0, 1).all()
+    assert set(rows["scope"]) == {"per_class", "global", "unified_abs", "routed"}
+    assert len(rows) == 4 * len(classes) and rows["auroc"].between(0, 1).all()
     for table in sorted((r / "tables").glob("*.csv")):  # every table that has methods has it
         df = pd.read_csv(table)
         if "method" in df.columns:

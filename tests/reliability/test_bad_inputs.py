@@ -270,8 +270,11 @@ def test_no_anomalies_in_val_error_then_fallback(tmp_path_factory, dataset_cache
     snakemake(wd, "--cores", "2", f"{REP}/tables/metrics.csv")
     df = pd.read_csv(wd / REP / "tables" / "metrics.csv")
     rows = df[df["class"] == CLASS]
-    assert len(rows) == 3  # per-class, global (model-unified) and unified_abs (one pooled threshold)
-    assert (rows["threshold_fallback"] == "no_anomalies_in_val: max normal score").all()
+    # per-class, global (model-unified), unified_abs (one pooled threshold) and routed (the
+    # predicted class's threshold: its fallback names the classes whose thresholds it used)
+    assert len(rows) == 4
+    own = rows[rows["scope"] != "routed"]
+    assert (own["threshold_fallback"] == "no_anomalies_in_val: max normal score").all()
     assert tmp_leftovers(wd) == []
 
 

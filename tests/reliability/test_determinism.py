@@ -34,7 +34,7 @@ def test_tables_summary_and_metrics_are_bit_identical(reference_run, resumed_run
     must = [k for k in a if k.startswith(("tables/", rep + "tables/", rep + "metrics/", rep + "thresholds/"))
             or k == "summary.md"]
     assert len([k for k in must if k.startswith("tables/")]) >= 5
-    assert len([k for k in must if k.startswith(rep + "metrics/")]) == 6  # 2 methods x 3 scopes (per-class, global, unified_abs)
+    assert len([k for k in must if k.startswith(rep + "metrics/")]) == 8  # 2 methods x 4 scopes (per-class, global, unified_abs, routed)
     differ = [k for k in must if a[k].read_bytes() != b[k].read_bytes()]
     assert differ == [], f"differ between two runs: {differ}"
 
