@@ -156,11 +156,8 @@ def read_confusion(path) -> pd.DataFrame:
     """Read a table written by :func:`write_confusion` (class names kept as text)."""
     from .tables import read_table_csv
 
-    df = read_table_csv(path, "confusion table",
+    df = read_table_csv(path, "confusion table", columns=COLUMNS,
                    dtype={"threshold_class": str, "normals_class": str, "label": str})
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise AdlocError(f"confusion table {path} lacks columns {missing}; delete it and rerun")
     df["threshold_class"] = df["threshold_class"].astype(object)
     df["normals_class"] = df["normals_class"].astype(object)
     df["label"] = df["label"].astype(object)

@@ -327,10 +327,7 @@ def write_gap_table(path, df: pd.DataFrame) -> None:
 
 def read_gap_table(path) -> pd.DataFrame:
     """Read a table written by :func:`write_gap_table` back with the same dtypes."""
-    df = read_table_csv(path, "gap table", dtype={"class": str})
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise AdlocError(f"gap table {path} lacks columns {missing}; delete it and rerun")
+    df = read_table_csv(path, "gap table", columns=COLUMNS, dtype={"class": str})
     for c in ("method", "class", "metric"):
         df[c] = text_column(df[c])
     for c in ("per_class", "global", "gap", "gap_low", "gap_high", "unified_abs", "gap_abs",

@@ -281,19 +281,13 @@ __all__ = ["ACROSS_METRICS", "TEST_SENTENCE", "stack_repeats", "interval", "unit
 
 def read_metrics_across(path) -> pd.DataFrame:
     """Read a table written from :func:`metrics_across_repeats` back (class names as text)."""
-    df = read_table_csv(path, "across-repeat metrics table", dtype={"class": str})
-    missing = [c for c in METRICS_COLUMNS if c not in df.columns]
-    if missing:
-        raise AdlocError(f"across-repeat metrics table {path} lacks columns {missing}; delete it and rerun")
+    df = read_table_csv(path, "across-repeat metrics table", columns=METRICS_COLUMNS, dtype={"class": str})
     return df[METRICS_COLUMNS]
 
 
 def read_gap_across(path) -> pd.DataFrame:
     """Read a table written from :func:`gap_across_repeats` back (``holds`` as nullable bool)."""
-    df = read_table_csv(path, "across-repeat gap table", dtype={"class": str})
-    missing = [c for c in GAP_COLUMNS if c not in df.columns]
-    if missing:
-        raise AdlocError(f"across-repeat gap table {path} lacks columns {missing}; delete it and rerun")
+    df = read_table_csv(path, "across-repeat gap table", columns=GAP_COLUMNS, dtype={"class": str})
     df["holds"] = pd.array([pd.NA if pd.isna(v) else str(v).strip().lower() == "true"
                             for v in df["holds"]], dtype="boolean")
     return df[GAP_COLUMNS]

@@ -76,10 +76,7 @@ def write_routing_tables(accuracy_path, confusion_path, accuracy: pd.DataFrame, 
 
 def read_routing_accuracy(path) -> pd.DataFrame:
     """Read a table written by :func:`write_routing_tables` (accuracy) back."""
-    df = read_table_csv(path, "routing accuracy table", dtype={"class": str})
-    missing = [c for c in ACCURACY_COLUMNS if c not in df.columns]
-    if missing:
-        raise AdlocError(f"routing accuracy table {path} lacks columns {missing}; delete it and rerun")
+    df = read_table_csv(path, "routing accuracy table", columns=ACCURACY_COLUMNS, dtype={"class": str})
     for c in ("n_test", "n_correct", "n_test_normal", "n_test_anomalous"):
         df[c] = df[c].astype("Float64").round().astype("Int64")
     return df[ACCURACY_COLUMNS]

@@ -233,10 +233,7 @@ def _fmt_threshold(t) -> str:
 def read_metrics_table(path) -> pd.DataFrame:
     """Read a table written by :func:`write_metrics_table` back with the same dtypes (counts as
     nullable Int64, blank text as None)."""
-    df = read_table_csv(path, "metrics table", dtype={"class": str})
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise AdlocError(f"metrics table {path} lacks columns {missing}; delete it and rerun")
+    df = read_table_csv(path, "metrics table", columns=COLUMNS, dtype={"class": str})
     for c in COUNT_COLUMNS + MACRO_N_COLUMNS:
         df[c] = df[c].astype("Float64").round().astype("Int64")
     for c in ["method", "scope", "class", "threshold_fallback"] + TEXT_COLUMNS:
@@ -259,14 +256,19 @@ def float_column(df: pd.DataFrame, name: str) -> np.ndarray:
     return df[name].to_numpy(float) if name in df.columns else np.full(len(df), np.nan)
 
 
-def read_table_csv(path, what: str, **kwargs) -> pd.DataFrame:
-    """``pd.read_csv`` whose missing or corrupt file is an :class:`AdlocError` naming ``what``."""
+def read_table_csv(path, what: str, columns=None, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` whose missing or corrupt file is an :class:`AdlocError` naming ``what``;
+    with ``columns``, a table that lacks any of them is one too (written by another version)."""
     try:
-        return pd.read_csv(path, **kwargs)
+        df = pd.read_csv(path, **kwargs)
     except FileNotFoundError:
         raise AdlocError(f"{what} not found: {path}. Rerun the workflow to regenerate it.") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AdlocError(f"{what} is corrupt: {path} ({exc}). Delete it and rerun.") from None
+    missing = [c for c in (columns or ()) if c not in df.columns]
+    if missing:
+        raise AdlocError(f"{what} {path} lacks columns {missing}; delete it and rerun")
+    return df
 
 
 def display_table(df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
