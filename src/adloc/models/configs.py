@@ -97,6 +97,7 @@ class PatchCoreConfig(ModelConfig):
     coreset_dtype: str = "float32"
     embedding_dtype: str = "float32"
     num_neighbors: int = 9
+    knn_bf16: bool = False
     scoring: str = "paper"
     blur_sigma: float = 4.0
     blur_mode: str = "reflect"

@@ -8,16 +8,25 @@ The torch backend computes ``|q|^2 - 2 q.b + |b|^2`` in float32 chunks of querie
 chunk's distance block stays under ``max_block_elems`` elements, then ``topk(largest=False)``.
 Results come back sorted by distance, on the queries' device, as ``(float32, int64)`` tensors.
 ``k`` larger than the bank is clipped to the bank size.
+
+``bf16=True`` (opt-in, CPU banks): where the CPU has AVX512-BF16 or AMX, the search runs as
+:class:`adloc.models.knn_bf16.Bf16Search` (backend ``"bf16"``): bfloat16 candidates, re-ranked
+in float32, provably equal to the direct-formula float32 reference
+:func:`adloc.models.knn_bf16.direct_knn` (not bit-identical to faiss' expansion formula: see
+that module). Elsewhere it logs so and searches as without it; CUDA banks are unaffected.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
 import torch
 
 from ..errors import ModelError
+
+log = logging.getLogger(__name__)
 
 #: distance block size for the torch backend (float32 elements; 2**26 = 256 MiB)
 DEFAULT_BLOCK_ELEMS = 1 << 26
@@ -27,10 +36,11 @@ class KnnIndex:
     """Exact L2 index over ``bank`` (M, D).
 
     ``backend``: ``"auto"`` (faiss when the bank is on the CPU, torch otherwise), ``"faiss"``
-    or ``"torch"``. Build once, search many times.
+    or ``"torch"``; ``bf16``: see the module docstring. Build once, search many times.
     """
 
-    def __init__(self, bank: torch.Tensor, backend: str = "auto", max_block_elems: int = DEFAULT_BLOCK_ELEMS):
+    def __init__(self, bank: torch.Tensor, backend: str = "auto", max_block_elems: int = DEFAULT_BLOCK_ELEMS,
+                 bf16: bool = False):
         if bank.ndim != 2 or bank.shape[0] == 0:
             raise ModelError(f"k-NN bank must be a non-empty (M, D) matrix, got {tuple(bank.shape)}")
         if backend == "auto":
@@ -42,7 +52,10 @@ class KnnIndex:
         self.max_block_elems = int(max_block_elems)
         #: seconds spent in :meth:`search` so far (CUDA: synchronised), for timing logs
         self.search_seconds = 0.0
-        if backend == "faiss":
+        self._bf16 = self._bf16_search() if bf16 else None
+        if self._bf16 is not None:
+            self.backend = "bf16"
+        elif backend == "faiss":
             import faiss
 
             if self.bank.device.type != "cpu":
@@ -51,6 +64,24 @@ class KnnIndex:
             self._index.add(np.ascontiguousarray(self.bank.numpy(), dtype=np.float32))
         else:
             self._bank_sq = (self.bank * self.bank).sum(1)
+
+    def _bf16_search(self):
+        from .knn_bf16 import Bf16Search, bf16_supported
+
+        if self.bank.device.type != "cpu":
+            log.info("knn_bf16: the bank is on %s; the bf16 search is CPU-only, searching in float32",
+                     self.bank.device)
+            return None
+        if not bf16_supported():
+            log.info("knn_bf16: this CPU has no AVX512-BF16/AMX-BF16 instructions; searching in plain float32 (%s)",
+                     self.backend)
+            return None
+        return Bf16Search(self.bank, max_block_elems=self.max_block_elems)
+
+    @property
+    def stats(self) -> dict | None:
+        """The bf16 search's counters (queries, fallback, candidates), None for other backends."""
+        return None if self._bf16 is None else dict(self._bf16.stats)
 
     @property
     def size(self) -> int:
@@ -65,7 +96,10 @@ class KnnIndex:
             )
         k = max(1, min(int(k), self.size))
         t0 = time.perf_counter()
-        if self.backend == "faiss":
+        if self._bf16 is not None:
+            d2, idx = self._bf16.search(queries, k)
+            d2, idx = d2.to(queries.device), idx.to(queries.device)
+        elif self.backend == "faiss":
             d2, idx = self._search_faiss(queries, k)
         else:
             d2, idx = self._search_torch(queries, k)
@@ -109,10 +143,11 @@ def knn(
     k: int,
     squared: bool = False,
     backend: str = "auto",
+    bf16: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k-NN of ``queries`` (Q, D) in ``bank`` (M, D): ``(dist (Q, k'), idx (Q, k'))``.
 
     L2 distances, or squared L2 with ``squared=True`` (what faiss ``IndexFlatL2`` returns).
-    One-shot convenience wrapper around :class:`KnnIndex`.
+    One-shot convenience wrapper around :class:`KnnIndex` (``bf16``: its opt-in bf16 search).
     """
-    return KnnIndex(bank, backend=backend).search(queries, k, squared=squared)
+    return KnnIndex(bank, backend=backend, bf16=bf16).search(queries, k, squared=squared)

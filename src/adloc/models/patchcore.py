@@ -256,7 +256,7 @@ class PatchCore(FeatureModel):
         if self.bank is None:
             raise self._not_fitted()
         if self._index is None:
-            self._index = KnnIndex(self.bank.to(self.device))
+            self._index = KnnIndex(self.bank.to(self.device), bf16=bool(self.config.knn_bf16))
         return self._index
 
     def predict(self, features, batch_size: int = 16,
@@ -301,6 +301,10 @@ class PatchCore(FeatureModel):
             "predict: %d images in %.2f s (kNN %.2f s, %s, bank %d)",
             n, time.perf_counter() - t0, index.search_seconds - knn0, index.backend, index.size,
         )
+        if index.stats is not None:
+            st = index.stats
+            log.info("predict: bf16 k-NN %d queries, %.2f candidates per query, %d fell back to float32",
+                     st["queries"], st["candidates"] / max(1, st["queries"]), st["fallback"])
         return scores, maps
 
     def _score_paper(self, rows, b, h, w, index: KnnIndex):

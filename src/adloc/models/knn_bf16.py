@@ -1,0 +1,244 @@
+"""Exact k-NN by a bfloat16 candidate search and a float32 re-ranking (opt-in, CPU).
+
+The reference it matches (:func:`direct_knn`, bit for bit): the squared distance of a query
+``q`` to a bank row ``b`` is ``r(q, b)`` = the float32 sum of ``fl(fl(q_j - b_j)^2)`` by a fixed
+pairwise tree (halves added elementwise, the length zero-padded to a power of two), and the
+``k`` nearest are the ``k`` smallest ``r``, ties to the lower bank index. Every step is one
+IEEE float32 operation per element, so ``r`` does not depend on how many pairs are evaluated
+together. It is the *direct* formula, not faiss' ``|q|^2 + |b|^2 - 2 q.b``: faiss' float32
+values carry its own cancellation error (about ``2^-24 (|q|^2 + |b|^2)`` per distance), so
+they can differ from ``r`` in the last bits and, at near ties, in the neighbour.
+
+Candidate search (:class:`Bf16Search`). Rows are centred on the bank mean ``mu`` (distances
+are translation invariant; centring shrinks the norms that the error scales with):
+``c = fl32(x - mu)``, ``x~ = bf16(c)``. One bfloat16 matrix product of the augmented rows
+``[q~, n_q(3 bf16 pieces), 1, 1, 1]`` and ``[-2 b~, 1, 1, 1, n_b(3 pieces)]`` gives
+``a ~= n_q + n_b - 2 q~.b~ ~= |q~ - b~|^2``, where ``n`` is the float32 ``|x~|^2``.
+
+Error bound, with ``u = 2^-24``, ``v = 2^-8`` (bf16), ``g(n) = n u / (1 - n u)``, ``D`` the
+dimension and ``N = n_q + n_b`` (both inflated by ``1 + 2 g(D)``, plus the pieces' residual):
+
+1. Inputs: ``|x~_j - (x_j - mu_j)| <= rho |x_j - mu_j|`` with ``rho = (1+u)(1+v) - 1``, so with
+   ``t = |q - b|`` (exact) and ``T = |q~ - b~|``: ``|t - T| <= eta = rho/(1-rho) (|q~| + |b~|)``.
+2. Product: bf16 products are exact in float32 and the kernels (oneDNN AVX512-BF16/AMX, and
+   the float32 path) accumulate in float32, so in any order the sum is within
+   ``g(D+6) * sum|terms| <= g(D+6) * 2.1 N`` of the exact augmented dot, which is within
+   ``g(D) N + residuals`` of ``T^2``. The product is then rounded to bf16 (torch returns bf16):
+   ``|a - acc| <= v/(1-v) |a| = alpha |a|``. Hence ``|a - T^2| <= alpha |a| + beta``.
+3. Reference: ``r = t^2 (1 + theta)`` with ``(1-u)^m <= 1 + theta <= (1+u)^m``, ``m = L + 3``,
+   ``L = ceil(log2 D)`` (difference, square, ``L`` tree additions).
+
+So ``r_i <= up(a_i) = (sqrt(a_i + alpha|a_i| + beta) + eta)^2 (1+u)^m`` and
+``r_i >= lo(a_i) = max(0, sqrt(max(0, a_i - alpha|a_i| - beta)) - eta)^2 (1-u)^m``; both are
+nondecreasing in ``a`` (``eta``, ``beta`` use the bank's largest ``|b~|``, one value per query).
+Let ``U`` = ``up`` of the k-th smallest ``a``. ``k`` rows have ``r <= U``, so every row of the
+reference top k (and every row tied with its k-th) has ``r <= U``, hence ``lo(a) <= U``, i.e.
+``a <= tau = ((sqrt(U / (1-u)^m) + eta)^2 + beta) / (1 - alpha)``. The candidates are all rows
+with ``a <= tau`` (``tau`` rounded up); re-ranking them with ``r`` and the same tie rule gives
+the reference's result exactly. All slack terms are multiplied by 1.25 and ``1e-30`` absolute
+is added (subnormal flushing in the kernels), computed in float64.
+
+Queries with more than ``max_candidates`` candidates fall back to the same construction with
+a float32 product (``v = 0``, pieces = 1, ``rho = u``; needs
+``torch.get_float32_matmul_precision() == "highest"``, set for the call) whose candidate set is
+re-ranked whatever its size. NaN or infinite features are not supported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+log = logging.getLogger(__name__)
+
+U32 = 2.0 ** -24
+U16 = 2.0 ** -8
+SAFETY = 1.25
+TINY = 1e-30
+#: pairs evaluated at once by the re-ranking (each a D-vector of float32)
+PAIR_CHUNK = 1 << 14
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU has AVX512-BF16 or AMX-BF16 (the fast oneDNN bf16 kernels)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and torch.backends.mkldnn.is_available()
+
+
+def direct_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``r`` for pairs of rows: float32 ``(P,)`` from ``a``, ``b`` float32 ``(P, D)``."""
+    d = a - b
+    d = d * d
+    n = d.shape[1]
+    p = 1 << max(0, (n - 1).bit_length())
+    if p != n:
+        d = torch.nn.functional.pad(d, (0, p - n))
+    while d.shape[1] > 1:
+        h = d.shape[1] // 2
+        d = d[:, :h] + d[:, h:]
+    return d[:, 0]
+
+
+def _rerank(queries, bank, qi, bi, k: int, n_q: int):
+    """Top ``k`` of each query among its pairs ``(qi, bi)`` (grouped by ``qi``, ``bi`` ascending)."""
+    r = torch.empty(qi.shape[0], dtype=torch.float32)
+    for s in range(0, qi.shape[0], PAIR_CHUNK):
+        r[s : s + PAIR_CHUNK] = direct_sq_dist(queries[qi[s : s + PAIR_CHUNK]], bank[bi[s : s + PAIR_CHUNK]])
+    order = torch.sort(r, stable=True).indices
+    order = order[torch.sort(qi[order], stable=True).indices]  # by query, then r, then index
+    counts = torch.bincount(qi, minlength=n_q)
+    starts = torch.cumsum(counts, 0) - counts
+    sel = order[(starts.unsqueeze(1) + torch.arange(k)).reshape(-1)]
+    return r[sel].reshape(n_q, k), bi[sel].reshape(n_q, k)
+
+
+def direct_knn(queries: torch.Tensor, bank: torch.Tensor, k: int, chunk: int = 64):
+    """The reference: exact k-NN under ``r`` by brute force (slow; tests and checks).
+
+    ``(squared distances float32 (Q, k'), indices int64 (Q, k'))``, ``k' = min(k, M)``.
+    """
+    q_all = queries.detach().to("cpu", torch.float32).contiguous()
+    bank = bank.detach().to("cpu", torch.float32).contiguous()
+    m = bank.shape[0]
+    k = max(1, min(int(k), m))
+    out_d, out_i = [], []
+    for s in range(0, q_all.shape[0], chunk):
+        q = q_all[s : s + chunk]
+        qi = torch.arange(q.shape[0]).repeat_interleave(m)
+        bi = torch.arange(m).repeat(q.shape[0])
+        d, i = _rerank(q, bank, qi, bi, k, q.shape[0])
+        out_d.append(d)
+        out_i.append(i)
+    return torch.cat(out_d), torch.cat(out_i)
+
+
+def _pieces(n: torch.Tensor, dtype: torch.dtype, count: int):
+    """``n`` (float32) as ``count`` values of ``dtype`` and the float64 residual ``|n - sum|``."""
+    out, rest = [], n.double()
+    for _ in range(count):
+        p = rest.to(dtype)
+        out.append(p)
+        rest = rest - p.double()
+    return torch.stack(out, 1), rest.abs()
+
+
+class _Level:
+    """One candidate level: the bank rows rounded to ``dtype``, augmented, with their bounds."""
+
+    def __init__(self, bank_c: torch.Tensor, dtype: torch.dtype):
+        self.dtype = dtype
+        self.count = 3 if dtype == torch.bfloat16 else 1
+        self.v = U16 if dtype == torch.bfloat16 else 0.0
+        self.rho = (1 + U32) * (1 + self.v) - 1
+        self.dim = bank_c.shape[1]
+        xt, n, parts, resid = self._round(bank_c)
+        ones = torch.ones(xt.shape[0], self.count, dtype=dtype)
+        self.aug = torch.cat([xt * -2, ones, parts], 1).contiguous()
+        g = self._gamma(self.dim)
+        self.resid_max = float(resid.max())
+        self.n_max = float(n.double().max()) * (1 + 2 * g) + self.resid_max
+        self.norm_max = math.sqrt(float(n.double().max()) * (1 + 2 * g))
+
+    def _round(self, c):
+        xt = c.to(self.dtype)
+        n = (xt.float() * xt.float()).sum(1)
+        parts, resid = _pieces(n, self.dtype, self.count)
+        return xt, n, parts, resid
+
+    @staticmethod
+    def _gamma(n: int) -> float:
+        return n * U32 / (1 - n * U32)
+
+    def scores(self, q_c: torch.Tensor):
+        """``(a (Q, M) in dtype, per-query float64 (eta, beta, alpha))``."""
+        xt, n, parts, resid = self._round(q_c)
+        ones = torch.ones(xt.shape[0], self.count, dtype=self.dtype)
+        a = torch.mm(torch.cat([xt, parts, ones], 1), self.aug.t())
+        g, gd = self._gamma(self.dim + 2 * self.count), self._gamma(self.dim)
+        nq = n.double() * (1 + 2 * gd) + resid
+        big_n = nq + self.n_max
+        eta = self.rho / (1 - self.rho) * (nq.sqrt() + self.norm_max)
+        beta = g * 2.1 * big_n + gd * big_n + resid + self.resid_max + TINY
+        alpha = self.v / (1 - self.v) if self.v else 0.0
+        return a, SAFETY * eta + TINY, SAFETY * beta, SAFETY * alpha
+
+    def candidates(self, q_c: torch.Tensor, k: int):
+        """Boolean mask (Q, M) of the rows that can be among the reference's k nearest."""
+        a, eta, beta, alpha = self.scores(q_c)
+        ak = torch.topk(a, k, dim=1, largest=False).values.amax(1).double()
+        m = math.ceil(math.log2(max(2, self.dim))) + 3
+        up = (torch.sqrt((ak + alpha * ak.abs() + beta).clamp_min(0)) + eta) ** 2 * (1 + U32) ** m
+        s = torch.sqrt(up / (1 - U32) ** m) + eta
+        tau = ((s * s + beta) / (1 - alpha)) * (1 + 1e-6) + TINY
+        if self.dtype == torch.bfloat16:  # compare in bf16: tau rounded up (bf16 rounds by <= 2^-9)
+            return a <= (tau * (1 + 2.0 ** -7)).to(torch.bfloat16).unsqueeze(1)
+        return a <= tau.float().unsqueeze(1)
+
+
+class Bf16Search:
+    """Exact k-NN under :func:`direct_knn`'s ``r`` on the CPU: bf16 candidates, float32 re-rank.
+
+    ``stats``: ``queries``, ``fallback`` (queries that needed the float32 level) and
+    ``candidates`` (pairs re-ranked) accumulated over :meth:`search` calls.
+    """
+
+    def __init__(self, bank: torch.Tensor, max_candidates: int = 2048, max_block_elems: int = 1 << 26):
+        self.bank = bank.detach().to("cpu", torch.float32).contiguous()
+        self.mean = self.bank.mean(0)
+        bank_c = self.bank - self.mean
+        self.max_candidates = int(max_candidates)
+        self.max_block_elems = int(max_block_elems)
+        self._levels = {torch.bfloat16: _Level(bank_c, torch.bfloat16)}
+        self._bank_c = bank_c
+        self.stats = {"queries": 0, "fallback": 0, "candidates": 0}
+
+    def _level(self, dtype):
+        if dtype not in self._levels:
+            self._levels[dtype] = _Level(self._bank_c, dtype)
+        return self._levels[dtype]
+
+    def search(self, queries: torch.Tensor, k: int):
+        """``(squared distances float32 (Q, k'), indices int64 (Q, k'))``, nearest first."""
+        q_all = queries.detach().to("cpu", torch.float32).contiguous()
+        m = self.bank.shape[0]
+        k = max(1, min(int(k), m))
+        n = q_all.shape[0]
+        out_d = torch.empty((n, k), dtype=torch.float32)
+        out_i = torch.empty((n, k), dtype=torch.int64)
+        step = max(1, self.max_block_elems // m)
+        for s in range(0, n, step):
+            q = q_all[s : s + step]
+            mask = self._level(torch.bfloat16).candidates(q - self.mean, k)
+            fb = mask.sum(1) > self.max_candidates
+            ok = (~fb).nonzero()[:, 0]
+            if ok.numel():
+                qi, bi = mask.nonzero(as_tuple=True)
+                if ok.numel() < q.shape[0]:  # drop the fallback queries' pairs, renumber the rest
+                    keep = ~fb[qi]
+                    qi, bi = (torch.cumsum(~fb, 0) - 1)[qi[keep]], bi[keep]
+                d, i = _rerank(q[ok], self.bank, qi, bi, k, ok.numel())
+                out_d[s + ok], out_i[s + ok] = d, i
+                self.stats["candidates"] += int(qi.numel())
+            bad = fb.nonzero()[:, 0]
+            if bad.numel():
+                d, i = self._fallback(q[bad], k)
+                out_d[s + bad], out_i[s + bad] = d, i
+                self.stats["fallback"] += int(bad.numel())
+        self.stats["queries"] += n
+        return out_d, out_i
+
+    def _fallback(self, q: torch.Tensor, k: int):
+        prec = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            mask = self._level(torch.float32).candidates(q - self.mean, k)
+        finally:
+            torch.set_float32_matmul_precision(prec)
+        qi, bi = mask.nonzero(as_tuple=True)
+        return _rerank(q, self.bank, qi, bi, k, q.shape[0])
