@@ -46,6 +46,8 @@ from .gap import METRIC_LABELS, significant_gaps, wide_gap_table
 from .study_reference import wide_side_by_side
 from .repeats import summary_lines
 from .routing import routing_sentences
+from .summary_protocol import cfg_get as _get
+from .summary_protocol import derive_protocol, protocol_differences
 from .tables import display_table
 from .tsne import covered_sentences
 
@@ -65,34 +67,6 @@ def _fmt(x, d: int = 4) -> str:
     if x is None or (isinstance(x, float) and np.isnan(x)) or pd.isna(x):
         return "N/A"
     return f"{float(x):.{d}f}"
-
-
-def _get(cfg: Mapping, dotted: str, default=None):
-    cur: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(cur, Mapping) or part not in cur:
-            return default
-        cur = cur[part]
-    return cur
-
-
-def _ran(cfg: Mapping) -> list:
-    """The registry entries of the methods the config runs (unknown names skipped)."""
-    return [REGISTRY[m] for m in (_get(cfg, "methods", []) or []) if m in REGISTRY]
-
-
-def derive_protocol(cfg: Mapping) -> str:
-    """``paper`` / ``study`` when every protocol switch agrees (the run's own and those of the
-    methods that ran, :attr:`Method.protocol`), else ``custom``."""
-    own = [_get(cfg, "threshold.mode", "exact") == "exact",
-           _get(cfg, "evaluation.pro_mode", "reference") == "reference",
-           _get(cfg, "analysis.confusion_normals", "heldout") == "heldout"]
-    study = [_get(cfg, "threshold.mode") == "study", _get(cfg, "evaluation.pro_mode") == "study",
-             _get(cfg, "analysis.confusion_normals") == "train"]
-    switches = [m.protocol(cfg) for m in _ran(cfg) if m.protocol is not None]
-    if all(own) and all(s == "paper" for s in switches):
-        return "paper"
-    return "study" if all(study) and all(s == "study" for s in switches) else "custom"
 
 
 def _provenance(mt: pd.DataFrame) -> list[str]:
@@ -135,93 +109,6 @@ def _splits_table(ctx: Mapping, mt: pd.DataFrame) -> pd.DataFrame:
             rows.append([r["class"], "?", c("n_val_normal"), c("n_val_anomalous"),
                          c("n_test_normal"), c("n_test_anomalous")])
     return pd.DataFrame(rows, columns=cols)
-
-
-def _protocol_differences(cfg: Mapping, mt: pd.DataFrame, has_bank: bool) -> list[str]:
-    """Numbered "Protocol differences from the study": the methods' items, then the run's."""
-    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
-    items = []
-    # the methods' own items (adloc.models.describe), for the methods that ran
-    for m in _ran(cfg):
-        items += m.protocol_notes(cfg) if m.protocol_notes is not None else []
-    crop = g("preprocess.crop")
-    prep = (f"resize {g('preprocess.resize')} → centre crop {crop}" if crop
-            else f"plain resize to {g('preprocess.resize')} (no crop)")
-    backbones = ", ".join(f"{m.label} {g(m.name + '.backbone')}" for m in _ran(cfg))
-    items.append(
-        "Backbone and preprocessing: the study used ResNet-50 and a plain 224 resize. "
-        f"**This run:** backbone {backbones}, {prep}."
-    )
-    # 3
-    scopes_imgs = {}
-    for scope in ("per_class", "global"):
-        vals = {str(v) for v in mt.loc[(mt["scope"] == scope) & (mt["class"] != "macro"),
-                                       "pixel_auroc_images"] if v is not None and not pd.isna(v)}
-        if vals:
-            scopes_imgs[scope] = ", ".join(sorted(vals))
-    if len(set(scopes_imgs.values())) > 1:
-        how = "; ".join(f"{scope_label(k)}: {v} test images" for k, v in scopes_imgs.items())
-        items.append("Pixel AUROC: the study used all test images for per-class models and "
-                     f"anomalous images only for the global model. **This run:** {how} (kept: "
-                     "the two scopes are not directly comparable).")
-    else:
-        which = next(iter(scopes_imgs.values()), g("evaluation.pixel_auroc_images", "all"))
-        items.append("Pixel AUROC: the study used all test images for per-class models and "
-                     "anomalous images only for the global model. **This run:** "
-                     f"{which} test images for both scopes (fixed: comparable).")
-    # 4
-    lim = g("evaluation.pro_fpr_limit", 0.3)
-    if g("evaluation.pro_mode", "reference") == "reference":
-        items.append("AU-PRO: the study used 200 linear thresholds, FPR over anomalous images only, "
-                     "4-connected regions, no interpolation at the limit. **This run:** the "
-                     f"reference definition (Bergmann et al. 2021): exact curve, 8-connected "
-                     f"regions, FPR over all anomaly-free pixels, interpolated at FPR {lim} (fixed).")
-    else:
-        items.append("AU-PRO: the study used 200 linear thresholds, FPR over anomalous images only, "
-                     "4-connected regions, no interpolation at the limit. **This run:** the "
-                     f"study's computation, FPR limit {lim} (kept).")
-    # 5
-    if g("analysis.confusion_normals", "heldout") == "heldout":
-        items.append("Cross-class thresholds: the study scored training normals the global model "
-                     "had memorised. **This run:** held-out normals (val + test good) (fixed).")
-    else:
-        items.append("Cross-class thresholds: the study scored training normals the global model "
-                     "had memorised. **This run:** training normals, in-sample (kept).")
-    # 6
-    bm = bank_method(_get(cfg, "methods", []) or [])
-    bank = (f"the global {method_label(bm)} memory bank coloured by source class, next to "
-            if has_bank and bm else "")
-    items.append("t-SNE: the study embedded mean-pooled frozen backbone features, which say "
-                 f"nothing about the global model. **This run:** {bank}the backbone view, "
-                 "labelled as such (fixed).")
-    # 7
-    nb = int(g("evaluation.bootstrap.n", 0) or 0)
-    rep = cfg.get("repeats") or {}
-    n_split = len(rep.get("split_seeds") or [None])
-    n_model = len(rep.get("model_seeds") or [None])
-    repeated = n_split * n_model > 1
-    if repeated:
-        seeds = (f"; {n_split} split seed(s) x {n_model} model seed(s), every gap with its "
-                 "across-repeat t-interval and paired test")
-    else:
-        seeds = "; one split and one training seed (presets/repeats.yaml repeats both)"
-    if nb > 0:
-        items.append("Uncertainty: the study reported one seed on 89–116 test images per class "
-                     f"with no intervals. **This run:** 95% bootstrap intervals ({nb} resamples, "
-                     f"seed {g('evaluation.bootstrap.seed', 0)}), paired for the per-class − "
-                     f"global gaps{seeds} (fixed).")
-    else:
-        items.append("Uncertainty: the study reported one seed with no intervals. **This run:** "
-                     f"no bootstrap (evaluation.bootstrap.n = 0){seeds} "
-                     f"({'fixed' if repeated else 'kept'}).")
-    # 8
-    if g("threshold.mode", "exact") == "exact":
-        items.append("Thresholds: the study searched a 1000-point grid. **This run:** the exact "
-                     "F1 maximum on each class's validation split (fixed).")
-    else:
-        items.append(f"Thresholds: the study searched a 1000-point grid. **This run:** the "
-                     f"study's {g('threshold.grid_size', 1000)}-point grid (kept).")
-    return [f"{i}. {t}" for i, t in enumerate(items, 1)]
 
 
 def identity_sentences(mt: pd.DataFrame) -> list[str]:
@@ -309,17 +196,40 @@ def shift_section(shift_lines: list[str] | None) -> list[str]:
 
 
 def render_summary(ctx: Mapping[str, Any]) -> str:
-    """Markdown text of summary.md (see the module docstring for ``ctx``)."""
+    """Markdown text of summary.md (see the module docstring for ``ctx``): one renderer per
+    section, in order."""
     from .. import __version__
 
     cfg = ctx["config"]
     mt: pd.DataFrame = ctx["metrics_table"]
+    run = _get(cfg, "run_name", "run")
+    lines: list[str] = [f"# adloc results: per-class vs global anomaly detection ({run})", ""]
+    lines += _setup_section(ctx) + _warnings_section(ctx)
+    lines += _results_section(ctx) + _gap_section(ctx) + _identity_section(ctx)
+    if ctx.get("metrics_across") is not None and ctx.get("gap_across") is not None:
+        lines += summary_lines(ctx["metrics_across"], ctx["gap_across"],
+                               list(ctx.get("repeats") or ["?"]))
+    bank = ctx.get("bank_composition")
+    lines += _confusion_section(ctx) + _bank_section(ctx) + _figures_section(ctx)
+    lines += _side_by_side_section(ctx)
+    lines += anchor_lines(cfg, mt)  # published MVTec AD / VisA numbers, when they apply
+    lines += shift_section(ctx.get("shift_lines"))
+    lines += ["## Protocol differences from the study", ""]
+    lines += protocol_differences(cfg, mt, bank is not None and len(bank) > 0)
+    lines.append("")
+    version = ctx.get("version") or __version__
+    chash = ctx.get("config_hash") or config_hash(cfg)
+    lines += ["---", f"adloc {version} · config hash `{chash}` · run `{run}`", ""]
+    return "\n".join(lines)
+
+
+def _setup_section(ctx: Mapping[str, Any]) -> list[str]:
+    """**Setup.**: dataset, protocol, methods, preprocessing, thresholds, metrics, intervals; the split sizes."""
+    cfg = ctx["config"]
+    mt: pd.DataFrame = ctx["metrics_table"]
     g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
     protocol = ctx.get("protocol") or derive_protocol(cfg)
-    run = g("run_name", "run")
-    lines: list[str] = [f"# adloc results: per-class vs global anomaly detection ({run})", ""]
-
-    # --- setup
+    lines: list[str] = []
     synthetic = bool(g("dataset.generate", False))
     classes = list(g("classes", [])) or sorted(mt.loc[mt["class"] != "macro", "class"].unique())
     methods = list(dict.fromkeys(mt["method"])) or list(g("methods", []))
@@ -354,6 +264,12 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
     for note in ctx.get("notes") or []:
         setup += " " + str(note)
     lines += [setup, "", _md(_splits_table(ctx, mt)), ""]
+    return lines
+
+
+def _warnings_section(ctx: Mapping[str, Any]) -> list[str]:
+    """How inputs were interpreted (the split files' warnings), when any."""
+    lines: list[str] = []
     warnings = list(ctx.get("warnings") or [])
     if warnings:
         lines += ["## Warnings", "",
@@ -362,8 +278,14 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
                   ""]
         lines += [f"- {w}" for w in warnings] + [""]
 
-    # --- results
+    return lines
+
+
+def _results_section(ctx: Mapping[str, Any]) -> list[str]:
+    """The metrics table of the first repeat, N/A notes, threshold fallbacks."""
+    mt: pd.DataFrame = ctx["metrics_table"]
     reps = list(ctx.get("repeats") or [])
+    lines: list[str] = []
     of_rep = f", repeat {reps[0]}" if reps else ""
     lines += ["## Results", "", f"### Per-class vs global models (test split{of_rep})", "",
               _md(display_table(mt)), "",
@@ -380,6 +302,16 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
                       f"{method_label(r['method'])} {scope_label(r['scope'])} {r['class']}: "
                       f"{r['threshold_fallback']}" for _, r in fb.iterrows()) + ".", ""]
 
+    return lines
+
+
+def _gap_section(ctx: Mapping[str, Any]) -> list[str]:
+    """Per-class minus global gaps and which intervals exclude 0."""
+    cfg = ctx["config"]
+    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
+    nb = int(g("evaluation.bootstrap.n", 0) or 0)
+    reps = list(ctx.get("repeats") or [])
+    lines: list[str] = []
     gap = ctx.get("gap_table")
     lines += [f"### Gap: per-class minus global{' (repeat ' + reps[0] + ')' if reps else ''}", ""]
     if gap is None or len(gap) == 0:
@@ -402,6 +334,16 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
             lines += [f"{len(sig)} of {n_ci} intervals exclude 0 (marked *): "
                       + "; ".join(parts) + ". Positive favours the per-class model.", ""]
 
+    return lines
+
+
+def _identity_section(ctx: Mapping[str, Any]) -> list[str]:
+    """What class identity at inference buys (model-unified vs absolute-unified vs routed), with routing accuracy."""
+    cfg = ctx["config"]
+    mt: pd.DataFrame = ctx["metrics_table"]
+    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
+    reps = list(ctx.get("repeats") or [])
+    lines: list[str] = []
     ident = identity_sentences(mt)
     if ident:
         across = (" Across every repeat: the model-unified and absolute-unified rows of the macro "
@@ -420,10 +362,14 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
                       "`<repeat>/tables/routing_*.csv`, figures `<repeat>/figures/routing_*.png`):", ""]
             lines += routing_sentences(routing, int(g("routing.k", 5)), methods_of) + [""]
 
-    if ctx.get("metrics_across") is not None and ctx.get("gap_across") is not None:
-        lines += summary_lines(ctx["metrics_across"], ctx["gap_across"],
-                               list(ctx.get("repeats") or ["?"]))
+    return lines
 
+
+def _confusion_section(ctx: Mapping[str, Any]) -> list[str]:
+    """Cross-class thresholds on the global model."""
+    cfg = ctx["config"]
+    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
+    lines: list[str] = []
     conf = ctx.get("confusion") or {}
     variant = g("analysis.confusion_normals", "heldout")
     lines += ["### Cross-class thresholds on the global model", ""]
@@ -442,6 +388,14 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
             lines += [f"{method_label(method)} (rows: threshold of class A; columns: normals of "
                       "class B):", "", _md(confusion_cells(conf[method])), ""]
 
+    return lines
+
+
+def _bank_section(ctx: Mapping[str, Any]) -> list[str]:
+    """The global memory bank's composition, when a method has one."""
+    cfg = ctx["config"]
+    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
+    lines: list[str] = []
     bank = ctx.get("bank_composition")
     if bank is not None and len(bank):
         lines += [f"### Global {method_label(bank_method(g('methods', []) or []))} memory bank", ""]
@@ -454,12 +408,26 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
         if covered:
             lines += ["Duplicated training images: " + " ".join(covered), ""]
 
+    return lines
+
+
+def _figures_section(ctx: Mapping[str, Any]) -> list[str]:
+    """The run's figures, captioned."""
+    lines: list[str] = []
     figs = ctx.get("figures") or []
     if figs:
         lines += ["### Figures", ""]
         for caption, path in figs:
             lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
 
+    return lines
+
+
+def _side_by_side_section(ctx: Mapping[str, Any]) -> list[str]:
+    """The study's published numbers beside ours (study_reference)."""
+    cfg = ctx["config"]
+    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
+    lines: list[str] = []
     sbs = ctx.get("side_by_side")
     if g("study_reference", False):
         lines += ["### Side by side with the study's published numbers", ""]
@@ -473,17 +441,7 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
                       "pixel AUROC over anomalous images only; it published precision and "
                       "recall for the global model only (blank cells: nothing published).", ""]
 
-    lines += anchor_lines(cfg, mt)  # published MVTec AD / VisA numbers, when they apply
-    lines += shift_section(ctx.get("shift_lines"))
-
-    lines += ["## Protocol differences from the study", ""]
-    lines += _protocol_differences(cfg, mt, bank is not None and len(bank) > 0)
-    lines.append("")
-
-    version = ctx.get("version") or __version__
-    chash = ctx.get("config_hash") or config_hash(cfg)
-    lines += ["---", f"adloc {version} · config hash `{chash}` · run `{run}`", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def write_summary(path, ctx: Mapping[str, Any]) -> str:
