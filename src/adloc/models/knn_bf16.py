@@ -38,7 +38,8 @@ with ``a <= tau`` (``tau`` rounded up); re-ranking them with ``r`` and the same 
 the reference's result exactly. All slack terms are multiplied by 1.25 and ``1e-30`` absolute
 is added (subnormal flushing in the kernels), computed in float64.
 
-Queries with more than ``max_candidates`` candidates fall back to the same construction with
+The candidates are read from each query's ``max(k, max_candidates)`` smallest scores; queries
+with more candidates than that (possibly) fall back to the same construction with
 a float32 product (``v = 0``, pieces = 1, ``rho = u``; needs
 ``torch.get_float32_matmul_precision() == "highest"``, set for the call) whose candidate set is
 re-ranked whatever its size. NaN or infinite features are not supported.
@@ -168,17 +169,37 @@ class _Level:
         alpha = self.v / (1 - self.v) if self.v else 0.0
         return a, SAFETY * eta + TINY, SAFETY * beta, SAFETY * alpha
 
-    def candidates(self, q_c: torch.Tensor, k: int):
-        """Boolean mask (Q, M) of the rows that can be among the reference's k nearest."""
-        a, eta, beta, alpha = self.scores(q_c)
-        ak = torch.topk(a, k, dim=1, largest=False).values.amax(1).double()
+    def _threshold(self, ak: torch.Tensor, eta, beta, alpha) -> torch.Tensor:
+        """``tau`` per query (the module docstring), rounded up to the scores' dtype, (Q, 1)."""
+        ak = ak.double()
         m = math.ceil(math.log2(max(2, self.dim))) + 3
         up = (torch.sqrt((ak + alpha * ak.abs() + beta).clamp_min(0)) + eta) ** 2 * (1 + U32) ** m
         s = torch.sqrt(up / (1 - U32) ** m) + eta
         tau = ((s * s + beta) / (1 - alpha)) * (1 + 1e-6) + TINY
-        if self.dtype == torch.bfloat16:  # compare in bf16: tau rounded up (bf16 rounds by <= 2^-9)
-            return a <= (tau * (1 + 2.0 ** -7)).to(torch.bfloat16).unsqueeze(1)
-        return a <= tau.float().unsqueeze(1)
+        if self.dtype == torch.bfloat16:  # bf16 rounds to nearest, by <= 2^-9 relative
+            return (tau * (1 + 2.0 ** -7)).to(torch.bfloat16).unsqueeze(1)
+        return tau.float().unsqueeze(1)
+
+    def candidates(self, q_c: torch.Tensor, k: int, width: int | None = None):
+        """``(qi, bi, over)``: the pairs (query, bank row) that can be among the reference's k
+        nearest, grouped by query with the bank index ascending, and the queries that may have
+        more than ``width`` candidates (those get no pairs; ``width`` None: no limit).
+
+        With a width, the candidates are taken from the ``width`` smallest scores per query: if
+        the largest of them is still within ``tau``, rows beyond may be too, so the query is over.
+        """
+        a, eta, beta, alpha = self.scores(q_c)
+        n_rows = a.shape[1]
+        if width is None or width >= n_rows:
+            thr = self._threshold(torch.topk(a, k, dim=1, largest=False).values.amax(1), eta, beta, alpha)
+            qi, bi = (a <= thr).nonzero(as_tuple=True)
+            return qi, bi, torch.zeros(a.shape[0], dtype=torch.bool)
+        vals, idx = torch.topk(a, width, dim=1, largest=False, sorted=True)
+        inside = vals <= self._threshold(vals[:, k - 1], eta, beta, alpha)
+        over = inside[:, -1]
+        idx = torch.where(inside & ~over.unsqueeze(1), idx, n_rows).sort(1).values
+        qi, col = (idx < n_rows).nonzero(as_tuple=True)
+        return qi, idx[qi, col], over
 
 
 class Bf16Search:
@@ -188,7 +209,7 @@ class Bf16Search:
     ``candidates`` (pairs re-ranked) accumulated over :meth:`search` calls.
     """
 
-    def __init__(self, bank: torch.Tensor, max_candidates: int = 2048, max_block_elems: int = 1 << 26):
+    def __init__(self, bank: torch.Tensor, max_candidates: int = 128, max_block_elems: int = 1 << 26):
         self.bank = bank.detach().to("cpu", torch.float32).contiguous()
         self.mean = self.bank.mean(0)
         bank_c = self.bank - self.mean
@@ -214,14 +235,12 @@ class Bf16Search:
         step = max(1, self.max_block_elems // m)
         for s in range(0, n, step):
             q = q_all[s : s + step]
-            mask = self._level(torch.bfloat16).candidates(q - self.mean, k)
-            fb = mask.sum(1) > self.max_candidates
+            width = max(k, self.max_candidates)
+            qi, bi, fb = self._level(torch.bfloat16).candidates(q - self.mean, k, width)
             ok = (~fb).nonzero()[:, 0]
             if ok.numel():
-                qi, bi = mask.nonzero(as_tuple=True)
-                if ok.numel() < q.shape[0]:  # drop the fallback queries' pairs, renumber the rest
-                    keep = ~fb[qi]
-                    qi, bi = (torch.cumsum(~fb, 0) - 1)[qi[keep]], bi[keep]
+                if ok.numel() < q.shape[0]:  # renumber the pairs over the queries kept
+                    qi = (torch.cumsum(~fb, 0) - 1)[qi]
                 d, i = _rerank(q[ok], self.bank, qi, bi, k, ok.numel())
                 out_d[s + ok], out_i[s + ok] = d, i
                 self.stats["candidates"] += int(qi.numel())
@@ -237,8 +256,7 @@ class Bf16Search:
         prec = torch.get_float32_matmul_precision()
         torch.set_float32_matmul_precision("highest")
         try:
-            mask = self._level(torch.float32).candidates(q - self.mean, k)
+            qi, bi, _ = self._level(torch.float32).candidates(q - self.mean, k)
         finally:
             torch.set_float32_matmul_precision(prec)
-        qi, bi = mask.nonzero(as_tuple=True)
         return _rerank(q, self.bank, qi, bi, k, q.shape[0])
