@@ -154,15 +154,12 @@ def routed_metrics(global_result: Mapping[str, Any], scores: Mapping[str, np.nda
     routed class of each test image, in the scores' order; ``thresholds``: class -> the global
     model's threshold entry (``ThresholdResult`` dict) of that class.
     """
-    from .metrics.image import check_labels_scores, rates_from_counts
+    from .metrics.image import check_labels_scores, confusion_at, rates_from_counts
 
     lab, sc = check_labels_scores(scores["test_labels"], scores["test_scores"])
     values = {c: float(t["threshold"]) for c, t in thresholds.items()}
     _, pred = routed_predictions(sc, predicted, values)
-    tp = int(np.count_nonzero(pred & lab))
-    fp = int(np.count_nonzero(pred & ~lab))
-    fn = int(np.count_nonzero(~pred & lab))
-    counts = {"tp": tp, "tn": int(lab.size - tp - fp - fn), "fp": fp, "fn": fn}
+    counts = confusion_at(lab, pred.astype(np.float64), 0.5)  # the routed decisions as 0 / 1
     rates = rates_from_counts(**counts)
     out = {key: (dict(v) if isinstance(v, Mapping) else v) for key, v in global_result.items()}
     test = dict(out["test"])

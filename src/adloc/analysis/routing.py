@@ -168,15 +168,11 @@ ROUTED_LABELS = {"f1": "F1 vs routed", "accuracy": "accuracy vs routed"}
 
 
 def _rate(name: str):
-    from ..metrics.image import rates_from_counts
+    """``name`` (f1, accuracy, ...) of 0 / 1 decisions against the labels, for the bootstrap."""
+    from ..metrics.image import confusion_at, rates_from_counts
 
     def fn(labels, predicted) -> float:
-        lab = np.asarray(labels).astype(bool)
-        pred = np.asarray(predicted) >= 0.5
-        tp = int(np.count_nonzero(pred & lab))
-        fp = int(np.count_nonzero(pred & ~lab))
-        fn_ = int(np.count_nonzero(~pred & lab))
-        return float(rates_from_counts(tp, int(lab.size - tp - fp - fn_), fp, fn_)[name])
+        return float(rates_from_counts(**confusion_at(labels, predicted, 0.5))[name])
 
     return fn
 
