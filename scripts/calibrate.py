@@ -18,15 +18,16 @@ except ModuleNotFoundError:  # a remote module (github(...)): the installed adlo
 def main(smk):
     from adloc.data.splits import read_splits, val_anomaly_advice
     from adloc.errors import CalibrationError
-    from adloc.io import load_npz, write_json
+    from adloc.io import write_json
     from adloc.pipeline import calibrate_scores
     from adloc.scopes import GLOBAL, UNIFIED_ABS, calibration_plan
+    from adloc.scores import read_scores
 
     w = smk.wildcards
     cfg = smk.params.threshold
     files = as_list(smk.input.scores)
     classes = [Path(f).stem for f in files]
-    scores = dict(zip(classes, (load_npz(f, what="scores file") for f in files)))
+    scores = dict(zip(classes, (read_scores(f) for f in files)))
     # each class's fix for a validation split without anomalies, from its split file's counts
     advice = {Path(f).stem: val_anomaly_advice(read_splits(f)) for f in as_list(smk.input.splits)}
     model = smk.params.model

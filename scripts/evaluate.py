@@ -16,14 +16,15 @@ except ModuleNotFoundError:  # a remote module (github(...)): the installed adlo
 def main(smk):
     from adloc.data.splits import check_unchanged, read_splits
     from adloc.data.transforms import Preprocess
-    from adloc.io import load_npz, write_json
+    from adloc.io import write_json
     from adloc.pipeline import evaluate_scores, read_threshold
     from adloc.routing import predicted_for, read_routing, routed_metrics
     from adloc.scopes import GLOBAL, ROUTED, evaluation_plan
+    from adloc.scores import read_scores
 
     p = smk.params
     w = smk.wildcards
-    scores = load_npz(smk.input.scores, what="scores file")
+    scores = read_scores(smk.input.scores)
     splits = read_splits(smk.input.splits)
     # the masks are read here, long after the images were: they must be the split's
     check_unchanged(p.root, splits, smk.input.splits, names=("test",), keys=("mask",))

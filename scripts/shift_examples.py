@@ -21,8 +21,9 @@ def main(smk):
     from adloc.data.splits import check_unchanged, read_splits
     from adloc.data.transforms import Preprocess, load_split_masks
     from adloc.errors import AdlocError
-    from adloc.io import load_npz, read_json
+    from adloc.io import read_json
     from adloc.pipeline import display_images
+    from adloc.scores import read_scores
 
     p, cls = smk.params, smk.wildcards.cls
     pre, spre = Preprocess.from_config(p.preprocess), Preprocess.from_config(shifted_preprocess(p.preprocess))
@@ -33,7 +34,7 @@ def main(smk):
 
     def scores(path):
         if path not in loaded:
-            loaded[path] = load_npz(path, what="scores file")
+            loaded[path] = read_scores(path)
         return loaded[path]
 
     lay = p.layout

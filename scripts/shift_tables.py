@@ -15,7 +15,8 @@ def main(smk):
     from adloc.analysis import shift as S
     from adloc.analysis.repeats import gap_across_repeats, stack_repeats, write_table
     from adloc.data.shifted import check_seed_spacing, path_map, read_params
-    from adloc.io import load_npz, write_text
+    from adloc.io import write_text
+    from adloc.scores import read_scores
 
     lay, boot = smk.params.layout, smk.params.bootstrap
     seeds = {rep: d["seed"] for rep, d in lay["repeats"].items()}
@@ -30,7 +31,7 @@ def main(smk):
         tables = {p: read_metrics_table(t["metrics"]) for p, t in d["tables"].items()}
         metrics[rep] = S.stack_phases(tables)
         gaps[rep] = S.stack_phases({p: read_gap_table(t["gap"]) for p, t in d["tables"].items()})
-        scores = {tuple(k[:4]): (load_npz(k[4], "clean scores"), load_npz(k[5], "shifted scores")) for k in d["pairs"]}
+        scores = {tuple(k[:4]): (read_scores(k[4], "clean scores"), read_scores(k[5], "shifted scores")) for k in d["pairs"]}
         shifted = S.stack_phases({p: t for p, t in tables.items() if p != "clean"})
         costs[rep] = S.shift_cost(tables["clean"], shifted, scores, shift_path, n_boot=boot["n"], seed=boot["seed"])
     m_all, g_all, c_all = (stack_repeats(x) for x in (metrics, gaps, costs))

@@ -4,6 +4,7 @@ confusion rule's inputs, and the extract_features rule's split check and per-spl
 
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +53,17 @@ def test_read_scores_names_the_file(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(AdlocError, match=r"scores file is corrupt: .*bad\.npz.*Delete it"):
         read_scores(bad)
+    with pytest.raises(AdlocError, match=r"per-class scores not found: .*missing\.npz"):
+        read_scores(tmp_path / "missing.npz", "per-class scores")
+
+
+def test_scripts_read_scores_through_adloc_scores():
+    """adloc.scores is the scores format's one reader: no script or analysis module loads a
+    scores file with adloc.io.load_npz itself."""
+    root = Path(__file__).resolve().parents[1]
+    users = [f.relative_to(root).as_posix() for f in [*(root / "scripts").glob("*.py"), *(root / "src").rglob("*.py")]
+             if "load_npz" in f.read_text()]
+    assert sorted(users) == ["src/adloc/io.py", "src/adloc/scores.py"]
 
 
 class _Model:

@@ -51,6 +51,7 @@ def write_scores(path, provenance: Mapping[str, Any], results: Mapping[str, Spli
     save_npz(path, **score_arrays(provenance, results))
 
 
-def read_scores(path) -> dict[str, np.ndarray]:
-    """Every array of a scores file; a missing or corrupt file raises one line naming it."""
-    return load_npz(path, what=WHAT)
+def read_scores(path, what: str = WHAT) -> dict[str, np.ndarray]:
+    """Every array of a scores file; a missing or corrupt file raises one line naming it
+    (``what``: how the message calls it, e.g. "per-class scores")."""
+    return load_npz(path, what=what)

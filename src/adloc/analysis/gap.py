@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AdlocError
-from ..io import load_npz, read_json, write_csv
+from ..io import read_json, write_csv
 from ..metrics import auprc, auroc, paired_gap_ci
 from .figures import class_colors, method_label, new_figure, style
 from .routing import GAP_COLUMNS as ROUTED_COLUMNS, ROUTED_LABELS, routed_gap_values
 from ..models.registry import method_names
+from ..scores import read_scores
 from .tables import float_column, order_key, read_table_csv, text_column
 
 #: Metrics in the gap table, with where to find the point value in a metrics dict.
@@ -130,8 +131,8 @@ def load_pair(pc_metrics_path, gl_metrics_path, pc_scores_path, gl_scores_path,
     pair = {
         "per_class_metrics": read_json(pc_metrics_path, "per-class metrics"),
         "global_metrics": read_json(gl_metrics_path, "global metrics"),
-        "per_class_scores": load_npz(pc_scores_path, "per-class scores"),
-        "global_scores": load_npz(gl_scores_path, "global scores"),
+        "per_class_scores": read_scores(pc_scores_path, "per-class scores"),
+        "global_scores": read_scores(gl_scores_path, "global scores"),
     }
     if abs_metrics_path is not None:
         pair["unified_abs_metrics"] = read_json(abs_metrics_path, "absolute-unified metrics")
