@@ -18,7 +18,7 @@ def main(smk):
     from adloc.data.transforms import Preprocess
     from adloc.io import write_json
     from adloc.pipeline import evaluate_scores, read_threshold
-    from adloc.routing import predicted_for, read_routing, routed_metrics
+    from adloc.routing import evaluate_routed
     from adloc.scopes import GLOBAL, ROUTED, evaluation_plan
     from adloc.scores import read_scores
 
@@ -33,13 +33,7 @@ def main(smk):
     unified = None  # the model-unified result: the routed scope shares its threshold-free part
     for job in evaluation_plan(p.model, inputs, dict(smk.output.items())):
         if job.scope == ROUTED:
-            routing = read_routing(inputs["routing"])
-            thresholds = {}
-            for f in as_list(inputs["class_thresholds"]):
-                t = read_threshold(f)
-                thresholds[t["classes"][0]] = t["threshold"]
-            predicted = predicted_for(routing, w.cls, [str(x) for x in scores["test_paths"]], inputs["routing"])
-            result = routed_metrics(unified, scores, predicted, thresholds, routing["k"], routing["feature_set"])
+            result = evaluate_routed(unified, scores, w.cls, inputs["routing"], as_list(inputs["class_thresholds"]))
         else:
             result = evaluate_scores(
                 scores,

@@ -13,7 +13,9 @@ from adloc.analysis.gap import COLUMNS, gap_table, plot_gap, wide_gap_table
 from adloc.analysis.routing import plot_routing, routing_sentences, routing_tables
 from adloc.errors import AdlocError
 from adloc.metrics import image_metrics
-from adloc.routing import predicted_for, route, routed_metrics, routing_record
+from adloc.io import write_json
+from adloc.routing import (class_thresholds, evaluate_routed, predicted_for, route,
+                           routed_metrics, routing_record)
 from adloc.scopes import calibration_plan, evaluation_plan
 
 
@@ -118,6 +120,37 @@ def test_routing_record_tables_and_lookup():
     assert len(lines) == 1
     assert "5 of 6 test images (83.3%)" in lines[0] and "a 75.0% (3/4)" in lines[0]
     assert "3-NN" in lines[0] and "Least well routed: a" in lines[0]
+
+
+def _threshold_file(path, classes, value):
+    write_json(path, {"threshold": {"threshold": value, "mode": "exact", "fallback": None},
+                      "classes": list(classes), "val": {}, "method": "m", "model": "global",
+                      "scope": "global"})
+    return str(path)
+
+
+def test_evaluate_routed_reads_the_routing_file_and_each_class_threshold(tmp_path):
+    """The routed job of rule evaluate_global (scripts/evaluate.py is glue): the routing file's
+    predictions for class a, each image at its predicted class's global threshold."""
+    rec = _record()  # a/3.png routed to b
+    write_json(tmp_path / "routing.json", rec)
+    files = [_threshold_file(tmp_path / "a.json", ["a"], 0.5), _threshold_file(tmp_path / "b.json", ["b"], 0.9)]
+    assert class_thresholds(files) == {"a": {"threshold": 0.5, "mode": "exact", "fallback": None},
+                                       "b": {"threshold": 0.9, "mode": "exact", "fallback": None}}
+    labels = np.array([0, 0, 1, 1], np.int8)
+    scores = np.array([0.2, 0.6, 0.7, 0.95], np.float32)
+    sc = {"test_labels": labels, "test_scores": scores,
+          "test_paths": np.array(["a/1.png", "a/2.png", "a/3.png", "a/4.png"])}
+    gl = _global_result(labels, scores, 0.5)
+    got = evaluate_routed(gl, sc, "a", tmp_path / "routing.json", files)
+    assert got == routed_metrics(gl, sc, ["a", "a", "b", "a"], class_thresholds(files), k=3,
+                                 feature_set="bb-imagenet")
+    assert (got["test"]["tp"], got["test"]["fn"], got["test"]["fp"]) == (1, 1, 1)
+    pooled = _threshold_file(tmp_path / "pooled.json", ["a", "b"], 0.7)
+    with pytest.raises(AdlocError, match="not one class's"):
+        class_thresholds(files + [pooled])
+    with pytest.raises(AdlocError, match="two threshold files for class a"):
+        class_thresholds(files + [_threshold_file(tmp_path / "a2.json", ["a"], 0.4)])
 
 
 @pytest.mark.parametrize("n", [3, 15])

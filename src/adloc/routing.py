@@ -179,5 +179,36 @@ def routed_metrics(global_result: Mapping[str, Any], scores: Mapping[str, np.nda
     return out
 
 
+def class_thresholds(files: Sequence) -> dict[str, dict]:
+    """Class -> the global model's threshold entry (``ThresholdResult`` dict) of that class, from
+    rule calibrate_global's per-class threshold files (``thresholds/<method>/global/<cls>.json``,
+    one class each; read with :func:`adloc.pipeline.read_threshold`)."""
+    from .pipeline import read_threshold
+
+    out: dict[str, dict] = {}
+    for f in files:
+        t = read_threshold(f)
+        classes = t.get("classes")
+        if not isinstance(classes, list) or len(classes) != 1:
+            raise AdlocError(f"routed: threshold file {f} is not one class's (classes {classes!r}); "
+                             "the routed scope reads the global model's per-class thresholds: fix the rule")
+        cls = str(classes[0])
+        if cls in out:
+            raise AdlocError(f"routed: two threshold files for class {cls} (the second {f}); fix the rule")
+        out[cls] = t["threshold"]
+    return out
+
+
+def evaluate_routed(global_result: Mapping[str, Any], scores: Mapping[str, np.ndarray], cls: str,
+                    routing_file, threshold_files: Sequence) -> dict:
+    """The routed scope's metrics of class ``cls`` (rule evaluate_global): its test images'
+    predicted classes from ``routing_file`` (rule route), each judged at that class's threshold
+    among ``threshold_files`` (:func:`class_thresholds`), by :func:`routed_metrics`."""
+    routing = read_routing(routing_file)
+    thresholds = class_thresholds(threshold_files)
+    predicted = predicted_for(routing, cls, [str(x) for x in scores["test_paths"]], str(routing_file))
+    return routed_metrics(global_result, scores, predicted, thresholds, routing["k"], routing["feature_set"])
+
+
 __all__ = ["route", "routing_record", "read_routing", "predicted_for", "routed_predictions",
-           "routed_metrics", "THRESHOLD_KEYS"]
+           "routed_metrics", "class_thresholds", "evaluate_routed", "THRESHOLD_KEYS"]
