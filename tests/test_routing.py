@@ -3,6 +3,7 @@ class's threshold, its tables, figure, gap columns and summary lines; and the sc
 calibrate.py / evaluate.py follow (issue 20 §4)."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from adloc.io import write_json
 from adloc.routing import (class_thresholds, evaluate_routed, predicted_for, route,
                            routed_metrics, routing_record)
 from adloc.scopes import calibration_plan, evaluation_plan
+from adloc.workflow import as_list
 
 
 def test_route_predicts_the_nearest_class_from_the_features_alone():
@@ -231,6 +233,11 @@ def test_calibration_plan_maps_output_keys_to_scopes():
     assert [(j.output, j.scope, j.classes) for j in jobs] == [
         ("t/g/a.json", "global", ("a",)), ("t/g/b.json", "global", ("b",)),
         ("t/p.json", "unified_abs", ("a", "b"))]
+    # one class's file handed over as a plain string or a path (adloc.workflow.as_list)
+    jobs = calibration_plan("global", {"per_class": Path("t/g/a.json"), "pooled": "t/p.json"}, ["a"])
+    assert [(j.output, j.scope) for j in jobs] == [("t/g/a.json", "global"), ("t/p.json", "unified_abs")]
+    assert as_list("a.json") == ["a.json"] and as_list(Path("a")) == [Path("a")]
+    assert as_list(("a", "b")) == ["a", "b"] and as_list([]) == []
     with pytest.raises(AdlocError, match="params.model"):
         calibration_plan("pooled", {}, ["a"])
     with pytest.raises(AdlocError, match="'pooled'"):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .errors import AdlocError
+from .workflow import as_list
 
 PER_CLASS = "per_class"
 GLOBAL = "global"
@@ -62,10 +63,6 @@ def _key(named: Mapping[str, Any], key: str, what: str):
     return named[key]
 
 
-def _as_list(x) -> list[str]:
-    return [str(x)] if isinstance(x, (str, bytes)) or not isinstance(x, Sequence) else [str(v) for v in x]
-
-
 def calibration_plan(model: str, outputs: Mapping[str, Any], classes: Sequence[str]) -> list[CalibrationJob]:
     """The threshold files of one calibrate job.
 
@@ -79,7 +76,7 @@ def calibration_plan(model: str, outputs: Mapping[str, Any], classes: Sequence[s
         if len(classes) != 1:
             raise AdlocError(f"{what}: a per-class model is calibrated on one class, got {classes}")
         return [CalibrationJob(str(_key(outputs, "threshold", what)), PER_CLASS, tuple(classes))]
-    files = _as_list(_key(outputs, "per_class", what))
+    files = [str(f) for f in as_list(_key(outputs, "per_class", what))]
     if len(files) != len(classes):
         raise AdlocError(f"{what}: {len(files)} per-class threshold files for classes {classes}")
     jobs = [CalibrationJob(f, GLOBAL, (c,)) for f, c in zip(files, classes)]

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -68,8 +69,13 @@ def _configure_threads(threads: int) -> None:
 
 
 def as_list(files) -> list:
-    """A named input/output as a list: Snakemake hands a one-file entry over as a plain string."""
-    return [files] if isinstance(files, str) else list(files)
+    """A named input/output as a list: Snakemake hands a one-file entry over as a plain string
+    (one path, ``str``, ``bytes`` or ``os.PathLike``, or anything not iterable is one item).
+    The one copy: scripts import it through ``_common``, the library (:mod:`adloc.scopes`) from
+    here (this module imports the standard library only)."""
+    if isinstance(files, (str, bytes, os.PathLike)) or not isinstance(files, Iterable):
+        return [files]
+    return list(files)
 
 
 def run_script(smk: Any, main: Callable[[Any], None]) -> None:
