@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from adloc.analysis.figures import savefig
-from adloc.analysis.gap import COLUMNS, gap_table, plot_gap, significant_gaps, wide_gap_table
+from adloc.analysis.gap import COLUMNS, gap_table, significant_gaps, wide_gap_table
+from adloc.analysis.gap_panels import plot_gap
 from adloc.errors import AdlocError
 from adloc.metrics import auprc, auroc, image_metrics
 

@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from adloc.analysis.confusion import plot_confusion
 from adloc.analysis.figures import class_colors, class_palette
-from adloc.analysis.gap import plot_gap
+from adloc.analysis.gap_panels import plot_gap
 from adloc.analysis.tsne import plot_tsne
 from many_classes import MVTEC_CLASSES, confusion_table, gap_rows, tsne_views
 

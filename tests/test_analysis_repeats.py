@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from adloc.analysis.figures import savefig
-from adloc.analysis.gap import plot_gap
+from adloc.analysis.gap_panels import plot_gap
 from adloc.analysis.repeats import (
     GAP_COLUMNS, METRICS_COLUMNS, TEST_SENTENCE, gap_across_repeats, gap_plot_frame, interval,
     metrics_across_repeats, read_gap_across, read_metrics_across, stack_repeats, summary_lines,

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from adloc.analysis.figures import savefig
-from adloc.analysis.gap import COLUMNS, gap_table, plot_gap, wide_gap_table
+from adloc.analysis.gap import COLUMNS, gap_table, wide_gap_table
+from adloc.analysis.gap_panels import plot_gap
 from adloc.analysis.routing import plot_routing, routing_sentences, routing_tables
 from adloc.errors import AdlocError
 from adloc.metrics import image_metrics

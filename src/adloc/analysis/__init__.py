@@ -3,7 +3,7 @@ figures, the study's reference numbers and summary.md.
 
 Every function takes loaded data (dicts, arrays, DataFrames) and returns a DataFrame, a
 matplotlib Figure or text; ``write_*`` variants and :func:`figures.savefig` write atomically.
-Submodules: :mod:`.tables`, :mod:`.gap`, :mod:`.repeats`, :mod:`.confusion`, :mod:`.tsne`, :mod:`.figures`,
+Submodules: :mod:`.tables`, :mod:`.gap` (+ :mod:`.gap_pairs` its inputs, :mod:`.gap_panels` its figures), :mod:`.repeats`, :mod:`.confusion`, :mod:`.tsne`, :mod:`.figures`,
 :mod:`.study_reference`, :mod:`.summary`.
 """
 
@@ -12,7 +12,8 @@ from .confusion import (
     confusion_matrix, normal_scores_from_npz, plot_confusion, read_confusion, write_confusion,
 )
 from .figures import examples_figure, savefig, select_examples, style
-from .gap import gap_table, load_pair, load_pairs, plot_gap, read_gap_table, write_gap_table
+from .gap import gap_table, load_pair, load_pairs, read_gap_table, write_gap_table
+from .gap_panels import plot_gap
 from .repeats import read_gap_across, read_metrics_across
 from .study_reference import (
     embedded_class_map, load_study_reference, published_anchors, side_by_side,

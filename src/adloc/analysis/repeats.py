@@ -185,7 +185,7 @@ def write_table(path, df: pd.DataFrame) -> None:
 
 
 def gap_plot_frame(across: pd.DataFrame, first_repeat_gap: pd.DataFrame) -> pd.DataFrame:
-    """The table :func:`adloc.analysis.gap.plot_gap` draws: across-repeat mean gaps with their
+    """The table :func:`adloc.analysis.gap_panels.plot_gap` draws: across-repeat mean gaps with their
     t-interval; with fewer than two units (:func:`units`), the first repeat's gaps and
     paired-bootstrap intervals."""
     n = int(across["n_units"].max()) if len(across) else 0
