@@ -31,6 +31,7 @@ with identical inputs produce identical bytes. ``ctx`` keys:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -50,6 +51,30 @@ from .summary_protocol import cfg_get as _get
 from .summary_protocol import derive_protocol, protocol_differences
 from .tables import display_table
 from .tsne import covered_sentences
+
+
+@dataclass(frozen=True)
+class SectionInputs:
+    """What every section renderer reads, built once by :func:`render_summary` from its ``ctx``:
+    the mapping itself, the config, the first repeat's metrics table and the repeat names."""
+
+    ctx: Mapping[str, Any]
+    cfg: Mapping[str, Any]
+    mt: pd.DataFrame
+    reps: list[str]
+
+    @classmethod
+    def of(cls, ctx: Mapping[str, Any]) -> SectionInputs:
+        return cls(ctx=ctx, cfg=ctx["config"], mt=ctx["metrics_table"],
+                   reps=list(ctx.get("repeats") or []))
+
+    def get(self, dotted: str, default=None):
+        """A config value by dotted key (``"evaluation.bootstrap.n"``), ``default`` if unset."""
+        return _get(self.cfg, dotted, default)
+
+    @property
+    def n_boot(self) -> int:
+        return int(self.get("evaluation.bootstrap.n", 0) or 0)
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -200,18 +225,17 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
     section, in order."""
     from .. import __version__
 
-    cfg = ctx["config"]
-    mt: pd.DataFrame = ctx["metrics_table"]
-    run = _get(cfg, "run_name", "run")
+    s = SectionInputs.of(ctx)
+    cfg, mt = s.cfg, s.mt
+    run = s.get("run_name", "run")
     lines: list[str] = [f"# adloc results: per-class vs global anomaly detection ({run})", ""]
-    lines += _setup_section(ctx) + _warnings_section(ctx)
-    lines += _results_section(ctx) + _gap_section(ctx) + _identity_section(ctx)
+    lines += _setup_section(s) + _warnings_section(s)
+    lines += _results_section(s) + _gap_section(s) + _identity_section(s)
     if ctx.get("metrics_across") is not None and ctx.get("gap_across") is not None:
-        lines += summary_lines(ctx["metrics_across"], ctx["gap_across"],
-                               list(ctx.get("repeats") or ["?"]))
+        lines += summary_lines(ctx["metrics_across"], ctx["gap_across"], s.reps or ["?"])
     bank = ctx.get("bank_composition")
-    lines += _confusion_section(ctx) + _bank_section(ctx) + _figures_section(ctx)
-    lines += _side_by_side_section(ctx)
+    lines += _confusion_section(s) + _bank_section(s) + _figures_section(s)
+    lines += _side_by_side_section(s)
     lines += anchor_lines(cfg, mt)  # published MVTec AD / VisA numbers, when they apply
     lines += shift_section(ctx.get("shift_lines"))
     lines += ["## Protocol differences from the study", ""]
@@ -223,11 +247,9 @@ def render_summary(ctx: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _setup_section(ctx: Mapping[str, Any]) -> list[str]:
+def _setup_section(s: SectionInputs) -> list[str]:
     """**Setup.**: dataset, protocol, methods, preprocessing, thresholds, metrics, intervals; the split sizes."""
-    cfg = ctx["config"]
-    mt: pd.DataFrame = ctx["metrics_table"]
-    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
+    ctx, cfg, mt, g = s.ctx, s.cfg, s.mt, s.get
     protocol = ctx.get("protocol") or derive_protocol(cfg)
     lines: list[str] = []
     synthetic = bool(g("dataset.generate", False))
@@ -236,7 +258,7 @@ def _setup_section(ctx: Mapping[str, Any]) -> list[str]:
     crop = g("preprocess.crop")
     prep = (f"resized to {g('preprocess.resize')} and centre-cropped to {crop}" if crop
             else f"resized to {g('preprocess.resize')} (no crop)")
-    nb = int(g("evaluation.bootstrap.n", 0) or 0)
+    nb = s.n_boot
     thr = ("the exact F1 maximum" if g("threshold.mode", "exact") == "exact"
            else f"the study's {g('threshold.grid_size', 1000)}-point F1 grid")
     pro = ("the reference AU-PRO (Bergmann et al.)" if g("evaluation.pro_mode") == "reference"
@@ -267,10 +289,10 @@ def _setup_section(ctx: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _warnings_section(ctx: Mapping[str, Any]) -> list[str]:
+def _warnings_section(s: SectionInputs) -> list[str]:
     """How inputs were interpreted (the split files' warnings), when any."""
     lines: list[str] = []
-    warnings = list(ctx.get("warnings") or [])
+    warnings = list(s.ctx.get("warnings") or [])
     if warnings:
         lines += ["## Warnings", "",
                   "The reader interpreted these inputs instead of reading them verbatim, or a "
@@ -281,10 +303,9 @@ def _warnings_section(ctx: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _results_section(ctx: Mapping[str, Any]) -> list[str]:
+def _results_section(s: SectionInputs) -> list[str]:
     """The metrics table of the first repeat, N/A notes, threshold fallbacks."""
-    mt: pd.DataFrame = ctx["metrics_table"]
-    reps = list(ctx.get("repeats") or [])
+    mt, reps = s.mt, s.reps
     lines: list[str] = []
     of_rep = f", repeat {reps[0]}" if reps else ""
     lines += ["## Results", "", f"### Per-class vs global models (test split{of_rep})", "",
@@ -305,14 +326,11 @@ def _results_section(ctx: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _gap_section(ctx: Mapping[str, Any]) -> list[str]:
+def _gap_section(s: SectionInputs) -> list[str]:
     """Per-class minus global gaps and which intervals exclude 0."""
-    cfg = ctx["config"]
-    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
-    nb = int(g("evaluation.bootstrap.n", 0) or 0)
-    reps = list(ctx.get("repeats") or [])
+    nb, reps = s.n_boot, s.reps
     lines: list[str] = []
-    gap = ctx.get("gap_table")
+    gap = s.ctx.get("gap_table")
     lines += [f"### Gap: per-class minus global{' (repeat ' + reps[0] + ')' if reps else ''}", ""]
     if gap is None or len(gap) == 0:
         lines += ["Not computed.", ""]
@@ -337,12 +355,9 @@ def _gap_section(ctx: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _identity_section(ctx: Mapping[str, Any]) -> list[str]:
+def _identity_section(s: SectionInputs) -> list[str]:
     """What class identity at inference buys (model-unified vs absolute-unified vs routed), with routing accuracy."""
-    cfg = ctx["config"]
-    mt: pd.DataFrame = ctx["metrics_table"]
-    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
-    reps = list(ctx.get("repeats") or [])
+    mt, reps = s.mt, s.reps
     lines: list[str] = []
     ident = identity_sentences(mt)
     if ident:
@@ -355,23 +370,21 @@ def _identity_section(ctx: Mapping[str, Any]) -> list[str]:
                   "each test image is routed to, predicted from the image (routed); positive = "
                   "knowing the class helps. Ranking and pixel metrics do not depend on the "
                   "threshold, so they are the same in all three scopes." + across, ""] + ident + [""]
-        routing = ctx.get("routing") or {}
+        routing = s.ctx.get("routing") or {}
         if routing:
-            methods_of = feature_sets(cfg)
+            methods_of = feature_sets(s.cfg)
             lines += ["Routing (the routed scope's predicted class; tables "
                       "`<repeat>/tables/routing_*.csv`, figures `<repeat>/figures/routing_*.png`):", ""]
-            lines += routing_sentences(routing, int(g("routing.k", 5)), methods_of) + [""]
+            lines += routing_sentences(routing, int(s.get("routing.k", 5)), methods_of) + [""]
 
     return lines
 
 
-def _confusion_section(ctx: Mapping[str, Any]) -> list[str]:
+def _confusion_section(s: SectionInputs) -> list[str]:
     """Cross-class thresholds on the global model."""
-    cfg = ctx["config"]
-    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
     lines: list[str] = []
-    conf = ctx.get("confusion") or {}
-    variant = g("analysis.confusion_normals", "heldout")
+    conf = s.ctx.get("confusion") or {}
+    variant = s.get("analysis.confusion_normals", "heldout")
     lines += ["### Cross-class thresholds on the global model", ""]
     if not conf:
         lines += ["Not computed.", ""]
@@ -391,14 +404,12 @@ def _confusion_section(ctx: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _bank_section(ctx: Mapping[str, Any]) -> list[str]:
+def _bank_section(s: SectionInputs) -> list[str]:
     """The global memory bank's composition, when a method has one."""
-    cfg = ctx["config"]
-    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
     lines: list[str] = []
-    bank = ctx.get("bank_composition")
+    bank = s.ctx.get("bank_composition")
     if bank is not None and len(bank):
-        lines += [f"### Global {method_label(bank_method(g('methods', []) or []))} memory bank", ""]
+        lines += [f"### Global {method_label(bank_method(s.get('methods', []) or []))} memory bank", ""]
         b = bank.copy()
         b["bank_share"] = b["bank_share"].map(lambda x: _fmt(x, 3))
         b["kept_share"] = b["kept_share"].map(lambda x: _fmt(x, 4))
@@ -411,10 +422,10 @@ def _bank_section(ctx: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _figures_section(ctx: Mapping[str, Any]) -> list[str]:
+def _figures_section(s: SectionInputs) -> list[str]:
     """The run's figures, captioned."""
     lines: list[str] = []
-    figs = ctx.get("figures") or []
+    figs = s.ctx.get("figures") or []
     if figs:
         lines += ["### Figures", ""]
         for caption, path in figs:
@@ -423,13 +434,11 @@ def _figures_section(ctx: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _side_by_side_section(ctx: Mapping[str, Any]) -> list[str]:
+def _side_by_side_section(s: SectionInputs) -> list[str]:
     """The study's published numbers beside ours (study_reference)."""
-    cfg = ctx["config"]
-    g = lambda k, d=None: _get(cfg, k, d)  # noqa: E731
     lines: list[str] = []
-    sbs = ctx.get("side_by_side")
-    if g("study_reference", False):
+    sbs = s.ctx.get("side_by_side")
+    if s.get("study_reference", False):
         lines += ["### Side by side with the study's published numbers", ""]
         if sbs is None or len(sbs) == 0:
             lines += ["No class of this run matches the study's classes (hazelnut, carpet, "
