@@ -28,7 +28,8 @@ from ..errors import AdlocError
 from ..io import write_csv
 from ..metrics import auprc, auroc, paired_gap_ci
 from ..models.registry import method_names
-from .gap_pairs import as_pair, check_same_test_images, load_pair, load_pairs, result_key, scope_metrics
+from .gap_pairs import as_pair, check_same_test_images, scope_metrics
+from .gap_pairs import load_pair, load_pairs, result_key  # noqa: F401 (re-exported: the gap API)
 from .routing import GAP_COLUMNS as ROUTED_COLUMNS, ROUTED_LABELS, routed_gap_values
 from .tables import order_key, read_table_csv, text_column
 
