@@ -20,7 +20,7 @@ def main(smk):
     from adloc.errors import CalibrationError
     from adloc.io import write_json
     from adloc.pipeline import calibrate_scores
-    from adloc.scopes import GLOBAL, UNIFIED_ABS, calibration_plan
+    from adloc.scopes import GLOBAL, UNIFIED_ABS, calibration_plan, scope_fields
     from adloc.scores import read_scores
 
     w = smk.wildcards
@@ -42,7 +42,8 @@ def main(smk):
             else:
                 what = f"class {cls[0]}, {w.method} {job.scope} model ({files[classes.index(cls[0])]})"
             raise CalibrationError(f"{what}: {exc}") from None
-        result.update(method=w.method, model=GLOBAL if model == GLOBAL else w.cls, scope=job.scope)
+        result.update(method=w.method, model=GLOBAL if model == GLOBAL else w.cls, scope=job.scope,
+                      **scope_fields(job.scope))
         write_json(job.output, result)
 
 

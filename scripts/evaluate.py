@@ -19,7 +19,7 @@ def main(smk):
     from adloc.io import write_json
     from adloc.pipeline import evaluate_scores, read_threshold
     from adloc.routing import evaluate_routed
-    from adloc.scopes import GLOBAL, ROUTED, evaluation_plan
+    from adloc.scopes import GLOBAL, ROUTED, evaluation_plan, scope_fields
     from adloc.scores import read_scores
 
     p = smk.params
@@ -46,7 +46,8 @@ def main(smk):
                 pixel=None if unified is None else unified["pixel"],
             )
             result.update(provenance=json.loads(str(scores["provenance"])))
-        result.update(method=w.method, scope=job.scope, model=GLOBAL if p.model == GLOBAL else w.cls)
+        result.update(method=w.method, scope=job.scope, model=GLOBAL if p.model == GLOBAL else w.cls,
+                      **scope_fields(job.scope))
         result["class"] = w.cls
         if job.scope == GLOBAL:
             unified = result

@@ -18,7 +18,7 @@ from adloc.metrics import image_metrics
 from adloc.io import write_json
 from adloc.routing import (class_thresholds, evaluate_routed, predicted_for, route,
                            routed_metrics, routing_record)
-from adloc.scopes import calibration_plan, evaluation_plan
+from adloc.scopes import MODELS, SCOPES, THRESHOLD_TYPES, calibration_plan, evaluation_plan, scope_fields
 from adloc.workflow import as_list
 
 
@@ -256,6 +256,18 @@ def test_evaluation_plan_maps_file_keys_to_scopes():
     assert [j.scope for j in evaluation_plan("global", ins, no_routed)] == ["global", "unified_abs"]
     with pytest.raises(AdlocError, match="'routing'"):
         evaluation_plan("global", {"threshold": "g", "pooled": "p"}, outs)
+
+
+def test_each_scope_names_its_model_and_its_threshold():
+    """Issue 20 §4 (vocabulary): the scope names stay (paths, tables); model_type says which
+    model, threshold_type which threshold, in every threshold and metrics file."""
+    assert {s: tuple(scope_fields(s).values()) for s in SCOPES} == {
+        "per_class": ("per_class", "class"), "global": ("global", "class"),
+        "unified_abs": ("global", "pooled"), "routed": ("global", "routed")}
+    assert {scope_fields(s)["model_type"] for s in SCOPES} == set(MODELS)
+    assert {scope_fields(s)["threshold_type"] for s in SCOPES} == set(THRESHOLD_TYPES)
+    with pytest.raises(AdlocError, match="unknown scope 'pooled'"):
+        scope_fields("pooled")
 
 
 def test_routing_k_is_a_config_key_with_a_default():

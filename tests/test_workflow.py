@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from adloc.scopes import scope_fields
+
 from workflow_utils import TINY, make_dataset, planned_jobs, snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -106,6 +108,12 @@ def test_thresholds_come_from_the_calibrate_rule(run):
         pooled = json.loads((r / "thresholds" / m / "pooled.json").read_text())
         assert pooled["classes"] == sorted(CLASSES) or set(pooled["classes"]) == set(CLASSES)
         assert pooled["scope"] == "unified_abs"
+        # which model and which threshold, said explicitly beside the scope (issue 20 §4)
+        assert (pooled["model_type"], pooled["threshold_type"], pooled["model"]) == ("global", "pooled", "global")
+        for f in sorted((r / "metrics" / m).rglob("*.json")) + sorted((r / "thresholds" / m).rglob("*.json")):
+            d = json.loads(f.read_text())
+            assert {k: d[k] for k in ("model_type", "threshold_type")} == scope_fields(d["scope"]), f
+            assert d["model"] == ("global" if d["model_type"] == "global" else f.stem), f
         for cls in CLASSES:
             for scope, thr_file in ((cls, r / "thresholds" / m / cls / f"{cls}.json"),
                                     ("global", r / "thresholds" / m / "global" / f"{cls}.json"),

@@ -6,6 +6,14 @@ threshold), ``global`` (model-unified: the global model, the class's threshold),
 split of every class) and ``routed`` (absolute-unified with class routing: the global model,
 the threshold of the class each test image is routed to, :mod:`adloc.routing`).
 
+The scope names are the words of the paths and tables (kept: runs and the study reference use
+them); every threshold and metrics file also says the two parts explicitly
+(:func:`scope_fields`): ``model_type`` (which model: ``per_class`` | ``global``, the rules'
+``params: model``) and ``threshold_type`` (which threshold: ``class``, the class's own;
+``pooled``, one on every class's validation split; ``routed``, the predicted class's).
+``model`` in those files is the model file's name (``models/<method>/<model>.pt``: the class,
+or ``global``). ARCHITECTURE.md has the table.
+
 The rules say which model a job is for (``params: model``: ``per_class`` or ``global``) and
 name their outputs (and inputs) by key; :func:`calibration_plan` and :func:`evaluation_plan`
 map them to scopes, so scripts never guess the scope from file names.
@@ -29,6 +37,21 @@ SCOPES = (PER_CLASS, GLOBAL, UNIFIED_ABS, ROUTED)
 MODELS = (PER_CLASS, GLOBAL)
 #: evaluate_global's output keys -> the scope each holds.
 GLOBAL_OUTPUTS = {"unified": GLOBAL, "pooled": UNIFIED_ABS, "routed": ROUTED}
+#: Which threshold (``threshold_type``): the class's own, one pooled, the routed class's.
+CLASS_THRESHOLD, POOLED = "class", "pooled"
+THRESHOLD_TYPES = (CLASS_THRESHOLD, POOLED, ROUTED)
+#: scope -> (model_type, threshold_type)
+SCOPE_PARTS = {PER_CLASS: (PER_CLASS, CLASS_THRESHOLD), GLOBAL: (GLOBAL, CLASS_THRESHOLD),
+               UNIFIED_ABS: (GLOBAL, POOLED), ROUTED: (GLOBAL, ROUTED)}
+
+
+def scope_fields(scope: str) -> dict[str, str]:
+    """``{"model_type": ..., "threshold_type": ...}`` of a scope: which model and which
+    threshold, written into every threshold and metrics file beside ``scope``."""
+    if scope not in SCOPE_PARTS:
+        raise AdlocError(f"unknown scope {scope!r}; the scopes are {list(SCOPES)}")
+    model_type, threshold_type = SCOPE_PARTS[scope]
+    return {"model_type": model_type, "threshold_type": threshold_type}
 
 
 @dataclass(frozen=True)
@@ -104,4 +127,5 @@ def evaluation_plan(model: str, inputs: Mapping[str, Any], outputs: Mapping[str,
 
 
 __all__ = ["PER_CLASS", "GLOBAL", "UNIFIED_ABS", "ROUTED", "SCOPES", "MODELS", "GLOBAL_OUTPUTS",
+           "CLASS_THRESHOLD", "POOLED", "THRESHOLD_TYPES", "SCOPE_PARTS", "scope_fields",
            "CalibrationJob", "EvaluationJob", "calibration_plan", "evaluation_plan"]
