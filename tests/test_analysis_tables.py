@@ -106,3 +106,28 @@ def test_write_and_display(tmp_path):
     assert row["method"] == "PatchCore" and row["threshold"] == "1.5000"
     assert (disp.loc[disp["class"] == "a", "pixel AUROC"].iloc[0]) == "N/A"
     assert np.all(disp.loc[disp["class"] == "macro", "threshold"] == "")
+
+
+def test_model_and_threshold_types_beside_the_scope(tmp_path):
+    """Issue 20 §4 (vocabulary): metrics.csv says which model and which threshold beside each
+    scope, macro rows too; a file or table written before the two fields existed gets them
+    from its scope (a finished run compared with newer ones)."""
+    from adloc.analysis.tables import read_metrics_table
+    from adloc.scopes import scope_fields
+
+    dicts = _dicts()
+    dicts[0] = {**dicts[0], **scope_fields("global")}  # newer files carry them, older ones not
+    dicts += [_m("padim", "unified_abs", "b", 0.8), _m("padim", "routed", "b", 0.8)]
+    df = metrics_table(dicts)
+    assert list(df.columns[:5]) == ["method", "scope", "model_type", "threshold_type", "class"]
+    for _, r in df.iterrows():
+        assert {"model_type": r["model_type"], "threshold_type": r["threshold_type"]} == scope_fields(r["scope"])
+    assert set(df.loc[df["class"] == "macro", "scope"]) == {"per_class", "global", "unified_abs", "routed"}
+    path = tmp_path / "metrics.csv"
+    write_metrics_table(path, dicts)
+    back = read_metrics_table(path)
+    assert back[["model_type", "threshold_type"]].equals(df[["model_type", "threshold_type"]])
+    old = tmp_path / "old.csv"
+    pd.read_csv(path).drop(columns=["model_type", "threshold_type"]).to_csv(old, index=False)
+    assert read_metrics_table(old)[["scope", "model_type", "threshold_type"]].equals(
+        back[["scope", "model_type", "threshold_type"]])

@@ -1,7 +1,9 @@
 """The per-class metrics table: one row per method x scope x class, plus a macro row per model.
 
 Input: the dicts written to ``results/metrics/{method}/{scope}/{cls}.json`` (see
-ARCHITECTURE.md). Output columns, in order, are :data:`COLUMNS`.
+ARCHITECTURE.md). Output columns, in order, are :data:`COLUMNS`: ``scope`` and, beside it, its
+two parts ``model_type`` (which model: per_class | global) and ``threshold_type`` (which
+threshold: class | pooled | routed; :func:`adloc.scopes.scope_fields`).
 
 Macro rows (``class == "macro"``), one per method x scope:
 
@@ -28,10 +30,12 @@ import pandas as pd
 from ..errors import AdlocError
 from ..io import write_csv
 from ..models.registry import method_names
+from ..scopes import SCOPE_PARTS
 
 #: Column order of :func:`metrics_table`.
 COLUMNS = [
-    "method", "scope", "class", "threshold", "threshold_mode", "threshold_fallback",
+    "method", "scope", "model_type", "threshold_type", "class", "threshold", "threshold_mode",
+    "threshold_fallback",
     "auroc", "auroc_low", "auroc_high", "auprc", "f1", "f1_max", "accuracy", "precision", "recall",
     "specificity", "tp", "fp", "tn", "fn", "pixel_auroc", "pixel_ap", "pixel_f1_max",
     "pixel_auroc_images", "au_pro", "au_pro_strict", "mad", "pro_mode", "n_test", "n_test_anomalous", "n_test_normal", "n_val", "n_val_anomalous",
@@ -55,7 +59,9 @@ COUNT_COLUMNS = [
 ]
 #: Blank in the macro row.
 BLANK_IN_MACRO = ["threshold", "auroc_low", "auroc_high", "threshold_fallback"]
-TEXT_COLUMNS = [
+#: The scope's two parts (which model, which threshold; adloc.scopes.scope_fields).
+SCOPE_PART_COLUMNS = ["model_type", "threshold_type"]
+TEXT_COLUMNS = SCOPE_PART_COLUMNS + [
     "threshold_mode", "pixel_auroc_images", "pro_mode", "backbone", "weights", "weights_sha256",
     "device",
 ]
@@ -95,9 +101,12 @@ def metrics_row(m: Mapping[str, Any]) -> dict[str, Any]:
     val = m.get("val") or {}
     prov = m.get("provenance") or {}
     ci = test.get("auroc_ci") or {}
+    parts = SCOPE_PARTS.get(str(m["scope"]), (None, None))  # files written before they said it
     return {
         "method": str(m["method"]),
         "scope": str(m["scope"]),
+        "model_type": m.get("model_type", parts[0]),
+        "threshold_type": m.get("threshold_type", parts[1]),
         "class": str(m["class"]),
         "threshold": _num(_get(thr, "threshold")),
         "threshold_mode": _get(thr, "mode"),
@@ -232,8 +241,13 @@ def _fmt_threshold(t) -> str:
 
 def read_metrics_table(path) -> pd.DataFrame:
     """Read a table written by :func:`write_metrics_table` back with the same dtypes (counts as
-    nullable Int64, blank text as None)."""
-    df = read_table_csv(path, "metrics table", columns=COLUMNS, dtype={"class": str})
+    nullable Int64, blank text as None). A table written before it had ``model_type`` and
+    ``threshold_type`` (a finished run compared with newer ones) gets them from its scopes."""
+    df = read_table_csv(path, "metrics table", dtype={"class": str},
+                        columns=[c for c in COLUMNS if c not in SCOPE_PART_COLUMNS])
+    for i, c in enumerate(SCOPE_PART_COLUMNS):
+        if c not in df.columns:
+            df[c] = [SCOPE_PARTS.get(str(s), (None, None))[i] for s in df["scope"]]
     for c in COUNT_COLUMNS + MACRO_N_COLUMNS:
         df[c] = df[c].astype("Float64").round().astype("Int64")
     for c in ["method", "scope", "class", "threshold_fallback"] + TEXT_COLUMNS:
