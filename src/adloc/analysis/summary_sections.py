@@ -15,6 +15,7 @@ from ..models.registry import REGISTRY, bank_method, method_names
 from .confusion import VARIANTS, confusion_cells, summary_sentence
 from .figures import method_label, scope_label
 from .gap import METRIC_LABELS, significant_gaps, wide_gap_table
+from .retrieval import retrieval_sentences
 from .routing import routing_sentences
 from .study_reference import wide_side_by_side
 from .summary_protocol import cfg_get as _get
@@ -250,6 +251,8 @@ def gap_section(s: SectionInputs) -> list[str]:
             n_ci = int(gap["gap_low"].notna().sum())
             lines += [f"{len(sig)} of {n_ci} intervals exclude 0 (marked *): "
                       + "; ".join(parts) + ". Positive favours the per-class model.", ""]
+        retrieval = retrieval_sentences(gap)  # methods that retrieve whole training images
+        lines += retrieval + ([""] if retrieval else [])
 
     return lines
 

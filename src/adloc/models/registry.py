@@ -20,7 +20,10 @@ An entry (:class:`Method`):
   global model), e.g. PatchCore's ``query_images``; these keys are read at scoring time only,
   so changing them rescoring without refitting.
 * ``capabilities``: e.g. ``"memory_bank"`` (the model has ``bank``, ``bank_origin`` and
-  ``source_names``: the t-SNE bank view and the bank-composition table are drawn from it).
+  ``source_names``: the t-SNE bank view and the bank-composition table are drawn from it);
+  ``"retrieves_images"`` (a test image is first matched to its nearest whole training images,
+  so a global model may route it to its own class: the summary sets the method's per-class vs
+  global gap beside the other methods', with :data:`CAPABILITY_NOTES`' sentence).
 * ``workflow_keys``: keys of the method's section that the workflow reads, not the model
   (``backbone``, ``weights``: which feature set it reads).
 * ``setup``, ``protocol``, ``protocol_notes``: what summary.md says about it
@@ -43,6 +46,13 @@ from .configs import RUNTIME_KEYS, PadimConfig, PatchCoreConfig, SpadeConfig
 JOB_KEYS = frozenset({"image_size", "seed"}) | RUNTIME_KEYS
 
 MEMORY_BANK = "memory_bank"
+RETRIEVES_IMAGES = "retrieves_images"
+#: what the summary says a capability means for the per-class vs global gap (after the label)
+CAPABILITY_NOTES = {
+    RETRIEVES_IMAGES: ("retrieves each test image's nearest whole training images before it "
+                       "compares patches, so its global model may route an image to its own class "
+                       "and close the per-class vs global gap"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,5 +185,6 @@ register_method(Method(
     config=SpadeConfig,
     model="adloc.models.spade:Spade",
     predict_options={"query_images": ("query_images", "query_images_global")},
+    capabilities=frozenset({RETRIEVES_IMAGES}),
     setup=spade_setup,
 ))
