@@ -9,6 +9,7 @@ files) before they return, and may add outputs under other run names (``results/
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,15 +20,54 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
+#: Every snakemake start imports snakemake-executor-plugin-slurm, which runs ``scontrol show
+#: config`` (10 s timeout) when Slurm's client is installed: against a stopped controller
+#: (after the Slurm tests, or on a machine with a Slurm client but no cluster) each start waited
+#: ~9 s. The tests that are not about Slurm point scontrol at a missing configuration, so it
+#: fails at once; tests/test_slurm.py removes every SLURM_* variable (``_clean_env``) and so
+#: talks to its real local cluster.
+os.environ.setdefault("SLURM_CONF", str(TESTS / "no-slurm-here" / "slurm.conf"))
 
+
+#: Session fixtures that run a workflow once and are read (and briefly changed, then put back)
+#: by tests in several files: under pytest-xdist every test that uses one runs on the same
+#: worker, one after the other (its xdist group), so the run is made once and never changed by
+#: two tests at the same time.
+SHARED_RUNS = {"tiny_run": "tiny_run", "reference_run": "reference_run", "resumed_run": "reference_run"}
+
+
+def xdist_group_of(item) -> str:
+    """The pytest-xdist group (``--dist loadgroup``) of a test: the Slurm tests together; the
+    users of one shared run together; otherwise the test's file, so that a module-scoped
+    fixture (a module's own workflow run) is made once, on one worker. A test that requests a
+    shared run at run time (``request.getfixturevalue``) says so with
+    ``@pytest.mark.shared_run("<fixture>")``."""
+    if item.get_closest_marker("slurm") is not None:
+        return "slurm"
+    wanted = [m.args[0] for m in item.iter_markers("shared_run")] + list(item.fixturenames)
+    for fixture in wanted:
+        if fixture in SHARED_RUNS:
+            return SHARED_RUNS[fixture]
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Run the Slurm tests last.
-
-    Once Debian's slurm-client is installed, every snakemake start pays ~9 s while the SLURM
-    executor plugin's import-time ``scontrol show config`` times out against a stopped
-    controller; running the Slurm tests last keeps that cost away from the other workflow tests.
-    """
-    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+    """Group the tests for pytest-xdist and order them, longest first so that the workers
+    finish together: the Slurm tests (mostly waiting for sbatch and polling, so they overlap
+    well with the CPU-bound tests of the other worker), then the workflow groups, then the unit
+    tests. Without xdist the order is the same; the groups are unused."""
+    groups = {}
+    for item in items:
+        group = xdist_group_of(item)
+        groups.setdefault(group, []).append(item)
+        item.add_marker(pytest.mark.xdist_group(group))
+    heavy = {
+        g for g, its in groups.items()
+        if any(i.get_closest_marker("workflow") or i.get_closest_marker("slow") for i in its)
+    }
+    rank = {g: 0 if g == "slurm" else 1 if g in heavy else 2 for g in groups}
+    items.sort(key=lambda item: rank[xdist_group_of(item)])
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ from PIL import Image
 
 from workflow_utils import TINY, make_dataset, planned_jobs, snakemake, write_config
 
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
 CLS = "synth_nut"
 SHIFT = "results/tiny/shift/paper-s0"
 TARGETS = (f"{SHIFT}/{CLS}", f"{SHIFT}/{CLS}_params.csv")

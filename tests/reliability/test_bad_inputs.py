@@ -220,7 +220,13 @@ def check_failure(wd: Path, proc, expect, absent) -> str:
 
 @pytest.mark.workflow
 @pytest.mark.slow
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.shared_run("reference_run")) if CASES[c][5] else c
+        for c in CASES
+    ],
+)
 def test_bad_input(case, tmp_path_factory, dataset_cache, request):
     breaker, overrides, args, expect, absent, needs_results = CASES[case]
     if needs_results:  # a finished run, copied: corrupt one of its files, rerun a consumer
