@@ -70,6 +70,24 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank[xdist_group_of(item)])
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """With ``--dist loadgroup``: stop if the groups did not reach the node ids (pytest-xdist's
+    side channel; pytest 9.2 broke it silently, pytest-xdist#1386). Without them a shared run
+    would be made on both workers and changed by two tests at once."""
+    if node.config.getvalue("dist") != "loadgroup":
+        return
+    ungrouped = [i for i in ids if "@" not in i.rsplit("]", 1)[-1]]
+    if ungrouped:
+        pytest.exit(
+            f"pytest-xdist --dist loadgroup is not grouping ({len(ungrouped)} of {len(ids)} tests "
+            f"without a group, e.g. {ungrouped[0]}): pytest {pytest.__version__} and this "
+            "pytest-xdist do not work together (pytest-xdist#1386); install requirements.txt's "
+            "pins (pytest<9.2) or run without -n",
+            returncode=4,
+        )
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """The tiny default run, finished: ``(workdir, CompletedProcess, seconds)``.
