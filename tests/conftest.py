@@ -57,17 +57,15 @@ def pytest_collection_modifyitems(config, items):
     finish together: the Slurm tests (mostly waiting for sbatch and polling, so they overlap
     well with the CPU-bound tests of the other worker), then the workflow groups, then the unit
     tests. Without xdist the order is the same; the groups are unused."""
-    groups = {}
+    group_of = {}
+    heavy = set()
     for item in items:
-        group = xdist_group_of(item)
-        groups.setdefault(group, []).append(item)
+        group = group_of[item.nodeid] = xdist_group_of(item)
         item.add_marker(pytest.mark.xdist_group(group))
-    heavy = {
-        g for g, its in groups.items()
-        if any(i.get_closest_marker("workflow") or i.get_closest_marker("slow") for i in its)
-    }
-    rank = {g: 0 if g == "slurm" else 1 if g in heavy else 2 for g in groups}
-    items.sort(key=lambda item: rank[xdist_group_of(item)])
+        if item.get_closest_marker("workflow") or item.get_closest_marker("slow"):
+            heavy.add(group)
+    rank = {g: 0 if g == "slurm" else 1 if g in heavy else 2 for g in group_of.values()}
+    items.sort(key=lambda item: rank[group_of[item.nodeid]])
 
 
 @pytest.hookimpl(optionalhook=True)
