@@ -77,6 +77,8 @@ def parse_args(argv=None):
                     help="features.storage_dtype (default: config's)")
     ap.add_argument("--coreset-dtype", choices=["float32", "float16"], default=None,
                     help="patchcore.coreset_dtype (default: config's)")
+    ap.add_argument("--knn-bf16", action="store_true",
+                    help="patchcore.knn_bf16: exact CPU k-NN by bf16 candidates + float32 re-rank")
     ap.add_argument("--bootstrap", type=int, default=None, help="evaluation.bootstrap.n (default: config's)")
     ap.add_argument("--gpu-jobs", type=int, default=1,
                     help="GPU rules allowed at once: their threads become cores // K (snakemake "
@@ -144,6 +146,8 @@ def write_config(args, work: Path, data: Path) -> Path:
         feats["storage_dtype"] = args.storage_dtype
     if args.coreset_dtype:
         cfg["patchcore"]["coreset_dtype"] = args.coreset_dtype
+    if args.knn_bf16:
+        cfg["patchcore"]["knn_bf16"] = True
     if args.bootstrap is not None:
         cfg["evaluation"]["bootstrap"]["n"] = int(args.bootstrap)
     path = work / "config.yaml"
@@ -244,6 +248,7 @@ def table(args, info: dict, stats: dict) -> str:
     lines = [
         f"adloc study benchmark: scale {args.scale}, {info['n_img']} images at {info['size']} px, "
         f"{len(args.classes)} classes, device {info['device_name']}, cores {args.cores}, bf16 {args.bf16}, "
+        f"knn_bf16 {args.knn_bf16}, "
         f"channels_last {args.channels_last}, GPU jobs at once {args.gpu_jobs}, torch {info['torch']}, "
         f"presets {args.preset or 'none'}, weights {args.weights or 'config'}",
         "",

@@ -131,3 +131,23 @@ def test_without_the_instructions_it_searches_in_float32(monkeypatch, caplog):
     d, i = index.search(queries, 2)
     rd, ri = KnnIndex(bank).search(queries, 2)
     assert torch.equal(d, rd) and torch.equal(i, ri)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5, 100, 256, 1000])
+def test_pair_distances_are_the_padded_tree_bit_for_bit(d, monkeypatch):
+    """The re-rank's in-place, chunked tree equals the reference written out: pad to a power of
+    two with zeros, then add halves elementwise (chunks smaller than the pairs, and not)."""
+    import adloc.models.knn_bf16 as kb
+
+    q, b = _data(40, 60, d, seed=d)
+    g = torch.Generator().manual_seed(d)
+    qi, bi = torch.randint(0, 40, (300,), generator=g), torch.randint(0, 60, (300,), generator=g)
+    t = (q[qi] - b[bi]) ** 2
+    p = 1 << max(0, (d - 1).bit_length())
+    t = torch.nn.functional.pad(t, (0, p - d))
+    while t.shape[1] > 1:
+        t = t[:, : t.shape[1] // 2] + t[:, t.shape[1] // 2 :]
+    for chunk in (7, 256, 4096):
+        monkeypatch.setattr(kb, "PAIR_CHUNK", chunk)
+        assert torch.equal(kb._pair_distances(q, b, qi, bi), t[:, 0])
+    assert torch.equal(direct_sq_dist(q[qi], b[bi]), t[:, 0])
