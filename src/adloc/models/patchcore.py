@@ -15,7 +15,8 @@ Embedding (per image, from raw stage maps ``{layer: (N, C_l, h_l, w_l)}``; the f
   reference exactly (it upsamples before the per-layer pooling; both steps are linear and act on
   different axes, so the order does not matter). For WRN50-2 (P = T = 1024) it means: layer-3
   part = 3x3 mean of each channel, channel pairs averaged; layer-2 part = a 3x3 mean with the
-  centre counted twice ((sum + centre) / 10) per channel.
+  centre counted twice ((sum + centre) / 10) per channel. On the CPU both pools are computed by
+  :mod:`adloc.models.patch_pool` (the same float32 operations in the same order, no unfold).
 
 Memory bank: approximate greedy k-center coreset (:mod:`adloc.models.coreset`) of all training
 patches, ``max(1, int(N_patches * coreset_ratio))`` entries; ``coreset_start`` picks
@@ -65,6 +66,7 @@ from .common import FeatureModel, chunks, query_block, release_features as relea
 from .configs import PatchCoreConfig
 from .coreset import greedy_coreset
 from .knn import KnnIndex
+from .patch_pool import pool_channels, pool_patches
 
 KIND = "patchcore"
 #: images per k-NN search when the caller does not say (:meth:`PatchCore.predict`)
@@ -88,6 +90,8 @@ def patchcore_embedding(
         b, c, h, w = x.shape
         if pretrain_embed_dim is None:
             y = F.avg_pool2d(x, patch_size, stride=1, padding=pad, count_include_pad=True) if patch_size > 1 else x
+        elif x.device.type == "cpu":  # the same values, bit for bit, without the unfold (patch_pool)
+            y = pool_patches(x, patch_size, int(pretrain_embed_dim))
         else:
             u = F.unfold(x, kernel_size=patch_size, padding=pad, stride=1)  # (B, C*p*p, h*w), channel-major
             u = u.transpose(1, 2).reshape(b * h * w, 1, c * patch_size * patch_size)
@@ -97,7 +101,9 @@ def patchcore_embedding(
             y = F.interpolate(y, size=ref, mode="bilinear", align_corners=False)
         parts.append(y)
     emb = torch.cat(parts, 1)
-    if target_embed_dim is not None:
+    if target_embed_dim is not None and emb.device.type == "cpu":
+        emb = pool_channels(emb, int(target_embed_dim))
+    elif target_embed_dim is not None:
         b, d, h, w = emb.shape
         e = emb.permute(0, 2, 3, 1).reshape(b * h * w, 1, d)
         e = F.adaptive_avg_pool1d(e, int(target_embed_dim)).reshape(b, h, w, -1)

@@ -1,0 +1,149 @@
+"""Check ``patchcore.knn_bf16`` on a finished study run: neighbours, distances, scores, maps.
+
+Two parts, both printed as Markdown tables; asserts nothing (a benchmark check, not a test).
+
+1. ``--run WORK`` (a ``bench_study.py`` work folder, or any folder with ``results/``): for
+   every PatchCore model of the run (per-class and global) and every class it scores, embeds
+   every ``--every``-th val/test image of the split file exactly as scoring does, searches
+   each patch's nearest bank entry with faiss (the default, float32 ``|q|^2 + |b|^2 - 2 q.b``)
+   and with the bf16 search (bfloat16 candidates, float32 re-rank), and reports the share of
+   patches whose neighbour changed, the largest |distance difference|, the bf16 candidates per
+   patch and the patches that fell back to the float32 level; ``--direct N`` patches per pair
+   are also checked bit for bit against the brute-force reference ``direct_knn``.
+2. ``--against OTHER`` (a second run of the same config with the other setting): per method,
+   scope and class, the largest |difference| of image scores and of test anomaly maps between
+   the two runs' scores files, and whether they are bit-identical (PaDiM's must be).
+
+    python benchmarks/check_knn_bf16.py --run benchmarks/out/bf16 --against benchmarks/out/exact
+    python benchmarks/check_knn_bf16.py --run benchmarks/out/bf16 --every 1 --direct 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adloc.features import load_features
+from adloc.models import load_model
+from adloc.models.knn import KnnIndex
+from adloc.models.knn_bf16 import bf16_supported, direct_knn
+from adloc.models.patchcore import patch_rows, patchcore_embedding
+from adloc.scores import read_scores
+
+
+def _one(paths, what: str, where: Path) -> Path:
+    if len(paths) != 1:
+        sys.exit(f"expected one {what} under {where}, found {len(paths)}: {[str(p) for p in paths][:4]}")
+    return paths[0]
+
+
+def _run_dirs(work: Path):
+    """``(run folder results/<run>, repeat folder results/<run>/<repeat>)`` of a finished run."""
+    run = _one(sorted(p.parent for p in (work / "results").glob("*/config.json")), "run folder", work)
+    rep = _one(sorted(p.parent.parent for p in run.glob("*/splits")), "repeat folder", run)
+    return run, rep
+
+
+def _features_file(run: Path, fset: str, cls: str) -> Path:
+    return _one(sorted((run / "features" / fset).glob(f"{cls}.*")), f"features file of {fset}/{cls}", run)
+
+
+def _rows(model, features_file: Path, split_file: Path, every: int) -> torch.Tensor:
+    """Patch rows (float32) of every ``every``-th val and test image, embedded as scoring does."""
+    splits = json.loads(split_file.read_text())
+    paths = [e["path"] for s in ("val", "test") for e in splits["splits"][s]][::every]
+    fs = load_features(features_file, paths=paths)
+    c = model.config
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(paths), 16):
+            part = {ly: fs.layers[ly][s : s + 16].float() for ly in c.layers}
+            emb = patchcore_embedding(part, list(c.layers), int(c.patch_size), c.pretrain_embed_dim,
+                                      c.target_embed_dim)
+            out.append(patch_rows(emb))
+    return torch.cat(out), len(paths)
+
+
+def neighbours(work: Path, every: int, direct: int) -> list[str]:
+    run, rep = _run_dirs(work)
+    cfg = json.loads((run / "config.json").read_text())
+    classes = list(cfg["classes"])
+    lines = ["| model | class | images | patches | bank | neighbour changed | max abs d diff | "
+             "candidates / patch | fell back | == direct_knn | faiss s | bf16 s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for model_file in sorted((rep / "models" / "patchcore").glob("*.pt")):
+        model = load_model("patchcore", model_file)
+        fset = str(model.provenance.get("features", {}).get("name", ""))
+        scored = classes if model_file.stem == "global" else [model_file.stem]
+        exact, fast = KnnIndex(model.bank), KnnIndex(model.bank, bf16=True)
+        for cls in scored:
+            feats = _features_file(run, fset, cls) if fset else _one(
+                sorted((run / "features").glob(f"*/{cls}.*")), f"features file of {cls}", run)
+            rows, n_img = _rows(model, feats, rep / "splits" / f"{cls}.json", every)
+            t0 = time.perf_counter()
+            d_f, i_f = exact.search(rows, 1, squared=False)
+            t1 = time.perf_counter()
+            before = dict(fast.stats)
+            d_b, i_b = fast.search(rows, 1, squared=False)
+            t2 = time.perf_counter()
+            st = {k: fast.stats[k] - before[k] for k in before}
+            same = "-"
+            if direct:
+                sel = torch.linspace(0, rows.shape[0] - 1, direct).long()
+                rd, ri = direct_knn(rows[sel], model.bank, 1)
+                same = str(bool(torch.equal(ri, i_b[sel]) and torch.equal(rd.sqrt(), d_b[sel])))
+            lines.append(
+                f"| {model_file.stem} | {cls} | {n_img} | {rows.shape[0]} | {model.bank.shape[0]} "
+                f"| {100 * float((i_f != i_b).float().mean()):.4f} % | {float((d_f - d_b).abs().max()):.3g} "
+                f"| {st['candidates'] / max(1, st['queries']):.2f} | {st['fallback']} | {same} "
+                f"| {t1 - t0:.1f} | {t2 - t1:.1f} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+def scores(work: Path, other: Path) -> list[str]:
+    _, rep = _run_dirs(work)
+    _, rep_o = _run_dirs(other)
+    lines = ["| scores file | max abs image-score diff | max abs map diff | max map | bit-identical |",
+             "|---|---|---|---|---|"]
+    for f in sorted((rep / "scores").glob("*/*/*.npz")):
+        g = rep_o / f.relative_to(rep)
+        a, b = read_scores(f), read_scores(g)
+        keys = sorted(k for k in a if a[k].dtype.kind == "f")
+        img = [k for k in keys if "map" not in k]
+        mp = [k for k in keys if "map" in k]
+        same = all(np.array_equal(a[k], b[k]) for k in keys) and sorted(a) == sorted(b)
+        di = max((float(np.abs(a[k] - b[k]).max()) for k in img if a[k].size), default=float("nan"))
+        dm = max((float(np.abs(a[k] - b[k]).max()) for k in mp if a[k].size), default=float("nan"))
+        top = max((float(np.abs(a[k]).max()) for k in mp if a[k].size), default=float("nan"))
+        lines.append(f"| {f.relative_to(rep / 'scores')} | {di:.3g} | {dm:.3g} | {top:.3g} | {same} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True, help="work folder of a finished run")
+    ap.add_argument("--against", type=Path, help="second run of the same config (scores compared)")
+    ap.add_argument("--every", type=int, default=1, help="every N-th val/test image (1: all)")
+    ap.add_argument("--direct", type=int, default=32, help="patches per (model, class) checked against direct_knn")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-neighbours", action="store_true", help="only compare the two runs' scores")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"bf16 instructions: {bf16_supported()}, threads {args.threads}, load {os.getloadavg()[0]:.2f}")
+    if not args.no_neighbours:
+        neighbours(args.run.resolve(), max(1, args.every), args.direct)
+    if args.against:
+        print("\n".join(scores(args.run.resolve(), args.against.resolve())))
+    print(f"load {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
