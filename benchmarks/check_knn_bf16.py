@@ -47,12 +47,14 @@ def _one(paths, what: str, where: Path) -> Path:
 def _run_dirs(work: Path):
     """``(run folder results/<run>, repeat folder results/<run>/<repeat>)`` of a finished run."""
     run = _one(sorted(p.parent for p in (work / "results").glob("*/config.json")), "run folder", work)
-    rep = _one(sorted(p.parent.parent for p in run.glob("*/splits")), "repeat folder", run)
+    rep = _one(sorted(p.parent for p in run.glob("*/splits")), "repeat folder", run)
     return run, rep
 
 
-def _features_file(run: Path, fset: str, cls: str) -> Path:
-    return _one(sorted((run / "features" / fset).glob(f"{cls}.*")), f"features file of {fset}/{cls}", run)
+def _features_file(run: Path, backbone: str, cls: str) -> Path:
+    """The class's features file of the run's feature set for ``backbone`` (one expected)."""
+    found = sorted(p for p in (run / "features").glob(f"{backbone}*/{cls}.*"))
+    return _one(found, f"features file of {backbone} for {cls} (results/<run>/features/<set>/{cls}.*)", run)
 
 
 def _rows(model, features_file: Path, split_file: Path, every: int) -> torch.Tensor:
@@ -71,21 +73,42 @@ def _rows(model, features_file: Path, split_file: Path, every: int) -> torch.Ten
     return torch.cat(out), len(paths)
 
 
+def _against_float64(rows, bank, sel, d_f, i_f, d_b, i_b, chunk: int = 256):
+    """Both searches against float64 brute force on the patches ``sel`` (a sample plus those
+    where faiss and bf16 differ most): largest distance errors, and how many picked the
+    float64 nearest entry (ties: either index counts)."""
+    q = rows[sel].double()
+    best = torch.full((len(sel),), float("inf"), dtype=torch.float64)
+    for s in range(0, bank.shape[0], chunk):
+        b = bank[s : s + chunk].double()
+        best = torch.minimum(best, ((q[:, None, :] - b[None]) ** 2).sum(2).min(1).values)
+    d64 = best.sqrt()
+
+    def at(i):  # float64 distance of each sampled patch to the entry a search chose
+        return ((q - bank[i[sel, 0]].double()) ** 2).sum(1).sqrt()
+
+    tol = 1e-12 * (1 + d64)
+    ok_f = int(((at(i_f) - d64).abs() <= tol).sum())
+    ok_b = int(((at(i_b) - d64).abs() <= tol).sum())
+    e_f = float((d_f[sel, 0].double() - d64).abs().max())
+    e_b = float((d_b[sel, 0].double() - d64).abs().max())
+    return f"{e_f:.3g}", f"{e_b:.3g}", f"{ok_f}/{len(sel)}", f"{ok_b}/{len(sel)}"
+
+
 def neighbours(work: Path, every: int, direct: int) -> list[str]:
     run, rep = _run_dirs(work)
     cfg = json.loads((run / "config.json").read_text())
     classes = list(cfg["classes"])
     lines = ["| model | class | images | patches | bank | neighbour changed | max abs d diff | "
-             "candidates / patch | fell back | == direct_knn | faiss s | bf16 s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "candidates / patch | fell back | == direct_knn | faiss max err vs float64 | bf16 max err vs float64 "
+             "| faiss = float64 NN | bf16 = float64 NN | faiss s | bf16 s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for model_file in sorted((rep / "models" / "patchcore").glob("*.pt")):
         model = load_model("patchcore", model_file)
-        fset = str(model.provenance.get("features", {}).get("name", ""))
         scored = classes if model_file.stem == "global" else [model_file.stem]
         exact, fast = KnnIndex(model.bank), KnnIndex(model.bank, bf16=True)
         for cls in scored:
-            feats = _features_file(run, fset, cls) if fset else _one(
-                sorted((run / "features").glob(f"*/{cls}.*")), f"features file of {cls}", run)
+            feats = _features_file(run, str(model.provenance["backbone"]), cls)
             rows, n_img = _rows(model, feats, rep / "splits" / f"{cls}.json", every)
             t0 = time.perf_counter()
             d_f, i_f = exact.search(rows, 1, squared=False)
@@ -94,16 +117,18 @@ def neighbours(work: Path, every: int, direct: int) -> list[str]:
             d_b, i_b = fast.search(rows, 1, squared=False)
             t2 = time.perf_counter()
             st = {k: fast.stats[k] - before[k] for k in before}
-            same = "-"
+            same, err = "-", ("-", "-", "-", "-")
             if direct:
                 sel = torch.linspace(0, rows.shape[0] - 1, direct).long()
                 rd, ri = direct_knn(rows[sel], model.bank, 1)
                 same = str(bool(torch.equal(ri, i_b[sel]) and torch.equal(rd.sqrt(), d_b[sel])))
+                worst = torch.topk((d_f - d_b).abs()[:, 0], min(direct, rows.shape[0])).indices
+                err = _against_float64(rows, model.bank, torch.unique(torch.cat([sel, worst])), d_f, i_f, d_b, i_b)
             lines.append(
                 f"| {model_file.stem} | {cls} | {n_img} | {rows.shape[0]} | {model.bank.shape[0]} "
                 f"| {100 * float((i_f != i_b).float().mean()):.4f} % | {float((d_f - d_b).abs().max()):.3g} "
                 f"| {st['candidates'] / max(1, st['queries']):.2f} | {st['fallback']} | {same} "
-                f"| {t1 - t0:.1f} | {t2 - t1:.1f} |")
+                f"| {err[0]} | {err[1]} | {err[2]} | {err[3]} | {t1 - t0:.1f} | {t2 - t1:.1f} |")
             print(lines[-1], flush=True)
     return lines
 

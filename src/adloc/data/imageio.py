@@ -66,13 +66,52 @@ def open_loaded(path: Path, name: str, what: str) -> Image.Image:
         ) from None
 
 
-def _orientation(im: Image.Image) -> int:
-    """EXIF orientation (1..8) of an opened image; 1 when absent or unreadable."""
+def _orientation(im: Image.Image, get_exif=None) -> int:
+    """EXIF orientation (1..8) of an opened image; 1 when absent or unreadable.
+    ``get_exif``: how to read its EXIF (default ``im.getexif``)."""
     try:
-        o = im.getexif().get(EXIF_ORIENTATION, 1)
+        o = (get_exif or im.getexif)().get(EXIF_ORIENTATION, 1)
     except (OSError, SyntaxError, ValueError, TypeError):  # a damaged EXIF block: no tag
         return 1
     return int(o) if isinstance(o, int) and 1 <= o <= 8 else 1
+
+
+def _png_reads_more_on_load(path: PathLike) -> bool:
+    """Whether decoding the PNG at ``path`` would add metadata to ``im.info``: True when a chunk
+    other than IDAT or IEND follows its first IDAT (eXIf, text or XMP written after the image
+    data, animation frames), or when the chunk layout cannot be walked (then PIL decides).
+
+    Pillow's ``PngImageFile.getexif()`` decodes the whole image whenever the header had no
+    eXIf chunk, because one may follow the image data; this walk (chunk lengths only, no
+    decompression) tells when that cannot be, so a header read stays a header read.
+    """
+    try:
+        with open(path, "rb") as fp:
+            if fp.read(8) != PNG_SIGNATURE:
+                return True
+            seen_idat = False
+            while True:
+                head = fp.read(8)
+                if len(head) < 8:
+                    return True
+                length, ctype = struct.unpack(">I4s", head)
+                if ctype == b"IEND":
+                    return False
+                if ctype == b"IDAT":
+                    seen_idat = True
+                elif seen_idat:
+                    return True
+                fp.seek(length + 4, os.SEEK_CUR)  # data and CRC
+    except OSError:
+        return True
+
+
+def _header_orientation(im: Image.Image, path: PathLike) -> int:
+    """:func:`_orientation` of an image opened from ``path``, without decoding a PNG whose
+    metadata all precedes its image data (then the header already holds everything)."""
+    if im.format == "PNG" and "exif" not in im.info and not _png_reads_more_on_load(path):
+        return _orientation(im, lambda: Image.Image.getexif(im))  # the header's info only
+    return _orientation(im)
 
 
 def upright(im: Image.Image) -> Image.Image:
@@ -148,7 +187,7 @@ def image_header(root: PathLike, rel_path: PathLike | None = None) -> ImageHeade
     try:
         with Image.open(path) as im:
             w, h = im.size
-            mode, o = im.mode, _orientation(im)
+            mode, o = im.mode, _header_orientation(im, path)
     except FileNotFoundError:
         raise DatasetError(f"image not found: {name}.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
