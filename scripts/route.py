@@ -24,7 +24,7 @@ def main(smk):
     def pooled(features, split_files, split):
         splits = [read_splits(f) for f in as_list(split_files)]
         paths = [[e["path"] for e in s["splits"][split]] for s in splits]
-        sets = [load_features(f, paths=ps) for f, ps in zip(as_list(features), paths)]
+        sets = [load_features(f, paths=ps, keep_dtype=True) for f, ps in zip(as_list(features), paths)]
         x, labels = pooled_backbone_features(sets, classes)
         return x, labels, paths, {s["class"]: s for s in splits}
 

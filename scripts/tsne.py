@@ -46,7 +46,7 @@ def main(smk):
         views.append(view)
         warnings += notes
     sets = [  # the first repeat's training images of each class
-        load_features(f, paths=[e["path"] for e in read_splits(sf)["splits"]["train"]])
+        load_features(f, paths=[e["path"] for e in read_splits(sf)["splits"]["train"]], keep_dtype=True)
         for f, sf in zip(as_list(smk.input.features), as_list(smk.input.splits))
     ]
     view, notes = safe_view(BACKBONE_TITLE, *pooled_backbone_features(sets, p.classes), **kw)

@@ -100,3 +100,20 @@ def test_bank_by_source_and_pooled_features():
     assert labels.tolist() == ["a"] * 2 + ["b"] * 4
     with pytest.raises(AdlocError, match="2 feature sets for 1 classes"):
         pooled_backbone_features(sets, ["a"])
+
+
+def test_pooled_features_of_float16_sets_equal_their_float32_copies():
+    """route and tsne read float16 feature files as stored (keep_dtype): the pooled values are
+    those of the float32 copy load_features would otherwise return."""
+    import torch
+
+    from adloc.analysis.tsne import pooled_backbone_features
+    from adloc.features import FeatureSet
+
+    g = torch.Generator().manual_seed(3)
+    half = {"layer1": (torch.rand(5, 7, 16, 16, generator=g) * 40).half(), "layer2": torch.rand(5, 9, 8, 8, generator=g).half()}
+    sets16 = [FeatureSet(half, [f"{i}.png" for i in range(5)], {}, 64)]
+    sets32 = [FeatureSet({k: v.float() for k, v in half.items()}, sets16[0].paths, {}, 64)]
+    a, la = pooled_backbone_features(sets16, ["c"])
+    b, lb = pooled_backbone_features(sets32, ["c"])
+    assert a.dtype == np.float32 and np.array_equal(a, b) and list(la) == list(lb)

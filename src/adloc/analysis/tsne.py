@@ -224,7 +224,9 @@ def duplicate_train_images(train_sha256: Mapping[str, Sequence[str]]) -> dict[st
 
 def pooled_backbone_features(feature_sets: Sequence, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """The study's view: each image's stage maps mean-pooled over space, layers concatenated
-    (``(N, sum of channels)`` float32), and each image's class (object array).
+    (``(N, sum of channels)`` float32, each map converted to float32 first, so float16 feature
+    sets (``load_features(..., keep_dtype=True)``) give the same values), and each image's class
+    (object array).
 
     ``feature_sets``: one :class:`adloc.features.FeatureSet` per class, in the order of ``classes``.
     """
