@@ -77,12 +77,19 @@ def test_adversarial_data_equals_the_reference(case):
 @needs_bf16
 def test_fallback_gives_the_same_results():
     queries, bank = _data(60, 700, 48, seed=5)
-    s = Bf16Search(bank, max_candidates=0)  # every query falls back to the float32 level
+    s = Bf16Search(bank, max_candidates=0, widen=1)  # every query falls back to the float32 level
     _same(s, queries, bank, 5)
     assert s.stats["fallback"] == 60 and s.stats["candidates"] == 0
     dup = torch.cat([bank[:10]] * 50)  # 50 exact copies per row: candidate sets >= 50
-    s = Bf16Search(dup, max_candidates=20)
-    _same(s, torch.cat([dup[:5], queries[:5]]), dup, 3)
+    q = torch.cat([dup[:5], queries[:5]])
+    s = Bf16Search(dup, max_candidates=20, widen=1)
+    _same(s, q, dup, 3)
+    assert s.stats["fallback"] == 10
+    s = Bf16Search(dup, max_candidates=20)  # a second window 8x as wide holds every copy
+    _same(s, q, dup, 3)
+    assert s.stats["fallback"] == 0 and s.stats["candidates"] >= 10 * 50
+    s = Bf16Search(dup, max_candidates=4, widen=2)  # 8 < 50 copies: still over, float32 level
+    _same(s, q, dup, 3)
     assert s.stats["fallback"] == 10
 
 
@@ -151,3 +158,16 @@ def test_pair_distances_are_the_padded_tree_bit_for_bit(d, monkeypatch):
         monkeypatch.setattr(kb, "PAIR_CHUNK", chunk)
         assert torch.equal(kb._pair_distances(q, b, qi, bi), t[:, 0])
     assert torch.equal(direct_sq_dist(q[qi], b[bi]), t[:, 0])
+
+
+@needs_bf16
+@pytest.mark.parametrize("k", [1, 4])
+def test_rows_of_very_different_norms_keep_the_exact_neighbours(k):
+    """The candidate test uses each bank row's own norm, the 'over' test the largest: a bank
+    with a few rows 20x longer than the rest, queries near both kinds, near ties included."""
+    queries, bank = _data(120, 2000, 64, seed=11)
+    bank[::50] *= 20
+    queries[::3] = bank[::50][:40] + 1e-3 * queries[::3]  # near the long rows
+    queries[1::7] = bank[5:22] + 1e-6  # near ties with ordinary rows
+    _same(Bf16Search(bank), queries, bank, k)
+    _same(Bf16Search(bank, max_candidates=8), queries, bank, k)
