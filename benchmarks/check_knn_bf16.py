@@ -9,13 +9,21 @@ Two parts, both printed as Markdown tables; asserts nothing (a benchmark check, 
    and with the bf16 search (bfloat16 candidates, float32 re-rank), and reports the share of
    patches whose neighbour changed, the largest |distance difference|, the bf16 candidates per
    patch and the patches that fell back to the float32 level; ``--direct N`` patches per pair
-   are also checked bit for bit against the brute-force reference ``direct_knn``.
+   are also checked bit for bit against the brute-force reference ``direct_knn``, and both
+   searches' choices against float64 brute force on those, the ``N`` with the largest distance
+   difference and up to ``N`` where the two picked different neighbours.
 2. ``--against OTHER`` (a second run of the same config with the other setting): per method,
    scope and class, the largest |difference| of image scores and of test anomaly maps between
    the two runs' scores files, and whether they are bit-identical (PaDiM's must be).
+3. ``--embedding``: every image of every class (train, val and test) embedded as PatchCore
+   does on the CPU (the pooling without unfold, :mod:`adloc.models.patch_pool`) and by the
+   unfold formulation (``F.unfold`` + ``adaptive_avg_pool1d``, the CUDA path and the one before
+   it): the largest |difference| and whether the two are bit-identical (they must be: the
+   coreset and the memory bank are computed from these rows).
 
     python benchmarks/check_knn_bf16.py --run benchmarks/out/bf16 --against benchmarks/out/exact
     python benchmarks/check_knn_bf16.py --run benchmarks/out/bf16 --every 1 --direct 64
+    python benchmarks/check_knn_bf16.py --run benchmarks/out/bf16 --no-neighbours --embedding
 """
 
 from __future__ import annotations
@@ -123,7 +131,9 @@ def neighbours(work: Path, every: int, direct: int) -> list[str]:
                 rd, ri = direct_knn(rows[sel], model.bank, 1)
                 same = str(bool(torch.equal(ri, i_b[sel]) and torch.equal(rd.sqrt(), d_b[sel])))
                 worst = torch.topk((d_f - d_b).abs()[:, 0], min(direct, rows.shape[0])).indices
-                err = _against_float64(rows, model.bank, torch.unique(torch.cat([sel, worst])), d_f, i_f, d_b, i_b)
+                changed = (i_f != i_b)[:, 0].nonzero()[:, 0][:direct]  # where the two disagree
+                pick = torch.unique(torch.cat([sel, worst, changed]))
+                err = _against_float64(rows, model.bank, pick, d_f, i_f, d_b, i_b)
             lines.append(
                 f"| {model_file.stem} | {cls} | {n_img} | {rows.shape[0]} | {model.bank.shape[0]} "
                 f"| {100 * float((i_f != i_b).float().mean()):.4f} % | {float((d_f - d_b).abs().max()):.3g} "
@@ -152,6 +162,34 @@ def scores(work: Path, other: Path) -> list[str]:
     return lines
 
 
+def embeddings(work: Path, chunk: int = 16) -> list[str]:
+    run, rep = _run_dirs(work)
+    files = sorted((rep / "models" / "patchcore").glob("*.pt"))
+    if not files:
+        sys.exit(f"no PatchCore model under {rep / 'models' / 'patchcore'}")
+    model = load_model("patchcore", files[0])  # its embedding config: every PatchCore model's
+    c = model.config
+    lines = ["| class | images | max abs diff | bit-identical | patch_pool s | unfold s |", "|---|---|---|---|---|---|"]
+    for cls in json.loads((run / "config.json").read_text())["classes"]:
+        fs = load_features(_features_file(run, str(model.provenance["backbone"]), cls))
+        n = int(fs.layers[c.layers[0]].shape[0])
+        diff, same, t_pool, t_unfold = 0.0, True, 0.0, 0.0
+        with torch.inference_mode():
+            for s in range(0, n, chunk):
+                part = {ly: fs.layers[ly][s : s + chunk].float() for ly in c.layers}
+                args = (part, list(c.layers), int(c.patch_size), c.pretrain_embed_dim, c.target_embed_dim)
+                t0 = time.perf_counter()
+                a = patchcore_embedding(*args, unfold=False)
+                t1 = time.perf_counter()
+                b = patchcore_embedding(*args, unfold=True)
+                t_pool, t_unfold = t_pool + t1 - t0, t_unfold + time.perf_counter() - t1
+                same = same and torch.equal(a, b)
+                diff = max(diff, float((a - b).abs().max()))
+        lines.append(f"| {cls} | {n} | {diff:.3g} | {same} | {t_pool:.1f} | {t_unfold:.1f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="work folder of a finished run")
@@ -159,7 +197,8 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="every N-th val/test image (1: all)")
     ap.add_argument("--direct", type=int, default=32, help="patches per (model, class) checked against direct_knn")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-neighbours", action="store_true", help="only compare the two runs' scores")
+    ap.add_argument("--no-neighbours", action="store_true", help="skip part 1 (the neighbour check)")
+    ap.add_argument("--embedding", action="store_true", help="part 3: patch_pool vs unfold on every image")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"bf16 instructions: {bf16_supported()}, threads {args.threads}, load {os.getloadavg()[0]:.2f}")
@@ -167,6 +206,8 @@ def main() -> None:
         neighbours(args.run.resolve(), max(1, args.every), args.direct)
     if args.against:
         print("\n".join(scores(args.run.resolve(), args.against.resolve())))
+    if args.embedding:
+        embeddings(args.run.resolve())
     print(f"load {os.getloadavg()[0]:.2f}")
 
 

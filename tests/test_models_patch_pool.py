@@ -68,3 +68,5 @@ def test_paper_embedding_unchanged_bit_for_bit(pre, tgt):
     ref = _channel_pool(torch.cat(ref_parts, 1), tgt).contiguous()
     ours = patchcore_embedding(feats, ["layer2", "layer3"], 3, pre, tgt)
     assert ours.is_contiguous() and torch.equal(ours, ref)
+    forced = patchcore_embedding(feats, ["layer2", "layer3"], 3, pre, tgt, unfold=True)  # the CUDA path's ops
+    assert forced.is_contiguous() and torch.equal(forced, ref)

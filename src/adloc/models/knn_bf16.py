@@ -46,8 +46,9 @@ form a window; ``U`` = the k-th smallest ``up`` in it (k rows have ``r <= U``); 
 is a candidate if its own ``lo <= U``. Rows outside the window have scores >= the window's
 last, so none of them can qualify if ``lo`` of that last score with the bank's largest norm is
 ``> U``; otherwise the query is *over*: it gets a second window ``widen`` times as wide (from
-the same scores), and if it is still over, the float32 level below (MVTec-scale study: 0 of
-1.1 M patches fell back; per-row terms cut the candidates per patch from 14-36 to 2-14).
+the same scores), and if it is still over, the float32 level below (MVTec-scale study,
+docs/performance.md: 0 of 880,770 patch searches fell back; 2.4-7.6 candidates per patch on
+average per scoring job, 14-36 before the per-row terms).
 The float32 level (``v = 0``, pieces = 1, ``rho = u``; needs
 ``torch.get_float32_matmul_precision() == "highest"``, set for the call) takes every row with
 ``a <= tau`` (bank's largest norm, one threshold per query), whose candidate set is

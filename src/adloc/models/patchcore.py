@@ -80,17 +80,23 @@ def patchcore_embedding(
     patch_size: int = 3,
     pretrain_embed_dim: int | None = None,
     target_embed_dim: int | None = None,
+    unfold: bool | None = None,
 ) -> torch.Tensor:
-    """Locally aware patch embedding (B, D, h, w) from stage maps (see module docstring)."""
+    """Locally aware patch embedding (B, D, h, w) from stage maps (see module docstring).
+
+    ``unfold`` None: the pooling without unfold (:mod:`adloc.models.patch_pool`) on the CPU,
+    ``F.unfold`` + ``adaptive_avg_pool1d`` elsewhere; True / False force one of them (the same
+    values on the CPU, bit for bit: ``benchmarks/check_patch_pool.py``, the tests)."""
     pad = patch_size // 2
     ref = tuple(feats[layers[0]].shape[-2:])
     parts = []
     for layer in layers:
         x = feats[layer].float()
         b, c, h, w = x.shape
+        direct = (x.device.type == "cpu") if unfold is None else not unfold
         if pretrain_embed_dim is None:
             y = F.avg_pool2d(x, patch_size, stride=1, padding=pad, count_include_pad=True) if patch_size > 1 else x
-        elif x.device.type == "cpu":  # the same values, bit for bit, without the unfold (patch_pool)
+        elif direct:  # the same values, bit for bit, without the unfold (patch_pool)
             y = pool_patches(x, patch_size, int(pretrain_embed_dim))
         else:
             u = F.unfold(x, kernel_size=patch_size, padding=pad, stride=1)  # (B, C*p*p, h*w), channel-major
@@ -101,7 +107,8 @@ def patchcore_embedding(
             y = F.interpolate(y, size=ref, mode="bilinear", align_corners=False)
         parts.append(y)
     emb = torch.cat(parts, 1)
-    if target_embed_dim is not None and emb.device.type == "cpu":
+    direct = (emb.device.type == "cpu") if unfold is None else not unfold
+    if target_embed_dim is not None and direct:
         emb = pool_channels(emb, int(target_embed_dim))
     elif target_embed_dim is not None:
         b, d, h, w = emb.shape
