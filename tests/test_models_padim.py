@@ -110,6 +110,22 @@ def test_save_load_roundtrip_and_errors(tmp_path):
         Padim(cfg).fit(_feats(1, 0))
 
 
+def test_loaded_model_is_a_private_mapping_of_its_file(tmp_path):
+    """Model files load memory-mapped (adloc.models.common.load_model_file): writing into a loaded
+    model's tensors changes that model only, never the file or a second load of it."""
+    cfg = PadimConfig(layers=("layer1", "layer2"), n_features=4, image_size=16)
+    f = tmp_path / "padim.pt"
+    Padim(cfg).fit(_feats(6, 3)).save(f)
+    before = f.read_bytes()
+    a = Padim.load(f)
+    ref = a.inv_covariance.clone()
+    a.inv_covariance.mul_(2.0)
+    a.mean.zero_()
+    b = Padim.load(f)
+    assert torch.equal(b.inv_covariance, ref) and not torch.equal(a.inv_covariance, ref)
+    assert f.read_bytes() == before
+
+
 def test_fitted_inverse_covariance_is_symmetric_and_matches_numpy():
     """The in-place inverse (Cholesky, triangular solve, L^-T L^-1), across position chunks."""
     train = _feats(20, 3)
