@@ -52,24 +52,24 @@ def _one(paths, what: str, where: Path) -> Path:
     return paths[0]
 
 
-def _run_dirs(work: Path):
+def run_dirs(work: Path):
     """``(run folder results/<run>, repeat folder results/<run>/<repeat>)`` of a finished run."""
     run = _one(sorted(p.parent for p in (work / "results").glob("*/config.json")), "run folder", work)
     rep = _one(sorted(p.parent for p in run.glob("*/splits")), "repeat folder", run)
     return run, rep
 
 
-def _features_file(run: Path, backbone: str, cls: str) -> Path:
+def features_file(run: Path, backbone: str, cls: str) -> Path:
     """The class's features file of the run's feature set for ``backbone`` (one expected)."""
     found = sorted(p for p in (run / "features").glob(f"{backbone}*/{cls}.*"))
     return _one(found, f"features file of {backbone} for {cls} (results/<run>/features/<set>/{cls}.*)", run)
 
 
-def _rows(model, features_file: Path, split_file: Path, every: int) -> torch.Tensor:
+def embedded_rows(model, path: Path, split_file: Path, every: int) -> torch.Tensor:
     """Patch rows (float32) of every ``every``-th val and test image, embedded as scoring does."""
     splits = json.loads(split_file.read_text())
     paths = [e["path"] for s in ("val", "test") for e in splits["splits"][s]][::every]
-    fs = load_features(features_file, paths=paths)
+    fs = load_features(path, paths=paths)
     c = model.config
     out = []
     with torch.inference_mode():
@@ -104,7 +104,7 @@ def _against_float64(rows, bank, sel, d_f, i_f, d_b, i_b, chunk: int = 256):
 
 
 def neighbours(work: Path, every: int, direct: int) -> list[str]:
-    run, rep = _run_dirs(work)
+    run, rep = run_dirs(work)
     cfg = json.loads((run / "config.json").read_text())
     classes = list(cfg["classes"])
     lines = ["| model | class | images | patches | bank | neighbour changed | max abs d diff | "
@@ -116,8 +116,8 @@ def neighbours(work: Path, every: int, direct: int) -> list[str]:
         scored = classes if model_file.stem == "global" else [model_file.stem]
         exact, fast = KnnIndex(model.bank), KnnIndex(model.bank, bf16=True)
         for cls in scored:
-            feats = _features_file(run, str(model.provenance["backbone"]), cls)
-            rows, n_img = _rows(model, feats, rep / "splits" / f"{cls}.json", every)
+            feats = features_file(run, str(model.provenance["backbone"]), cls)
+            rows, n_img = embedded_rows(model, feats, rep / "splits" / f"{cls}.json", every)
             t0 = time.perf_counter()
             d_f, i_f = exact.search(rows, 1, squared=False)
             t1 = time.perf_counter()
@@ -144,8 +144,8 @@ def neighbours(work: Path, every: int, direct: int) -> list[str]:
 
 
 def scores(work: Path, other: Path) -> list[str]:
-    _, rep = _run_dirs(work)
-    _, rep_o = _run_dirs(other)
+    _, rep = run_dirs(work)
+    _, rep_o = run_dirs(other)
     lines = ["| scores file | max abs image-score diff | max abs map diff | max map | bit-identical |",
              "|---|---|---|---|---|"]
     for f in sorted((rep / "scores").glob("*/*/*.npz")):
@@ -163,7 +163,7 @@ def scores(work: Path, other: Path) -> list[str]:
 
 
 def embeddings(work: Path, chunk: int = 16) -> list[str]:
-    run, rep = _run_dirs(work)
+    run, rep = run_dirs(work)
     files = sorted((rep / "models" / "patchcore").glob("*.pt"))
     if not files:
         sys.exit(f"no PatchCore model under {rep / 'models' / 'patchcore'}")
@@ -171,7 +171,7 @@ def embeddings(work: Path, chunk: int = 16) -> list[str]:
     c = model.config
     lines = ["| class | images | max abs diff | bit-identical | patch_pool s | unfold s |", "|---|---|---|---|---|---|"]
     for cls in json.loads((run / "config.json").read_text())["classes"]:
-        fs = load_features(_features_file(run, str(model.provenance["backbone"]), cls))
+        fs = load_features(features_file(run, str(model.provenance["backbone"]), cls))
         n = int(fs.layers[c.layers[0]].shape[0])
         diff, same, t_pool, t_unfold = 0.0, True, 0.0, 0.0
         with torch.inference_mode():
