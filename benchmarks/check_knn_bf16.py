@@ -65,19 +65,22 @@ def features_file(run: Path, backbone: str, cls: str) -> Path:
     return _one(found, f"features file of {backbone} for {cls} (results/<run>/features/<set>/{cls}.*)", run)
 
 
+def embed(model, fs, s: int, e: int, **options) -> torch.Tensor:
+    """PatchCore's embedding of images ``s:e`` of the feature set ``fs`` with ``model``'s config
+    (``options``: :func:`patchcore_embedding`'s, e.g. ``unfold``)."""
+    c = model.config
+    part = {ly: fs.layers[ly][s:e].float() for ly in c.layers}
+    return patchcore_embedding(part, list(c.layers), int(c.patch_size), c.pretrain_embed_dim,
+                               c.target_embed_dim, **options)
+
+
 def embedded_rows(model, path: Path, split_file: Path, every: int) -> torch.Tensor:
     """Patch rows (float32) of every ``every``-th val and test image, embedded as scoring does."""
     splits = json.loads(split_file.read_text())
     paths = [e["path"] for s in ("val", "test") for e in splits["splits"][s]][::every]
     fs = load_features(path, paths=paths)
-    c = model.config
-    out = []
     with torch.inference_mode():
-        for s in range(0, len(paths), 16):
-            part = {ly: fs.layers[ly][s : s + 16].float() for ly in c.layers}
-            emb = patchcore_embedding(part, list(c.layers), int(c.patch_size), c.pretrain_embed_dim,
-                                      c.target_embed_dim)
-            out.append(patch_rows(emb))
+        out = [patch_rows(embed(model, fs, s, s + 16)) for s in range(0, len(paths), 16)]
     return torch.cat(out), len(paths)
 
 
@@ -168,20 +171,17 @@ def embeddings(work: Path, chunk: int = 16) -> list[str]:
     if not files:
         sys.exit(f"no PatchCore model under {rep / 'models' / 'patchcore'}")
     model = load_model("patchcore", files[0])  # its embedding config: every PatchCore model's
-    c = model.config
     lines = ["| class | images | max abs diff | bit-identical | patch_pool s | unfold s |", "|---|---|---|---|---|---|"]
     for cls in json.loads((run / "config.json").read_text())["classes"]:
         fs = load_features(features_file(run, str(model.provenance["backbone"]), cls))
-        n = int(fs.layers[c.layers[0]].shape[0])
+        n = len(fs.paths)
         diff, same, t_pool, t_unfold = 0.0, True, 0.0, 0.0
         with torch.inference_mode():
             for s in range(0, n, chunk):
-                part = {ly: fs.layers[ly][s : s + chunk].float() for ly in c.layers}
-                args = (part, list(c.layers), int(c.patch_size), c.pretrain_embed_dim, c.target_embed_dim)
                 t0 = time.perf_counter()
-                a = patchcore_embedding(*args, unfold=False)
+                a = embed(model, fs, s, s + chunk, unfold=False)
                 t1 = time.perf_counter()
-                b = patchcore_embedding(*args, unfold=True)
+                b = embed(model, fs, s, s + chunk, unfold=True)
                 t_pool, t_unfold = t_pool + t1 - t0, t_unfold + time.perf_counter() - t1
                 same = same and torch.equal(a, b)
                 diff = max(diff, float((a - b).abs().max()))

@@ -79,7 +79,7 @@ def main() -> None:
     classes = list(model.source_names or [args.model])
     for cls in classes:
         rows, _ = embedded_rows(model, features_file(run, str(model.provenance["backbone"]), cls),
-                        rep / "splits" / f"{cls}.json", args.every)
+                                rep / "splits" / f"{cls}.json", args.every)
         pick = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(0))[: args.queries]
         cells = []
         for d in args.dims:

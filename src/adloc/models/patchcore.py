@@ -86,14 +86,14 @@ def patchcore_embedding(
 
     ``unfold`` None: the pooling without unfold (:mod:`adloc.models.patch_pool`) on the CPU,
     ``F.unfold`` + ``adaptive_avg_pool1d`` elsewhere; True / False force one of them (the same
-    values on the CPU, bit for bit: ``benchmarks/check_patch_pool.py``, the tests)."""
+    values on the CPU, bit for bit: ``benchmarks/check_knn_bf16.py --embedding``, the tests)."""
     pad = patch_size // 2
     ref = tuple(feats[layers[0]].shape[-2:])
+    direct = (feats[layers[0]].device.type == "cpu") if unfold is None else not unfold
     parts = []
     for layer in layers:
         x = feats[layer].float()
         b, c, h, w = x.shape
-        direct = (x.device.type == "cpu") if unfold is None else not unfold
         if pretrain_embed_dim is None:
             y = F.avg_pool2d(x, patch_size, stride=1, padding=pad, count_include_pad=True) if patch_size > 1 else x
         elif direct:  # the same values, bit for bit, without the unfold (patch_pool)
@@ -107,7 +107,6 @@ def patchcore_embedding(
             y = F.interpolate(y, size=ref, mode="bilinear", align_corners=False)
         parts.append(y)
     emb = torch.cat(parts, 1)
-    direct = (emb.device.type == "cpu") if unfold is None else not unfold
     if target_embed_dim is not None and direct:
         emb = pool_channels(emb, int(target_embed_dim))
     elif target_embed_dim is not None:
