@@ -23,10 +23,13 @@ if str(TESTS) not in sys.path:
 #: Every snakemake start imports snakemake-executor-plugin-slurm, which runs ``scontrol show
 #: config`` (10 s timeout) when Slurm's client is installed: against a stopped controller
 #: (after the Slurm tests, or on a machine with a Slurm client but no cluster) each start waited
-#: ~9 s. The tests that are not about Slurm point scontrol at a missing configuration, so it
-#: fails at once; tests/test_slurm.py removes every SLURM_* variable (``_clean_env``) and so
-#: talks to its real local cluster.
-os.environ.setdefault("SLURM_CONF", str(TESTS / "no-slurm-here" / "slurm.conf"))
+#: ~9-10 s. The tests that are not about Slurm point SLURM_CONF at ``not_a_slurm.conf``, a file
+#: with no ClusterName, so scontrol stops at once. (A *missing* file does not: Slurm 22.05
+#: retries for 60 s, so every snakemake start still waited the plugin's 10 s.)
+#: tests/test_slurm.py removes every SLURM_* variable (``_clean_env``) and so talks to its real
+#: local cluster.
+SLURM_CONF_FOR_TESTS = TESTS / "not_a_slurm.conf"
+os.environ.setdefault("SLURM_CONF", str(SLURM_CONF_FOR_TESTS))
 
 
 #: Session fixtures that run a workflow once and are read (and briefly changed, then put back)

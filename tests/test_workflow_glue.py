@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -61,3 +62,17 @@ def test_torch_imported_before_the_job_is_capped_at_once(tmp_path):
         assert not any(type(f).__name__ == "_ThreadsOnTorchImport" for f in sys.meta_path)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(shutil.which("scontrol") is None, reason="Slurm's client is not installed")
+def test_the_tests_slurm_conf_stops_scontrol_at_once():
+    """The non-Slurm tests' SLURM_CONF (tests/conftest.py) makes ``scontrol show config``, which
+    every snakemake start runs through the Slurm executor plugin, fail without Slurm's 60-s
+    retry loop (which a missing file starts: each start then waited the plugin's 10 s)."""
+    from conftest import SLURM_CONF_FOR_TESTS
+
+    assert SLURM_CONF_FOR_TESTS.is_file()
+    proc = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "SLURM_CONF": str(SLURM_CONF_FOR_TESTS)})
+    assert proc.returncode != 0 and "ClusterName" in proc.stderr
+    assert "retrying" not in proc.stderr
