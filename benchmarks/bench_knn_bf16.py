@@ -4,7 +4,8 @@ Synthetic MVTec-like sizes: ``--images`` x 784 queries (28 x 28 patches) against
 ``--bank`` x ``--dim`` rows. The rows are patch-feature-like (post-ReLU images of a
 ``--latent``-d Gaussian through a random map, plus noise; queries from the same distribution,
 ``--shift`` of them moved away as "anomalous" patches). Prints wall and CPU seconds of each,
-candidates per query and the share of queries that fell back to the float32 level, the largest
+candidates per query, the share settled by the projected bound (``--project``: its widths, 0 =
+without it) and the share that fell back to the float32 level, the largest
 |distance difference| and the share of changed neighbours vs faiss, and checks the bf16 results
 bit for bit against the brute-force reference (``direct_knn``) on ``--check`` queries. Asserts
 nothing; prints the load average.
@@ -12,6 +13,7 @@ nothing; prints the load average.
     python benchmarks/bench_knn_bf16.py                                # 4 images, bank 40k x 1024
     python benchmarks/bench_knn_bf16.py --images 8 --bank 60000 --k 1 9 --threads 2
     python benchmarks/bench_knn_bf16.py --images 1 --bank 5000 --dim 256     # smoke
+    python benchmarks/bench_knn_bf16.py --images 2 --bank 57075 --k 1 --project 0 32 64 128
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 import torch
 
 from adloc.models.knn import KnnIndex
-from adloc.models.knn_bf16 import bf16_supported, direct_knn
+from adloc.models.knn_bf16 import Bf16Search, bf16_supported, direct_knn
 
 
 def _features(n: int, dim: int, latent: int, g: torch.Generator, w: torch.Tensor, shift: float = 0.0):
@@ -49,6 +51,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, nargs="+", default=[1, 9])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--check", type=int, default=32, help="queries checked against direct_knn (0: none)")
+    ap.add_argument("--project", type=int, nargs="+", default=[64],
+                    help="widths of the projected bound to time (0: the bf16 level alone)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -59,29 +63,30 @@ def main() -> None:
     print(f"cpu capability {torch.backends.cpu.get_cpu_capability()}, bf16 instructions: {bf16_supported()}, "
           f"threads {args.threads}, load {os.getloadavg()[0]:.2f}")
     print(f"queries {len(queries)} x bank {args.bank} x {args.dim}")
-    faiss_index, _, _ = _timed(lambda: KnnIndex(bank))
-    bf16_index, _, c_build = _timed(lambda: KnnIndex(bank, bf16=True))
-    print(f"bf16 index build: {c_build:.2f} CPU s (backend {bf16_index.backend})")
-    print("| k | faiss wall s | faiss CPU s | bf16 wall s | bf16 CPU s | candidates/query | fell back "
-          "| max abs d2 diff vs faiss | neighbours changed | == direct_knn | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    faiss_index = KnnIndex(bank)
+    searches = {}
+    for p in args.project:
+        searches[p], _, c_build = _timed(lambda: Bf16Search(bank, project=p or None))
+        print(f"bf16 search build, project {p}: {c_build:.2f} CPU s")
+    print("| k | project | faiss wall s | faiss CPU s | bf16 wall s | bf16 CPU s | candidates/query | projected "
+          "| fell back | max abs d2 diff vs faiss | neighbours changed | == direct_knn | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for k in args.k:
         (fd, fi), fw, fc = _timed(lambda: faiss_index.search(queries, k, squared=True))
-        before = bf16_index.stats or {"queries": 0, "candidates": 0, "fallback": 0}
-        (bd, bi), bw, bc = _timed(lambda: bf16_index.search(queries, k, squared=True))
-        st = bf16_index.stats or before
-        nq = max(1, st["queries"] - before["queries"])
-        cand = (st["candidates"] - before["candidates"]) / nq
-        fb = (st["fallback"] - before["fallback"]) / nq
-        same = "-"
+        ref = None
         if args.check:
             sel = torch.linspace(0, len(queries) - 1, args.check).long()
-            rd, ri = direct_knn(queries[sel], bank, k)
-            same = str(bool(torch.equal(rd, bd[sel]) and torch.equal(ri, bi[sel])))
-        print(f"| {k} | {fw:.2f} | {fc:.2f} | {bw:.2f} | {bc:.2f} | {cand:.1f} | {100 * fb:.2f} % "
-              f"| {float((fd - bd).abs().max()):.3g} | {100 * float((fi != bi).float().mean()):.3f} % "
-              f"| {same} | {os.getloadavg()[0]:.2f} |")
-
+            ref = direct_knn(queries[sel], bank, k)
+        for p, search in searches.items():
+            before = dict(search.stats)
+            (bd, bi), bw, bc = _timed(lambda: search.search(queries, k))
+            nq = max(1, search.stats["queries"] - before["queries"])
+            share = {key: (search.stats[key] - before[key]) / nq for key in ("candidates", "projected", "fallback")}
+            same = "-" if ref is None else str(bool(torch.equal(ref[0], bd[sel]) and torch.equal(ref[1], bi[sel])))
+            print(f"| {k} | {p} | {fw:.2f} | {fc:.2f} | {bw:.2f} | {bc:.2f} | {share['candidates']:.1f} "
+                  f"| {100 * share['projected']:.1f} % | {100 * share['fallback']:.2f} % "
+                  f"| {float((fd - bd).abs().max()):.3g} | {100 * float((fi != bi).float().mean()):.3f} % "
+                  f"| {same} | {os.getloadavg()[0]:.2f} |")
 
 if __name__ == "__main__":
     main()

@@ -72,6 +72,8 @@ TINY = 1e-30
 #: per buffer, so the gathered rows stay in cache through the elementwise passes (16,384 pairs
 #: took 3-7x longer on a Sapphire Rapids core: every pass went to memory)
 PAIR_CHUNK = 1 << 8
+#: queries the projected level (:class:`Bf16Search`) is tried on before it may be dropped
+PROJECT_TRIAL = 4096
 
 
 def bf16_supported() -> bool:
@@ -107,7 +109,7 @@ def direct_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _tree_sum_(d).clone()
 
 
-def _pair_distances(queries, bank, qi, bi) -> torch.Tensor:
+def pair_distances(queries, bank, qi, bi) -> torch.Tensor:
     """``r`` of the pairs ``(queries[qi], bank[bi])``, gathered :data:`PAIR_CHUNK` at a time
     into two reused buffers."""
     n_pairs, dim = qi.shape[0], queries.shape[1]
@@ -126,7 +128,7 @@ def _pair_distances(queries, bank, qi, bi) -> torch.Tensor:
 
 def _rerank(queries, bank, qi, bi, k: int, n_q: int):
     """Top ``k`` of each query among its pairs ``(qi, bi)`` (grouped by ``qi``, ``bi`` ascending)."""
-    r = _pair_distances(queries, bank, qi, bi)
+    r = pair_distances(queries, bank, qi, bi)
     order = torch.sort(r, stable=True).indices
     order = order[torch.sort(qi[order], stable=True).indices]  # by query, then r, then index
     counts = torch.bincount(qi, minlength=n_q)
@@ -313,12 +315,20 @@ class _Level:
 class Bf16Search:
     """Exact k-NN under :func:`direct_knn`'s ``r`` on the CPU: bf16 candidates, float32 re-rank.
 
-    ``stats``: ``queries``, ``fallback`` (queries that needed the float32 level) and
-    ``candidates`` (pairs re-ranked) accumulated over :meth:`search` calls.
+    ``project`` (default 64; None: off): banks of at least ``4 * project`` dimensions are first
+    searched through :class:`adloc.models.knn_project.ProjectedLevel`, a ``project + 1``-wide
+    float32 lower bound with the same contract; a query with more than ``max_candidates``
+    candidates there goes on to the bf16 level. If more than half of the first
+    :data:`PROJECT_TRIAL` queries (or more) go on, the projected level is dropped for the rest
+    of the search (it only pays when it settles most queries).
+
+    ``stats``: ``queries``, ``projected`` (settled by the projected level), ``fallback``
+    (queries that needed the float32 level) and ``candidates`` (pairs re-ranked), accumulated
+    over :meth:`search` calls.
     """
 
     def __init__(self, bank: torch.Tensor, max_candidates: int = 128, max_block_elems: int = 1 << 26,
-                 widen: int = 8):
+                 widen: int = 8, project: int | None = 64):
         self.bank = bank.detach().to("cpu", torch.float32).contiguous()
         self.mean = self.bank.mean(0)
         bank_c = self.bank - self.mean
@@ -327,7 +337,13 @@ class Bf16Search:
         self.max_block_elems = int(max_block_elems)
         self._levels = {torch.bfloat16: _Level(bank_c, torch.bfloat16)}
         self._bank_c = bank_c
-        self.stats = {"queries": 0, "fallback": 0, "candidates": 0}
+        self._proj = None
+        if project and self.bank.shape[1] >= 4 * int(project):
+            from .knn_project import ProjectedLevel
+
+            self._proj = ProjectedLevel(self.bank, self.mean, int(project))
+        self._proj_tally = [0, 0]  # queries seen, queries passed on
+        self.stats = {"queries": 0, "projected": 0, "fallback": 0, "candidates": 0}
 
     def _level(self, dtype):
         if dtype not in self._levels:
@@ -345,22 +361,48 @@ class Bf16Search:
         step = max(1, self.max_block_elems // m)
         for s in range(0, n, step):
             q = q_all[s : s + step]
+            rows = torch.arange(s, s + q.shape[0])
+            if self._proj is not None:
+                qi, bi, over = self._proj.candidates(q, k, self.max_candidates)
+                self._settle(q, rows, qi, bi, over, k, out_d, out_i)
+                self._watch(q.shape[0], int(over.sum()))
+                keep = over.nonzero()[:, 0]
+                q, rows = q[keep], rows[keep]
+            if not q.shape[0]:
+                continue
             width = max(k, self.max_candidates)
             qi, bi, fb = self._level(torch.bfloat16).candidates(q - self.mean, k, width, self.widen)
-            ok = (~fb).nonzero()[:, 0]
-            if ok.numel():
-                if ok.numel() < q.shape[0]:  # renumber the pairs over the queries kept
-                    qi = (torch.cumsum(~fb, 0) - 1)[qi]
-                d, i = _rerank(q[ok], self.bank, qi, bi, k, ok.numel())
-                out_d[s + ok], out_i[s + ok] = d, i
-                self.stats["candidates"] += int(qi.numel())
+            self._settle(q, rows, qi, bi, fb, k, out_d, out_i)
             bad = fb.nonzero()[:, 0]
             if bad.numel():
                 d, i = self._fallback(q[bad], k)
-                out_d[s + bad], out_i[s + bad] = d, i
+                out_d[rows[bad]], out_i[rows[bad]] = d, i
                 self.stats["fallback"] += int(bad.numel())
         self.stats["queries"] += n
         return out_d, out_i
+
+    def _settle(self, q, rows, qi, bi, passed, k: int, out_d, out_i) -> None:
+        """Re-rank the pairs of the queries not ``passed`` on and write their results at
+        ``rows`` of ``out_d`` / ``out_i``."""
+        ok = (~passed).nonzero()[:, 0]
+        if not ok.numel():
+            return
+        if ok.numel() < q.shape[0]:  # renumber the pairs over the queries kept
+            qi = (torch.cumsum(~passed, 0) - 1)[qi]
+        d, i = _rerank(q[ok], self.bank, qi, bi, k, ok.numel())
+        out_d[rows[ok]], out_i[rows[ok]] = d, i
+        self.stats["candidates"] += int(qi.numel())
+
+    def _watch(self, seen: int, passed: int) -> None:
+        """Count the projected level's queries; drop the level if it passes most of them on."""
+        self.stats["projected"] += seen - passed
+        tally = self._proj_tally
+        tally[0] += seen
+        tally[1] += passed
+        if tally[0] >= PROJECT_TRIAL and 2 * tally[1] > tally[0]:
+            log.info("knn_bf16: the projected bound passed %d of %d queries on to the bf16 level; "
+                     "searching without it from here", tally[1], tally[0])
+            self._proj = None
 
     def _fallback(self, q: torch.Tensor, k: int):
         prec = torch.get_float32_matmul_precision()
