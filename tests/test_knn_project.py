@@ -133,3 +133,16 @@ def test_projection_settles_low_rank_queries_and_is_dropped_where_it_does_not_pa
     rd, ri = direct_knn(queries, bank, 2)
     assert torch.equal(i, ri) and torch.equal(d, rd)
     assert Bf16Search(bank, project=128)._proj is None  # 256 < 4 x 128: not worth it
+
+
+def test_queries_surely_over_are_passed_on_without_listing_their_pairs():
+    """Banks of 4,096+ rows: a query whose candidates in the bank's first sixteenth already
+    point to more than 4 x limit is passed on at once; the others are counted exactly."""
+    g = torch.Generator().manual_seed(8)
+    bank = torch.randn(8192, 128, generator=g)
+    queries = torch.cat([torch.randn(20, 128, generator=g), bank[:20] + 1e-3])  # far / near rows
+    level = ProjectedLevel(bank, bank.mean(0), dim=8)
+    qi, bi, over = level.candidates(queries, 1, limit=16)
+    assert over[:20].all()  # random queries: the 8-d bound leaves thousands of rows
+    assert not over[20:].any() and set(qi.tolist()) == set(range(20, 40))
+    assert all(b in bi[qi == 20 + j].tolist() for j, b in enumerate(range(20)))  # their own rows

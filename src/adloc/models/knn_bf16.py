@@ -73,7 +73,7 @@ TINY = 1e-30
 #: took 3-7x longer on a Sapphire Rapids core: every pass went to memory)
 PAIR_CHUNK = 1 << 8
 #: queries the projected level (:class:`Bf16Search`) is tried on before it may be dropped
-PROJECT_TRIAL = 4096
+PROJECT_TRIAL = 2048
 
 
 def bf16_supported() -> bool:

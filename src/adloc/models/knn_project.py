@@ -35,20 +35,28 @@ nearest (and every tie of its k-th) has ``lo(a) <= U``, i.e. (with the bank's la
 and ``N`` in ``eta`` and ``beta``, one threshold per query) ``a <= tau = (sqrt(U f /
 (1 - u)^m) + eta)^2 + beta``. The candidates are the rows with ``a <= tau`` (``tau`` rounded up
 to float32). As in the bf16 level every slack term is multiplied by 1.25 and ``1e-30`` is added,
-in float64; the product runs with ``torch.get_float32_matmul_precision() == "highest"``.
+in float64; the product is a plain float32 GEMM (numpy's BLAS, :meth:`ProjectedLevel._product`).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from .knn_bf16 import SAFETY, TINY, U32, pair_distances
 
 #: bank rows the principal directions are estimated from (evenly spaced; any ``A`` keeps the
 #: search exact, a worse one only leaves more candidates)
 PCA_ROWS = 16384
+#: queries whose candidate pairs are listed at a time (at most 256 x M pairs in memory)
+MASK_ROWS = 256
+#: banks of fewer than 16 x this many rows skip :meth:`ProjectedLevel._surely_over`
+SAMPLE_MIN = 256
+#: rows turned into ``z`` at a time (float64: 2,048 x 1,024 is 16 MB)
+ROW_CHUNK = 2048
 #: float64 error allowance of ``z`` per unit ``|c|`` (the module docstring)
 Z64_ERR = 1e-10
 
@@ -59,11 +67,11 @@ def _gamma(n: int) -> float:
 
 def principal_directions(bank_c: torch.Tensor, dim: int) -> torch.Tensor:
     """The top-``dim`` principal directions (float32 ``(dim, D)``) of the centred rows
-    ``bank_c``, from at most :data:`PCA_ROWS` of them."""
+    ``bank_c``, from at most :data:`PCA_ROWS` of them (a float32 covariance: the bound holds
+    for any directions, so they need not be exact)."""
     m = bank_c.shape[0]
     rows = bank_c if m <= PCA_ROWS else bank_c[torch.linspace(0, m - 1, PCA_ROWS).long()]
-    cov = rows.double().t() @ rows.double()
-    _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
+    _, vecs = torch.linalg.eigh((rows.t() @ rows).double())  # ascending eigenvalues
     return vecs[:, -dim:].flip(1).t().float().contiguous()
 
 
@@ -87,18 +95,50 @@ class ProjectedLevel:
         self.g = _gamma(dim + 1)
         self.g_sum = 2.1 * _gamma(dim + 3) + self.g
         z, n, cn = self._rows(bank_c)
-        self.aug = torch.cat([z * -2, torch.ones(z.shape[0], 1), n.float().unsqueeze(1)], 1).contiguous()
+        aug = torch.cat([z * -2, torch.ones(z.shape[0], 1), n.float().unsqueeze(1)], 1)
+        self.aug = aug.contiguous()
+        self._aug_t = np.ascontiguousarray(aug.numpy().T)
+        self._buf = None
         self.n_max = float(n.max()) * (1 + 2 * self.g)
         self.c_max = float(cn.max())
 
     def _rows(self, c: torch.Tensor):
-        """``(z32 (R, d + 1), n = |z32|^2 float32 as float64, |c| float64 rounded up)``."""
-        c64 = c.double()
-        p = c64 @ self.a64.t()
-        resid = (c64 - p @ self.a64).norm(dim=1, keepdim=True)
-        z = torch.cat([p, resid], 1).float()
+        """``(z32 (R, d + 1), n = |z32|^2 float32 as float64, |c| float64 rounded up)``, in
+        float64 :data:`ROW_CHUNK` rows at a time (the float64 copies stay small)."""
+        z = torch.empty((c.shape[0], self.a32.shape[0] + 1), dtype=torch.float32)
+        cn = torch.empty(c.shape[0], dtype=torch.float64)
+        for s in range(0, c.shape[0], ROW_CHUNK):
+            c64 = c[s : s + ROW_CHUNK].double()
+            p = c64 @ self.a64.t()
+            z[s : s + ROW_CHUNK, :-1] = p
+            z[s : s + ROW_CHUNK, -1] = torch.linalg.vector_norm(c64.sub_(p @ self.a64), dim=1)
+            del c64
+            cn[s : s + ROW_CHUNK] = torch.linalg.vector_norm(c[s : s + ROW_CHUNK].double(), dim=1)
         n = (z * z).sum(1).double()
-        return z, n, c64.norm(dim=1) * (1 + 1e-12)
+        return z, n, cn * (1 + 1e-12)
+
+    def _product(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ aug^T`` (float32 (Q, M)) into a reused buffer, by numpy's BLAS (OpenBLAS) on
+        torch's thread count: torch's MKL float32 GEMM ran at 46 GFLOP/s for this thin shape
+        on a 2-core AMD Zen 4, OpenBLAS at 126 (any summation order keeps the bound: ``beta``)."""
+        nq, m = x.shape[0], self.aug.shape[0]
+        if self._buf is None or self._buf.shape[0] < nq:
+            self._buf = np.empty((nq, m), dtype=np.float32)
+        out = self._buf[:nq]
+        with threadpool_limits(max(1, torch.get_num_threads()), user_api="blas"):
+            np.matmul(x.numpy(), self._aug_t, out=out)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def _surely_over(a: torch.Tensor, tau: torch.Tensor, limit: int) -> torch.Tensor:
+        """Queries whose candidates in the first sixteenth of the bank already point to more
+        than 4 x ``limit`` in all (listing them would cost more than the bf16 level): a shortcut
+        only, the exact count decides for the others."""
+        m = a.shape[1]
+        if m < 16 * SAMPLE_MIN:
+            return torch.zeros(a.shape[0], dtype=torch.bool)
+        head = (a[:, : m // 16] <= tau).view(torch.uint8).sum(1, dtype=torch.int32)
+        return head * 16 > 4 * limit
 
     def candidates(self, queries: torch.Tensor, k: int, limit: int):
         """``(qi, bi, over)`` for the float32 ``queries`` (Q, D): the pairs (query, bank row)
@@ -106,24 +146,25 @@ class ProjectedLevel:
         ascending, for the queries with at most ``limit`` of them; ``over`` (Q,) marks the
         others (they get no pairs)."""
         z, n, cn = self._rows(queries - self.mean)
-        prec = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("highest")
-        try:
-            a = torch.mm(torch.cat([z, n.float().unsqueeze(1), torch.ones(z.shape[0], 1)], 1), self.aug.t())
-        finally:
-            torch.set_float32_matmul_precision(prec)
+        a = self._product(torch.cat([z, n.float().unsqueeze(1), torch.ones(z.shape[0], 1)], 1))
         nq = a.shape[0]
-        probe = torch.topk(a, k, dim=1, largest=False).indices
+        probe = a.argmin(1, keepdim=True) if k == 1 else torch.topk(a, k, dim=1, largest=False).indices
         r = pair_distances(queries, self.bank, torch.arange(nq).repeat_interleave(k), probe.reshape(-1))
         u = r.reshape(nq, k).amax(1).double() * (1 + 1e-6) + TINY
         eta = SAFETY * self.rho * (cn + self.c_max) + TINY
         beta = SAFETY * self.g_sum * (n * (1 + 2 * self.g) + self.n_max) + TINY
         s = torch.sqrt(u * self.f / (1 - U32) ** self.m) + eta
         tau = ((s * s + beta) * (1 + 1e-6) + TINY).float().unsqueeze(1)
-        mask = a <= tau
-        del a
-        over = mask.sum(1) > limit
-        if bool(over.any()):
-            mask[over] = False
-        qi, bi = mask.nonzero(as_tuple=True)
-        return qi, bi, over
+        over = self._surely_over(a, tau, limit)
+        tau[over] = -math.inf  # no pairs listed for them
+        qis, bis = [], []
+        for s0 in range(0, nq, MASK_ROWS):  # the pairs a few hundred queries at a time: bounded memory
+            qi, bi = (a[s0 : s0 + MASK_ROWS] <= tau[s0 : s0 + MASK_ROWS]).nonzero(as_tuple=True)
+            many = torch.bincount(qi, minlength=min(MASK_ROWS, nq - s0)) > limit
+            if bool(many.any()):
+                keep = ~many[qi]
+                qi, bi = qi[keep], bi[keep]
+                over[s0 : s0 + many.shape[0]] = many
+            qis.append(qi + s0)
+            bis.append(bi)
+        return torch.cat(qis), torch.cat(bis), over
