@@ -8,7 +8,8 @@ Two parts, both printed as Markdown tables; asserts nothing (a benchmark check, 
    each patch's nearest bank entry with faiss (the default, float32 ``|q|^2 + |b|^2 - 2 q.b``)
    and with the bf16 search (bfloat16 candidates, float32 re-rank), and reports the share of
    patches whose neighbour changed, the largest |distance difference|, the bf16 candidates per
-   patch and the patches that fell back to the float32 level; ``--direct N`` patches per pair
+   patch, the share settled by the projected bound and the patches that fell back to the
+   float32 level; ``--direct N`` patches per pair
    are also checked bit for bit against the brute-force reference ``direct_knn``, and both
    searches' choices against float64 brute force on those, the ``N`` with the largest distance
    difference and up to ``N`` where the two picked different neighbours.
@@ -111,9 +112,9 @@ def neighbours(work: Path, every: int, direct: int) -> list[str]:
     cfg = json.loads((run / "config.json").read_text())
     classes = list(cfg["classes"])
     lines = ["| model | class | images | patches | bank | neighbour changed | max abs d diff | "
-             "candidates / patch | fell back | == direct_knn | faiss max err vs float64 | bf16 max err vs float64 "
+             "candidates / patch | projected | fell back | == direct_knn | faiss max err vs float64 | bf16 max err vs float64 "
              "| faiss = float64 NN | bf16 = float64 NN | faiss s | bf16 s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for model_file in sorted((rep / "models" / "patchcore").glob("*.pt")):
         model = load_model("patchcore", model_file)
         scored = classes if model_file.stem == "global" else [model_file.stem]
@@ -140,7 +141,8 @@ def neighbours(work: Path, every: int, direct: int) -> list[str]:
             lines.append(
                 f"| {model_file.stem} | {cls} | {n_img} | {rows.shape[0]} | {model.bank.shape[0]} "
                 f"| {100 * float((i_f != i_b).float().mean()):.4f} % | {float((d_f - d_b).abs().max()):.3g} "
-                f"| {st['candidates'] / max(1, st['queries']):.2f} | {st['fallback']} | {same} "
+                f"| {st['candidates'] / max(1, st['queries']):.2f} "
+                f"| {100 * st['projected'] / max(1, st['queries']):.1f} % | {st['fallback']} | {same} "
                 f"| {err[0]} | {err[1]} | {err[2]} | {err[3]} | {t1 - t0:.1f} | {t2 - t1:.1f} |")
             print(lines[-1], flush=True)
     return lines

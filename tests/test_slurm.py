@@ -45,31 +45,41 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_snakemake(args: list[str], log: Path, timeout: float) -> tuple[int, str]:
-    """Run snakemake with this interpreter; stdout+stderr go to `log` and are returned.
+def start_snakemake(args: list[str], log: Path) -> subprocess.Popen:
+    """Start snakemake with this interpreter, stdout+stderr to ``log``; :func:`wait_snakemake`
+    collects it."""
+    with open(log, "w") as fh:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "snakemake", *args], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+            env=_clean_env(),
+        )
+
+
+def wait_snakemake(proc: subprocess.Popen, log: Path, timeout: float) -> tuple[int, str]:
+    """``(exit code, log text)`` of a started snakemake.
 
     On timeout snakemake gets SIGINT (it then cancels its Slurm jobs; on SIGTERM it would wait
     for them), then SIGKILL if it has not exited a minute later, and the test fails.
     """
-    cmd = [sys.executable, "-m", "snakemake", *args]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=_clean_env()
-        )
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
         try:
-            rc = proc.wait(timeout=timeout)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            pytest.fail(
-                f"snakemake ran past {timeout:.0f} s: {' '.join(cmd)}\n"
-                f"log: {log}\n{_tail(log.read_text())}"
-            )
+            proc.kill()
+            proc.wait()
+        pytest.fail(
+            f"snakemake ran past {timeout:.0f} s: {' '.join(map(str, proc.args))}\n"
+            f"log: {log}\n{_tail(log.read_text())}"
+        )
     return rc, log.read_text()
+
+
+def run_snakemake(args: list[str], log: Path, timeout: float) -> tuple[int, str]:
+    """Run snakemake with this interpreter; stdout+stderr go to `log` and are returned."""
+    return wait_snakemake(start_snakemake(args, log), log, timeout)
 
 
 def _tail(text: str, n: int = 60) -> str:
@@ -328,19 +338,22 @@ def test_real_workflow_on_slurm_matches_local_run(slurm, tmp_path):
 
     # --cores 2 = the CI profile's `cores`: the multi-threaded rules get the same thread count
     # in both runs, so floating-point reductions and hence the tables are the same bit for bit.
-    common = ["--snakefile", str(SNAKEFILE)]
-    rc, out = run_snakemake(
-        [*common, "--cores", "2", "--directory", str(local), "--configfile",
+    # The local run goes on while the Slurm run mostly waits for sbatch and its status polls
+    # (CI time: the two one after the other took ~350 s).
+    local_proc = start_snakemake(
+        ["--snakefile", str(SNAKEFILE), "--cores", "2", "--directory", str(local), "--configfile",
          str(local / "tiny.yaml")],
         tmp_path / "local.log",
-        timeout=600,
     )
-    assert rc == 0, "local run failed:\n" + _tail(out)
-    rc, out = run_snakemake(
-        [*slurm_profile_args(remote, SNAKEFILE), "--configfile", str(remote / "tiny.yaml")],
-        tmp_path / "slurm.log",
-        timeout=900,
-    )
+    try:
+        rc, out = run_snakemake(
+            [*slurm_profile_args(remote, SNAKEFILE), "--configfile", str(remote / "tiny.yaml")],
+            tmp_path / "slurm.log",
+            timeout=900,
+        )
+    finally:
+        rc_local, out_local = wait_snakemake(local_proc, tmp_path / "local.log", timeout=600)
+    assert rc_local == 0, "local run failed:\n" + _tail(out_local)
     assert rc == 0, "Slurm run failed:\n" + _tail(out)
 
     tables_l = local / "results" / "tiny" / "tables"

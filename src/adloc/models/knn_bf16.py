@@ -9,7 +9,12 @@ together. It is the *direct* formula, not faiss' ``|q|^2 + |b|^2 - 2 q.b``: fais
 values carry its own cancellation error (about ``2^-24 (|q|^2 + |b|^2)`` per distance), so
 they can differ from ``r`` in the last bits and, at near ties, in the neighbour.
 
-Candidate search (:class:`Bf16Search`). Rows are centred on the bank mean ``mu`` (distances
+Levels (:class:`Bf16Search`). Banks of 256+ dimensions are first searched through a projected
+lower bound (:mod:`adloc.models.knn_project`: a 65-wide float32 product instead of the full-width
+bf16 one, the same contract); the queries it cannot settle with at most ``max_candidates``
+candidates go to the bf16 level below, and those to the float32 level.
+
+Candidate search (the bf16 level). Rows are centred on the bank mean ``mu`` (distances
 are translation invariant; centring shrinks the norms that the error scales with):
 ``c = fl32(x - mu)``, ``x~ = bf16(c)``. One bfloat16 matrix product of the augmented rows
 ``[q~, n_q(3 bf16 pieces), 1, 1, 1]`` and ``[-2 b~, 1, 1, 1, n_b(3 pieces)]`` gives

@@ -315,8 +315,9 @@ class PatchCore(FeatureModel):
         )
         if index.stats is not None:
             st = index.stats
-            log.info("predict: bf16 k-NN %d queries, %.2f candidates per query, %d fell back to float32",
-                     st["queries"], st["candidates"] / max(1, st["queries"]), st["fallback"])
+            log.info("predict: bf16 k-NN %d queries (%d settled by the projected bound), %.2f candidates per "
+                     "query, %d fell back to float32", st["queries"], st["projected"],
+                     st["candidates"] / max(1, st["queries"]), st["fallback"])
         return scores, maps
 
     def _score_paper(self, rows, b, h, w, index: KnnIndex):
