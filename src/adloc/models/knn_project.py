@@ -18,10 +18,11 @@ over the eigenvalues ``mu`` of ``A A^T`` (``A^T A + E^T E`` has eigenvalues ``1 
 and 1; ``f - 1 ~ 1e-7`` for a float32 orthonormal ``A``). With ``z(c) = [A c, |E c|]`` and
 ``|E v| >= ||E c*_q| - |E c*_b||``: ``t^2 = |v|^2 >= |z(c*_q) - z(c*_b)|^2 / f``.
 
-Rounding, per row: ``z`` is computed in float64 from ``c`` (error ``<= 1e-10 |c|``, far above
-float64's ~1e-13 for D = 1,024) and rounded to float32 (``<= u |z|``); ``|z(c*) - z(c)| <=
-sqrt(f) u |c*|``. So ``|z32 - z(c*)| <= rho |c|`` with ``rho = 2.01 sqrt(f) u + 1e-10`` (``|c*| <=
-|c| / (1 - u)``, ``|z| <= sqrt(f) |c| (1 + 1e-10)``), and with ``T = |z32_q - z32_b|``:
+Rounding, per row: ``z`` is computed in float64 from ``c`` (error ``<= 1e-10 f |c|``, far above
+float64's ~1e-13 for D = 1,024 and orthonormal ``A``; ``f`` grows with ``|A|``) and rounded to
+float32 (``<= u |z|``); ``|z(c*) - z(c)| <= sqrt(f) u |c*|``. So ``|z32 - z(c*)| <= rho |c|``
+with ``rho = 2.01 sqrt(f) u + 1e-10 f`` (``|c*| <= |c| / (1 - u)``, ``|z| <= sqrt(f) |c| (1 +
+1e-10 f)``), and with ``T = |z32_q - z32_b|``:
 ``sqrt(f) t >= T - eta``, ``eta = rho (|c_q| + |c_b|)``. The float32 product of the augmented
 rows ``[z32_q, n_q, 1]``, ``[-2 z32_b, 1, n_b]`` (``n`` = float32 ``|z32|^2``) gives ``a`` with
 ``|a - T^2| <= beta = g_sum (N_q + N_b)`` as in the bf16 level's float32 case (``N`` = ``n``
@@ -57,7 +58,8 @@ MASK_ROWS = 256
 SAMPLE_MIN = 256
 #: rows turned into ``z`` at a time (float64: 2,048 x 1,024 is 16 MB)
 ROW_CHUNK = 2048
-#: float64 error allowance of ``z`` per unit ``|c|`` (the module docstring)
+#: float64 error allowance of ``z`` per unit ``|c|`` (the module docstring), times ``f`` (which
+#: grows with ``|A|``, the float64 error's other factor)
 Z64_ERR = 1e-10
 
 
@@ -90,14 +92,13 @@ class ProjectedLevel:
         mu = torch.linalg.eigvalsh(self.a64 @ self.a64.t())
         lo_mu, hi_mu = float(mu.min()), float(mu.max())
         self.f = max(1.0, 1 - lo_mu + lo_mu * lo_mu, 1 - hi_mu + hi_mu * hi_mu) * (1 + 1e-9)
-        self.rho = 2.01 * math.sqrt(self.f) * U32 + Z64_ERR
+        self.rho = 2.01 * math.sqrt(self.f) * U32 + Z64_ERR * self.f
         self.m = math.ceil(math.log2(max(2, full))) + 3
         self.g = _gamma(dim + 1)
         self.g_sum = 2.1 * _gamma(dim + 3) + self.g
         z, n, cn = self._rows(bank_c)
         aug = torch.cat([z * -2, torch.ones(z.shape[0], 1), n.float().unsqueeze(1)], 1)
-        self.aug = aug.contiguous()
-        self._aug_t = np.ascontiguousarray(aug.numpy().T)
+        self._aug_t = np.ascontiguousarray(aug.numpy().T)  # (d + 3, M) for numpy's GEMM
         self._buf = None
         self.n_max = float(n.max()) * (1 + 2 * self.g)
         self.c_max = float(cn.max())
@@ -121,7 +122,7 @@ class ProjectedLevel:
         """``x @ aug^T`` (float32 (Q, M)) into a reused buffer, by numpy's BLAS (OpenBLAS) on
         torch's thread count: torch's MKL float32 GEMM ran at 46 GFLOP/s for this thin shape
         on a 2-core AMD Zen 4, OpenBLAS at 126 (any summation order keeps the bound: ``beta``)."""
-        nq, m = x.shape[0], self.aug.shape[0]
+        nq, m = x.shape[0], self._aug_t.shape[1]
         if self._buf is None or self._buf.shape[0] < nq:
             self._buf = np.empty((nq, m), dtype=np.float32)
         out = self._buf[:nq]
